@@ -1,0 +1,1 @@
+//! Daemon plumbing (being written).

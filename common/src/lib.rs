@@ -1,0 +1,7 @@
+//! Code shared by the toolkit's binaries (`hbeat`, `ldir`, `fakeip`, `monitor`), split by subject:
+//! [`config`] (TOML loading and error reporting) and [`daemon`] (logging, signals, systemd notify,
+//! exit codes). Later subjects (IPVS netlink, addresses and ARP, probes, the control socket) join as
+//! their own modules. Nothing here starts threads or touches the system on its own: callers decide.
+
+pub mod config;
+pub mod daemon;
