@@ -1,1 +1,11 @@
-fn main() {}
+//! The `ldir` command line: arguments in, the library does the work.
+
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "ldir", version, about = ldir::ABOUT, arg_required_else_help = true)]
+struct Cli {}
+
+fn main() {
+    let Cli {} = Cli::parse();
+}
