@@ -1,1 +1,125 @@
-//! Harness for integration tests.
+//! Harness for the integration tests that run on the host kernel in network namespaces (no VM): it builds
+//! the lab topology of `tests/topo.sh` under a unique name prefix, runs commands in its nodes, and removes
+//! it when dropped. Tests that need IPVS run in the lab VM instead (`tests/lab test`), not here.
+//!
+//! These tests need root (they create namespaces); without it they fail and say so, never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The workspace root (the checkout).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Fails the test, loudly, when not root: namespaces cannot be made otherwise.
+pub fn require_root() {
+    let uid = Command::new("id").arg("-u").output().expect("run `id -u`");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "host-netns tests need root (they create network namespaces): run `cargo test` as root"
+    );
+}
+
+/// A lab topology (see `tests/topo.sh`) on the host kernel, removed on drop.
+pub struct Topology {
+    prefix: String,
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Topology {
+    /// Builds the topology with `args` (`--hb`, `--no-http`) under a prefix unique to this process and call.
+    pub fn up(args: &[&str]) -> Topology {
+        require_root();
+        let prefix = format!(
+            "t{}-{}-",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let topo = Topology { prefix };
+        let out = topo.script(&[&["up"], args].concat());
+        assert!(
+            out.status.success(),
+            "topo.sh up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        topo
+    }
+
+    /// The namespace prefix of this topology.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The full namespace name of `node` (`d1`, `r1`, `c`, `sw`, ...).
+    pub fn netns(&self, node: &str) -> String {
+        format!("{}{}", self.prefix, node)
+    }
+
+    /// Runs `topo.sh ARGS` for this topology.
+    pub fn script(&self, args: &[&str]) -> Output {
+        Command::new(workspace_root().join("tests/topo.sh"))
+            .args(args)
+            .env("TOPO_PREFIX", &self.prefix)
+            .output()
+            .expect("run tests/topo.sh (bash and iproute2 are needed)")
+    }
+
+    /// Runs `cmd` in `node`'s namespace.
+    pub fn exec(&self, node: &str, cmd: &[&str]) -> Output {
+        self.script(&[&["exec", node], cmd].concat())
+    }
+
+    /// Removes the topology now, returning topo.sh's error output on failure.
+    pub fn down(mut self) -> Result<(), String> {
+        let r = self.remove();
+        self.prefix.clear();
+        r
+    }
+
+    fn remove(&self) -> Result<(), String> {
+        let out = self.script(&["down"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if !self.prefix.is_empty() {
+            let _ = self.remove();
+        }
+    }
+}
+
+/// The namespaces that currently exist (`ip netns list`, names only).
+pub fn namespaces() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("run `ip netns list` (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// Stdout of a command that must succeed, trimmed; panics with its stderr otherwise.
+pub fn stdout_ok(what: &str, out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
