@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Builds the lab VM's boot files into OUT: `vmlinuz` (Debian's kernel, ip_vs as modules) and
+# Builds the lab VM's boot files into the directory OUT (created here): `vmlinuz` (Debian's kernel, ip_vs as modules) and
 # `initramfs.gz` (busybox-static, the modules the lab needs, tests/vm/init as /init).
 # Usage: build-image.sh OUT KERNEL_PACKAGE
 # Needs: apt-get (the package lists), dpkg-deb, depmod (kmod), cpio, gzip, /bin/busybox (busybox-static).
 set -euo pipefail
 out=$1 pkg=$2
 here=$(cd "$(dirname "$0")" && pwd)
-work=$(mktemp -d "${out}.build.XXXXXX")
+work=$(mktemp -d "${out}.build.XXXXXX")  # beside OUT: same filesystem, so the final rename is atomic
 trap 'rm -rf "$work"' EXIT
 
 cd "$work"
@@ -39,5 +39,8 @@ depmod -b "$root" "$kver"
 (cd $root && find . | cpio -o -H newc --quiet) | gzip -1 > initramfs.gz
 cp deb/boot/vmlinuz-"$kver" vmlinuz
 echo "$kver" > kernel-version
-mkdir -p "$out"
-mv vmlinuz initramfs.gz kernel-version "$out"/
+# Appears whole or not at all: several builds may race (parallel tests on a fresh machine); the first
+# rename wins and the others find the image there.
+mkdir image
+mv vmlinuz initramfs.gz kernel-version image/
+mv -T image "$out" 2>/dev/null || [ -f "$out/kernel-version" ]
