@@ -1,0 +1,399 @@
+//! `http` and `https`: a request gets a status in the expected ranges and, optionally, a body
+//! matching a regex (ldirectord's `service = http(s)` with `request`/`receive`/`virtualhost`,
+//! keepalived's `HTTP_GET`/`SSL_GET`).
+//!
+//! Each check opens a fresh connection (idle connections are never kept), so an up result means the
+//! server accepts new connections now. Redirects are not followed unless `follow_redirects` is set
+//! (a redirect status is then judged like any other); proxies from the environment are never used.
+//! HTTPS verifies the certificate unless `verify = false` ([`super::tls`]); the name checked and sent
+//! as SNI is `sni`, else `host`, else none (the certificate must then name the IP address). Only
+//! HTTP/1.1 is spoken. Bodies are read up to [`BODY_LIMIT`] when a regex is given, not at all
+//! otherwise.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::tls::{self, TlsConfigs, TlsKey};
+use super::{Down, Pattern, io_reason};
+
+/// How much of a body is searched for the regex: 1 MiB (a health page is small; a huge answer must
+/// not make a check expensive).
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// An HTTP(S) check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// `GET` (default) or `HEAD` (ldirectord's `httpmethod`).
+    #[serde(default)]
+    pub method: Method,
+    /// The path and query, `/` by default (ldirectord's `request`; a leading `/` is added).
+    #[serde(default = "default_path", deserialize_with = "de_path")]
+    pub path: String,
+    /// The Host header (ldirectord's and keepalived's `virtualhost`); by default the target's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Statuses that count as up: `"200-299"` (default), `"200,301-302"`.
+    #[serde(default)]
+    pub expect: StatusRanges,
+    /// A regex the body must match (ldirectord's `receive`); GET only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<Pattern>,
+    /// The TLS server name (SNI, and the name the certificate must carry); defaults to `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Verify the server's certificate (https); on unless explicitly turned off.
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// Trust only the CA certificates in this PEM file instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Follow redirects (up to 10); off by default.
+    #[serde(default)]
+    pub follow_redirects: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_path() -> String {
+    "/".to_string()
+}
+
+fn de_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let p = String::deserialize(d)?;
+    Ok(normalize_path(&p))
+}
+
+/// Adds the leading `/` ldirectord adds to a `request`.
+pub fn normalize_path(p: &str) -> String {
+    if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            method: Method::Get,
+            path: default_path(),
+            host: None,
+            expect: StatusRanges::default(),
+            regex: None,
+            sni: None,
+            verify: true,
+            ca_file: None,
+            follow_redirects: false,
+        }
+    }
+}
+
+impl Http {
+    pub(super) fn problems(&self, out: &mut Vec<(&'static str, String)>) {
+        if self.regex.is_some() && self.method == Method::Head {
+            out.push(("regex", "a HEAD request has no body to match".to_string()));
+        }
+        if self.path.contains(char::is_whitespace) {
+            out.push(("path", "must not contain blanks".to_string()));
+        }
+    }
+}
+
+/// The request method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// GET (default).
+    #[default]
+    Get,
+    /// HEAD: status only.
+    Head,
+}
+
+/// Status code ranges, written `"200-299,304"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatusRanges(Vec<(u16, u16)>);
+
+impl Default for StatusRanges {
+    /// 200-299, keepalived's `status_code` default and ldirectord's "any 2xx" (classic-tools.md §1.4).
+    fn default() -> Self {
+        StatusRanges(vec![(200, 299)])
+    }
+}
+
+impl StatusRanges {
+    /// Whether `status` is in one of the ranges.
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+impl FromStr for StatusRanges {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let parse = |x: &str| -> Result<u16, String> {
+                match x.trim().parse::<u16>() {
+                    Ok(n) if (100..=599).contains(&n) => Ok(n),
+                    _ => Err(format!(
+                        "{part:?} is not a status code or range 100-599 (write e.g. \"200-299,301\")"
+                    )),
+                }
+            };
+            let (lo, hi) = (parse(lo)?, parse(hi)?);
+            if lo > hi {
+                return Err(format!("range {part:?} is backwards"));
+            }
+            out.push((lo, hi));
+        }
+        Ok(StatusRanges(out))
+    }
+}
+
+impl fmt::Display for StatusRanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (lo, hi)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if lo == hi {
+                write!(f, "{lo}")?
+            } else {
+                write!(f, "{lo}-{hi}")?
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for StatusRanges {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusRanges {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// What makes two checks need different HTTP clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    tls: Option<TlsKey>,
+    source: Option<IpAddr>,
+    follow_redirects: bool,
+    /// A TLS server name pinned to the target's address (reqwest connects by URL host).
+    resolve: Option<(String, SocketAddr)>,
+}
+
+/// HTTP clients shared by checks with the same [`ClientKey`].
+#[derive(Default)]
+pub(super) struct Clients {
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    tls: TlsConfigs,
+}
+
+impl Clients {
+    fn client(&self, key: &ClientKey) -> Result<reqwest::Client, Down> {
+        if let Some(c) = self
+            .clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return Ok(c.clone());
+        }
+        let mut b = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .http1_only()
+            .tcp_nodelay(true)
+            .redirect(if key.follow_redirects {
+                reqwest::redirect::Policy::limited(10)
+            } else {
+                reqwest::redirect::Policy::none()
+            })
+            .local_address(key.source);
+        if let Some(t) = &key.tls {
+            let config = self.tls.get(t, &[b"http/1.1"])?;
+            b = b.tls_backend_preconfigured((*config).clone());
+        }
+        if let Some((name, addr)) = &key.resolve {
+            b = b.resolve(name, *addr);
+        }
+        let client = b
+            .build()
+            .map_err(|e| Down(format!("http client setup: {}", chain(&e))))?;
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), client.clone());
+        Ok(client)
+    }
+
+    pub(super) async fn check(
+        &self,
+        h: &Http,
+        tls: bool,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<String, Down> {
+        let name = if tls {
+            h.sni
+                .as_ref()
+                .or(h.host.as_ref())
+                .filter(|n| n.parse::<IpAddr>().is_err())
+        } else {
+            None
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let url = match name {
+            Some(n) => format!("{scheme}://{n}:{}{}", addr.port(), h.path),
+            None => format!("{scheme}://{addr}{}", h.path),
+        };
+        let key = ClientKey {
+            tls: tls.then(|| TlsKey {
+                verify: h.verify,
+                ca_file: h.ca_file.clone(),
+            }),
+            source,
+            follow_redirects: h.follow_redirects,
+            resolve: name.map(|n| (n.clone(), addr)),
+        };
+        let client = self.client(&key)?;
+        let method = match h.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+        };
+        let mut req = client.request(method, &url).timeout(timeout);
+        if let Some(host) = &h.host {
+            let port = if addr.port() == if tls { 443 } else { 80 } {
+                String::new()
+            } else {
+                format!(":{}", addr.port())
+            };
+            req = req.header(reqwest::header::HOST, format!("{host}{port}"));
+        }
+        let mut resp = req.send().await.map_err(|e| request_reason(&e))?;
+        let status = resp.status();
+        let status_line = match status.canonical_reason() {
+            Some(r) => format!("{} {r}", status.as_u16()),
+            None => status.as_u16().to_string(),
+        };
+        if !h.expect.contains(status.as_u16()) {
+            return Err(Down(format!("status {status_line}, expected {}", h.expect)));
+        }
+        if let Some(re) = &h.regex {
+            let mut body = Vec::new();
+            loop {
+                if re.is_match(&body) {
+                    return Ok(status_line);
+                }
+                if body.len() >= BODY_LIMIT {
+                    break;
+                }
+                match resp.chunk().await.map_err(|e| request_reason(&e))? {
+                    Some(c) => body.extend_from_slice(&c[..c.len().min(BODY_LIMIT - body.len())]),
+                    None => break,
+                }
+            }
+            return Err(Down(format!(
+                "{status_line} but the body does not match /{}/",
+                re.as_str()
+            )));
+        }
+        Ok(status_line)
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn request_reason(e: &reqwest::Error) -> Down {
+    if let Some(t) = tls::find_rustls_error(e) {
+        return Down(tls::reason(t));
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_none_or(|i| i.downcast_ref::<rustls::Error>().is_none())
+        {
+            return io_reason("", io);
+        }
+        cur = err.source();
+    }
+    if e.is_timeout() {
+        return Down("timed out".into());
+    }
+    if e.is_redirect() {
+        return Down("too many redirects".into());
+    }
+    let c = chain(e);
+    if c.contains("connection closed before message completed") || c.contains("IncompleteMessage") {
+        return Down("connection closed before a response".into());
+    }
+    Down(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_ranges() {
+        let r: StatusRanges = "200-299, 301".parse().unwrap();
+        assert!(r.contains(200) && r.contains(299) && r.contains(301));
+        assert!(!r.contains(300) && !r.contains(302));
+        assert_eq!(r.to_string(), "200-299,301");
+        assert!(
+            "299-200"
+                .parse::<StatusRanges>()
+                .unwrap_err()
+                .contains("backwards")
+        );
+        assert!(
+            "2xx"
+                .parse::<StatusRanges>()
+                .unwrap_err()
+                .contains("not a status code")
+        );
+        assert!("99".parse::<StatusRanges>().is_err());
+    }
+
+    #[test]
+    fn paths_get_a_leading_slash() {
+        assert_eq!(normalize_path("health"), "/health");
+        assert_eq!(normalize_path("/x?y=1"), "/x?y=1");
+    }
+}

@@ -1,0 +1,426 @@
+//! Health probes: one engine for every check that `ldir` and `monitor` run.
+//!
+//! A probe is plain data: a [`Spec`] (the kind of check and its parameters, a timeout, an optional
+//! source address, an optional port) is what a configuration file holds, with the same TOML schema
+//! in `ldir` and `monitor`; a [`Probe`] is a spec bound to one target address. Probes are `Eq` and
+//! `Hash`, so identical probes asked for by several users can be recognised and run once
+//! ([`engine`]).
+//!
+//! [`Prober::run`] performs one check and returns an [`Outcome`]: up or down, the latency, and a
+//! one-line reason (`200 OK`, `connection refused`, `timeout after 2s`). It never panics and never
+//! blocks a thread; every check is bounded by its timeout, after which whatever it started (a
+//! connection, a child process and its process group) is torn down.
+//!
+//! Kinds, one module each: [`tcp`] connect, [`http`] (`http`, `https`), [`ping`] (ICMP echo),
+//! [`dns`], [`udp`], [`simpletcp`], [`external`] (ldirectord check scripts and mon monitors).
+//!
+//! Deliberately not here: hysteresis (N failures before a server is declared down) and what to do
+//! with a result (IPVS weights, alerts) — those belong to `ldir` and `monitor`. Host names are never
+//! resolved: targets are IP addresses, as in the IPVS table.
+
+pub mod dns;
+pub mod engine;
+pub mod external;
+pub mod http;
+pub mod ping;
+pub mod simpletcp;
+pub mod tcp;
+pub mod tls;
+pub mod udp;
+
+mod text;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::config::{self, Validate, Validator};
+
+pub use engine::{Engine, EngineOptions, Report, Runner, Watch};
+pub use text::{Pattern, unescape};
+
+/// A check's timeout when the configuration gives none: ldirectord's `negotiatetimeout` default
+/// (classic-tools.md §1.3) is 5 s, keepalived's `connect_timeout` default is 5 s (peers.md §1.3).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to check and how, without the target: the part a configuration holds.
+///
+/// In TOML: `kind = "http"`, `port = 8080`, `timeout = "2s"`, `source = "192.0.2.1"`, then the
+/// kind's own fields (see [`Check`]). Unknown fields are rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Spec {
+    /// The port to check; the kind's well-known port when absent ([`Check::default_port`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// How long the whole check may take, connection included.
+    #[serde(default = "default_timeout")]
+    pub timeout: config::Duration,
+    /// The local address to send from (keepalived's `bindto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<config::IpAddr>,
+    /// The kind and its parameters.
+    #[serde(flatten)]
+    pub check: Check,
+}
+
+fn default_timeout() -> config::Duration {
+    DEFAULT_TIMEOUT.into()
+}
+
+impl Spec {
+    /// A spec with the default timeout, no source address and the kind's default port.
+    pub fn new(check: Check) -> Spec {
+        Spec {
+            port: None,
+            timeout: default_timeout(),
+            source: None,
+            check,
+        }
+    }
+
+    /// The port the check talks to: the configured one, else the kind's default.
+    pub fn port(&self) -> Option<u16> {
+        self.port.or_else(|| self.check.default_port())
+    }
+
+    /// Problems that serde cannot see; the same as [`Validate`] reports, as plain messages
+    /// `(field, message)`, for callers without a TOML document (the command line).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.check.needs_port() && self.port().is_none() {
+            out.push((
+                "port",
+                format!("a {} check needs a port", self.check.name()),
+            ));
+        }
+        if self.timeout.as_std().is_zero() {
+            out.push(("timeout", "must be more than 0s".to_string()));
+        }
+        self.check.problems(&mut out);
+        out
+    }
+}
+
+impl Validate for Spec {
+    fn validate(&self, v: &mut Validator) {
+        for (field, message) in self.problems() {
+            v.error_at(field, None, message);
+        }
+    }
+}
+
+/// A probe: a [`Spec`] bound to one target. Two equal probes do the same thing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Probe {
+    /// The address checked (the real server).
+    pub target: IpAddr,
+    /// How it is checked.
+    #[serde(flatten)]
+    pub spec: Spec,
+}
+
+impl Probe {
+    /// Binds `spec` to `target`.
+    pub fn new(target: IpAddr, spec: Spec) -> Probe {
+        Probe { target, spec }
+    }
+
+    /// The target with the port the check uses, if the kind has one.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.spec.port().map(|p| SocketAddr::new(self.target, p))
+    }
+
+    /// How the target is shown: `192.0.2.13:80`, `[2001:db8::13]:80`, or `192.0.2.13` for ping.
+    pub fn target_display(&self) -> String {
+        match self.addr() {
+            Some(a) if !matches!(self.spec.check, Check::Ping(_)) => a.to_string(),
+            _ => self.target.to_string(),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.spec.timeout.as_std()
+    }
+}
+
+/// The kinds of check and their own parameters, tagged by `kind` in TOML and JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Check {
+    /// A TCP connection is accepted ([`tcp`]).
+    Tcp(tcp::Tcp),
+    /// An HTTP request gets an expected answer ([`http`]).
+    Http(http::Http),
+    /// The same over TLS ([`http`]).
+    Https(http::Http),
+    /// ICMP echo replies ([`ping`]).
+    Ping(ping::Ping),
+    /// A DNS query is answered ([`dns`]).
+    Dns(dns::Dns),
+    /// A UDP datagram is answered ([`udp`]).
+    Udp(udp::Udp),
+    /// Bytes sent over TCP get an answer matching a regex ([`simpletcp`]).
+    SimpleTcp(simpletcp::SimpleTcp),
+    /// A command exits 0 ([`external`]).
+    External(external::External),
+}
+
+impl Check {
+    /// The kind's name as written in configurations and output: `http`, `tcp`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            Check::Tcp(_) => "tcp",
+            Check::Http(_) => "http",
+            Check::Https(_) => "https",
+            Check::Ping(_) => "ping",
+            Check::Dns(_) => "dns",
+            Check::Udp(_) => "udp",
+            Check::SimpleTcp(_) => "simpletcp",
+            Check::External(_) => "external",
+        }
+    }
+
+    /// The well-known port of the kind (ldirectord's defaults, classic-tools.md §1.4), if any.
+    pub fn default_port(&self) -> Option<u16> {
+        match self {
+            Check::Http(_) => Some(80),
+            Check::Https(_) => Some(443),
+            Check::Dns(_) => Some(53),
+            Check::Tcp(_)
+            | Check::Ping(_)
+            | Check::Udp(_)
+            | Check::SimpleTcp(_)
+            | Check::External(_) => None,
+        }
+    }
+
+    fn needs_port(&self) -> bool {
+        matches!(self, Check::Tcp(_) | Check::Udp(_) | Check::SimpleTcp(_))
+    }
+
+    fn problems(&self, out: &mut Vec<(&'static str, String)>) {
+        match self {
+            Check::Http(h) | Check::Https(h) => h.problems(out),
+            Check::Ping(p) => p.problems(out),
+            Check::External(e) => e.problems(out),
+            Check::Dns(d) => d.problems(out),
+            Check::Tcp(_) | Check::Udp(_) | Check::SimpleTcp(_) => {}
+        }
+    }
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// Whether the service answered as expected.
+    pub up: bool,
+    /// From the start of the check to its verdict (for a timeout: the timeout).
+    #[serde(serialize_with = "ser_ms")]
+    pub latency: Duration,
+    /// One line: what was seen (`200 OK`) or what went wrong (`connection refused`).
+    pub reason: String,
+}
+
+fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+impl Outcome {
+    /// `12.3ms`, the latency as printed on a result line.
+    pub fn latency_display(&self) -> String {
+        format!("{:.1}ms", self.latency.as_secs_f64() * 1e3)
+    }
+}
+
+/// Why a check failed: the one-line reason of a down [`Outcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Down(pub String);
+
+impl fmt::Display for Down {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Down {
+    fn from(s: String) -> Down {
+        Down(s)
+    }
+}
+
+impl From<&str> for Down {
+    fn from(s: &str) -> Down {
+        Down(s.to_string())
+    }
+}
+
+/// An I/O error as a reason: the OS's words, lower case, without the errno number.
+pub(crate) fn io_reason(what: &str, e: &std::io::Error) -> Down {
+    use std::io::ErrorKind::*;
+    let words = match e.kind() {
+        ConnectionRefused => "connection refused".to_string(),
+        ConnectionReset => "connection reset by peer".to_string(),
+        TimedOut => "timed out".to_string(),
+        HostUnreachable => "host unreachable".to_string(),
+        NetworkUnreachable => "network unreachable".to_string(),
+        AddrNotAvailable => "source address not available".to_string(),
+        UnexpectedEof => "connection closed by peer".to_string(),
+        _ => {
+            let s = e.to_string();
+            match s.find(" (os error") {
+                Some(i) => s[..i].to_lowercase(),
+                None => s.to_lowercase(),
+            }
+        }
+    };
+    if what.is_empty() {
+        Down(words)
+    } else {
+        Down(format!("{what}: {words}"))
+    }
+}
+
+/// Runs checks. Holds what checks may share and reuse (HTTP clients, TLS settings, ICMP sockets);
+/// cheap to share behind an `Arc` between many concurrent checks.
+#[derive(Default)]
+pub struct Prober {
+    http: http::Clients,
+    ping: ping::Pingers,
+}
+
+impl Prober {
+    /// A prober with empty caches.
+    pub fn new() -> Prober {
+        Prober::default()
+    }
+
+    /// Performs one check of `probe`, bounded by its timeout.
+    pub async fn run(&self, probe: &Probe) -> Outcome {
+        let start = Instant::now();
+        let timeout = probe.timeout();
+        let result = tokio::time::timeout(timeout, self.dispatch(probe, timeout)).await;
+        let latency = start.elapsed();
+        match result {
+            Ok(Ok(reason)) => Outcome {
+                up: true,
+                latency,
+                reason: one_line(&reason),
+            },
+            Ok(Err(Down(reason))) => Outcome {
+                up: false,
+                latency,
+                reason: one_line(&reason),
+            },
+            Err(_) => Outcome {
+                up: false,
+                latency,
+                reason: format!("timeout after {}", probe.spec.timeout),
+            },
+        }
+    }
+
+    async fn dispatch(&self, probe: &Probe, timeout: Duration) -> Result<String, Down> {
+        let source = probe.spec.source.map(|s| s.get());
+        let addr = probe.addr();
+        let need_addr = || addr.ok_or_else(|| Down("no port to check".into()));
+        match &probe.spec.check {
+            Check::Tcp(_) => tcp::check(need_addr()?, source).await,
+            Check::Http(h) => {
+                self.http
+                    .check(h, false, need_addr()?, source, timeout)
+                    .await
+            }
+            Check::Https(h) => {
+                self.http
+                    .check(h, true, need_addr()?, source, timeout)
+                    .await
+            }
+            Check::Ping(p) => self.ping.check(p, probe.target, source, timeout).await,
+            Check::Dns(d) => dns::check(d, need_addr()?, source).await,
+            Check::Udp(u) => udp::check(u, need_addr()?, source).await,
+            Check::SimpleTcp(s) => simpletcp::check(s, need_addr()?, source).await,
+            Check::External(e) => external::check(e, probe.target, addr).await,
+        }
+    }
+}
+
+impl Runner for Prober {
+    fn run(&self, probe: Arc<Probe>) -> impl Future<Output = Outcome> + Send {
+        async move { Prober::run(self, &probe).await }
+    }
+}
+
+/// Keeps the first line of `s`, trimmed, at most 200 characters: reasons are one line.
+pub(crate) fn one_line(s: &str) -> String {
+    let line = s
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let mut out: String = line.chars().take(200).collect();
+    if line.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_from_toml_with_kind_fields() {
+        let spec: Spec = config::parse_str(
+            "check.toml",
+            "kind = \"http\"\ntimeout = \"2s\"\npath = \"/health\"\nexpect = \"200-299,301\"\nhost = \"www.example.org\"\n",
+        )
+        .unwrap();
+        assert_eq!(spec.port(), Some(80));
+        assert_eq!(spec.timeout.as_std(), Duration::from_secs(2));
+        let Check::Http(h) = &spec.check else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(h.path, "/health");
+        assert_eq!(h.host.as_deref(), Some("www.example.org"));
+        assert!(h.expect.contains(301) && h.expect.contains(204) && !h.expect.contains(302));
+    }
+
+    #[test]
+    fn spec_rejects_unknown_fields_and_kinds() {
+        let e = config::parse_str::<Spec>("c.toml", "kind = \"tcp\"\nport = 22\nbogus = 1\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = config::parse_str::<Spec>("c.toml", "kind = \"gopher\"\n").unwrap_err();
+        assert!(e.to_string().contains("gopher"), "{e}");
+    }
+
+    #[test]
+    fn spec_validation_reports_missing_port() {
+        let e = config::parse_str::<Spec>("c.toml", "kind = \"tcp\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("port: a tcp check needs a port"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn equal_specs_make_equal_probes() {
+        let a: Spec = config::parse_str("a.toml", "kind = \"tcp\"\nport = 22\n").unwrap();
+        let b: Spec =
+            config::parse_str("b.toml", "port = 22\nkind = \"tcp\"\ntimeout = \"5s\"\n").unwrap();
+        let ip: IpAddr = "192.0.2.13".parse().unwrap();
+        assert_eq!(Probe::new(ip, a.clone()), Probe::new(ip, b));
+        let c: Spec = config::parse_str("c.toml", "kind = \"tcp\"\nport = 23\n").unwrap();
+        assert_ne!(Probe::new(ip, a), Probe::new(ip, c));
+    }
+
+    #[test]
+    fn reasons_are_one_line() {
+        assert_eq!(one_line("\n  first line \nsecond"), "first line");
+        assert_eq!(one_line(&"x".repeat(300)).chars().count(), 201);
+    }
+}

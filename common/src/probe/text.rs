@@ -1,0 +1,241 @@
+//! Small text types shared by probe kinds: [`Pattern`] (a regex that compares and hashes by its
+//! source, so probes stay `Eq + Hash`), [`unescape`] for payloads written as text (`\r\n`, `\x00`),
+//! and a shell-like argv splitter for external commands. No I/O.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A regular expression (the `regex` crate's syntax, close to Perl's for what checks use), compiled
+/// when the configuration is read, so a bad one is a configuration error with its location.
+#[derive(Clone)]
+pub struct Pattern(regex::bytes::Regex);
+
+impl Pattern {
+    /// Compiles `source`; the error says what is wrong with it.
+    pub fn new(source: &str) -> Result<Pattern, String> {
+        regex::bytes::Regex::new(source).map(Pattern).map_err(|e| {
+            format!(
+                "not a valid regex: {}",
+                e.to_string().lines().last().unwrap_or("").trim()
+            )
+        })
+    }
+
+    /// Whether the pattern matches somewhere in `haystack` (bytes, which need not be UTF-8).
+    pub fn is_match(&self, haystack: &[u8]) -> bool {
+        self.0.is_match(haystack)
+    }
+
+    /// The source the pattern was compiled from.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pattern({:?})", self.as_str())
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Pattern {}
+
+impl Hash for Pattern {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Pattern::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Turns `\n`, `\r`, `\t`, `\\`, `\0` and `\xNN` into bytes; any other character stands for its
+/// UTF-8 bytes. ldirectord expands `\n` in simpletcp requests (classic-tools.md §1.4); the rest
+/// lets binary payloads (UDP, RADIUS-like) be written in a TOML string.
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push(b'\n'),
+            Some('r') => out.push(b'\r'),
+            Some('t') => out.push(b'\t'),
+            Some('0') => out.push(0),
+            Some('\\') => out.push(b'\\'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                match u8::from_str_radix(&hex, 16) {
+                    Ok(b) if hex.len() == 2 => out.push(b),
+                    _ => {
+                        return Err(format!(
+                            "\\x must be followed by two hex digits, got {hex:?}"
+                        ));
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unknown escape \\{other} (use \\n \\r \\t \\0 \\\\ \\xNN)"
+                ));
+            }
+            None => return Err("ends with a lone backslash".to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// A payload written as text with escapes ([`unescape`]); kept as written, checked when read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Payload(String);
+
+impl Payload {
+    /// Checks the escapes of `s`.
+    pub fn new(s: &str) -> Result<Payload, String> {
+        unescape(s)?;
+        Ok(Payload(s.to_string()))
+    }
+
+    /// The bytes to send.
+    pub fn bytes(&self) -> Vec<u8> {
+        unescape(&self.0).unwrap_or_default()
+    }
+
+    /// As written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Payload::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Splits a command line into words like a POSIX shell would, without running one: words are
+/// separated by blanks, `'…'` keeps everything literally, `"…"` keeps blanks and honours `\"` and
+/// `\\`, a backslash outside quotes escapes the next character. No variables, globs or operators.
+pub fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated single quote".to_string()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err("unterminated double quote".to_string()),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err("unterminated double quote".to_string()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err("ends with a lone backslash".to_string()),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes() {
+        assert_eq!(unescape("a\\r\\n\\x00\\\\").unwrap(), b"a\r\n\0\\");
+        assert!(unescape("\\xZ1").unwrap_err().contains("two hex digits"));
+        assert!(unescape("\\q").unwrap_err().contains("unknown escape"));
+        assert!(unescape("a\\").is_err());
+    }
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(
+            split_words("  /bin/check -p 80 ").unwrap(),
+            ["/bin/check", "-p", "80"]
+        );
+        assert_eq!(
+            split_words("sh -c 'exit 1; echo x'").unwrap(),
+            ["sh", "-c", "exit 1; echo x"]
+        );
+        assert_eq!(
+            split_words(r#"a "b \"c\" d" e\ f ''"#).unwrap(),
+            ["a", "b \"c\" d", "e f", ""]
+        );
+        assert!(split_words("'open").is_err());
+    }
+
+    #[test]
+    fn patterns_compare_by_source() {
+        assert_eq!(Pattern::new("^OK").unwrap(), Pattern::new("^OK").unwrap());
+        assert!(
+            Pattern::new("(")
+                .unwrap_err()
+                .starts_with("not a valid regex")
+        );
+    }
+}
