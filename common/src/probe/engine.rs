@@ -341,3 +341,164 @@ async fn sleep_until(at: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::probe::{Check, Spec, tcp::Tcp};
+
+    /// Records when each probe ran, takes `delay` per run, tracks runs in flight.
+    struct Fake {
+        delay: Duration,
+        runs: Mutex<Vec<(Instant, IpAddr)>>,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    impl Fake {
+        fn new(delay: Duration) -> Arc<Fake> {
+            Arc::new(Fake { delay, runs: Mutex::default(), in_flight: 0.into(), max_in_flight: 0.into() })
+        }
+        fn runs(&self, target: &str) -> Vec<Instant> {
+            let ip: IpAddr = target.parse().unwrap();
+            self.runs.lock().unwrap().iter().filter(|(_, t)| *t == ip).map(|(at, _)| *at).collect()
+        }
+    }
+
+    impl Runner for Fake {
+        fn run(&self, probe: Arc<Probe>) -> impl Future<Output = Outcome> + Send {
+            async move {
+                self.runs.lock().unwrap().push((Instant::now(), probe.target));
+                let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(self.delay).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Outcome { up: true, latency: self.delay, reason: "fake".into() }
+            }
+        }
+    }
+
+    fn probe(target: &str) -> Probe {
+        let mut spec = Spec::new(Check::Tcp(Tcp {}));
+        spec.port = Some(80);
+        Probe::new(target.parse().unwrap(), spec)
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn identical_probes_run_once_per_interval_for_all_users() {
+        let fake = Fake::new(Duration::from_millis(10));
+        let engine = Engine::spawn(fake.clone(), EngineOptions::default());
+        let mut a = engine.watch(probe("192.0.2.13"), 2 * S);
+        let mut b = engine.watch(probe("192.0.2.13"), 2 * S);
+        let mut other = engine.watch(probe("192.0.2.14"), 2 * S);
+        tokio::time::sleep(10 * S + Duration::from_millis(500)).await;
+        // First run within the first interval, then every 2 s: 5 or 6 runs in 10.5 s, not twice that.
+        let runs = fake.runs("192.0.2.13");
+        assert!((5..=6).contains(&runs.len()), "{runs:?}");
+        for w in runs.windows(2) {
+            assert_eq!(w[1] - w[0], 2 * S);
+        }
+        assert!((5..=6).contains(&fake.runs("192.0.2.14").len()));
+        for _ in 0..runs.len() {
+            assert_eq!(a.recv().await.unwrap().probe.target.to_string(), "192.0.2.13");
+            assert!(b.recv().await.unwrap().outcome.up);
+            other.recv().await.unwrap();
+        }
+        assert!(a.rx.try_recv().is_err() && b.rx.try_recv().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_runs_spread_over_the_interval() {
+        let fake = Fake::new(Duration::from_millis(1));
+        let engine = Engine::spawn(fake.clone(), EngineOptions::default());
+        let start = Instant::now();
+        let watches: Vec<_> = (1..=50).map(|i| engine.watch(probe(&format!("192.0.2.{i}")), 10 * S)).collect();
+        tokio::time::sleep(10 * S - Duration::from_millis(1)).await;
+        let runs = fake.runs.lock().unwrap().clone();
+        assert_eq!(runs.len(), 50, "every probe runs once within its first interval");
+        let mut offsets: Vec<_> = runs.iter().map(|(at, _)| *at - start).collect();
+        offsets.sort();
+        offsets.dedup();
+        // 50 random points in 10 s: all equal would mean no spread at all.
+        assert!(offsets.len() > 40, "{offsets:?}");
+        assert!(offsets.iter().any(|o| *o > 5 * S) && offsets.iter().any(|o| *o < 5 * S));
+        drop(watches);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrency_is_bounded() {
+        let fake = Fake::new(3 * S);
+        let options = EngineOptions { max_concurrent: 3, spread: false };
+        let engine = Engine::spawn(fake.clone(), options);
+        let mut watches: Vec<_> = (1..=9).map(|i| engine.watch(probe(&format!("192.0.2.{i}")), 60 * S)).collect();
+        for w in &mut watches {
+            w.recv().await.unwrap();
+        }
+        assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 3);
+        // 9 runs of 3 s, 3 at a time: the last result comes after 9 s.
+        let last = fake.runs.lock().unwrap().iter().map(|(at, _)| *at).max().unwrap();
+        let first = fake.runs.lock().unwrap().iter().map(|(at, _)| *at).min().unwrap();
+        assert_eq!(last - first, 6 * S);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_run_is_not_overlapped() {
+        let fake = Fake::new(Duration::from_millis(2500));
+        let engine = Engine::spawn(fake.clone(), EngineOptions { max_concurrent: 10, spread: false });
+        let _w = engine.watch(probe("192.0.2.13"), S);
+        tokio::time::sleep(10 * S).await;
+        let runs = fake.runs("192.0.2.13");
+        // Runs at 0, 3, 6, 9: the ticks at 1, 2, 4, 5, 7, 8 came while a run was in flight.
+        assert_eq!(runs.len(), 4, "{runs:?}");
+        assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
+        for w in runs.windows(2) {
+            assert_eq!(w[1] - w[0], 3 * S);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shortest_interval_wins_and_late_users_get_the_last_result() {
+        let fake = Fake::new(Duration::from_millis(1));
+        let engine = Engine::spawn(fake.clone(), EngineOptions { max_concurrent: 10, spread: false });
+        let mut slow = engine.watch(probe("192.0.2.13"), 10 * S);
+        slow.recv().await.unwrap();
+        tokio::time::sleep(S).await;
+        let joined = Instant::now();
+        let mut fast = engine.watch(probe("192.0.2.13"), 2 * S);
+        // The last report arrives at once: it is the one from before the user joined.
+        let first = fast.recv().await.unwrap();
+        assert!(first.at < joined);
+        // The shorter interval applies at once (the next run is not 9 s away), then every 2 s.
+        tokio::time::sleep(9 * S + Duration::from_millis(500)).await;
+        let runs = fake.runs("192.0.2.13");
+        assert_eq!(runs.len(), 1 + 5, "{runs:?}");
+        assert_eq!(runs[1], joined);
+        // When the fast user leaves, the slow interval is back.
+        drop(fast);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let before = fake.runs("192.0.2.13").len();
+        tokio::time::sleep(19 * S).await;
+        let after = fake.runs("192.0.2.13").len();
+        assert!((2..=3).contains(&(after - before)), "{before} -> {after}");
+        drop(slow);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropping_every_watch_stops_the_runs() {
+        let fake = Fake::new(Duration::from_millis(1));
+        let engine = Engine::spawn(fake.clone(), EngineOptions { max_concurrent: 10, spread: false });
+        let w = engine.watch(probe("192.0.2.13"), S);
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        drop(w);
+        let n = fake.runs("192.0.2.13").len();
+        tokio::time::sleep(10 * S).await;
+        assert_eq!(fake.runs("192.0.2.13").len(), n);
+        assert_eq!(n, 4);
+    }
+}
