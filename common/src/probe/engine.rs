@@ -72,7 +72,7 @@ type SubId = u64;
 enum Cmd {
     Watch {
         id: SubId,
-        probe: Probe,
+        probe: Box<Probe>,
         interval: Duration,
         tx: mpsc::Sender<Report>,
     },
@@ -110,7 +110,7 @@ impl Engine {
         let interval = interval.max(Duration::from_millis(1));
         let _ = self.cmds.send(Cmd::Watch {
             id,
-            probe,
+            probe: Box::new(probe),
             interval,
             tx,
         });
@@ -247,7 +247,7 @@ async fn run_loop<R: Runner>(
             cmd = cmds.recv(), if cmds_open => match cmd {
                 Some(Cmd::Watch { id, probe, interval, tx }) => {
                     let now = Instant::now();
-                    let probe = Arc::new(probe);
+                    let probe = Arc::new(*probe);
                     st.by_sub.insert(id, probe.clone());
                     let reschedule = match st.entries.get_mut(&probe) {
                         Some(e) => {
@@ -361,23 +361,41 @@ mod tests {
 
     impl Fake {
         fn new(delay: Duration) -> Arc<Fake> {
-            Arc::new(Fake { delay, runs: Mutex::default(), in_flight: 0.into(), max_in_flight: 0.into() })
+            Arc::new(Fake {
+                delay,
+                runs: Mutex::default(),
+                in_flight: 0.into(),
+                max_in_flight: 0.into(),
+            })
         }
         fn runs(&self, target: &str) -> Vec<Instant> {
             let ip: IpAddr = target.parse().unwrap();
-            self.runs.lock().unwrap().iter().filter(|(_, t)| *t == ip).map(|(at, _)| *at).collect()
+            self.runs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, t)| *t == ip)
+                .map(|(at, _)| *at)
+                .collect()
         }
     }
 
     impl Runner for Fake {
-        fn run(&self, probe: Arc<Probe>) -> impl Future<Output = Outcome> + Send {
-            async move {
-                self.runs.lock().unwrap().push((Instant::now(), probe.target));
+        async fn run(&self, probe: Arc<Probe>) -> Outcome {
+            {
+                self.runs
+                    .lock()
+                    .unwrap()
+                    .push((Instant::now(), probe.target));
                 let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 self.max_in_flight.fetch_max(n, Ordering::SeqCst);
                 tokio::time::sleep(self.delay).await;
                 self.in_flight.fetch_sub(1, Ordering::SeqCst);
-                Outcome { up: true, latency: self.delay, reason: "fake".into() }
+                Outcome {
+                    up: true,
+                    latency: self.delay,
+                    reason: "fake".into(),
+                }
             }
         }
     }
@@ -406,7 +424,10 @@ mod tests {
         }
         assert!((5..=6).contains(&fake.runs("192.0.2.14").len()));
         for _ in 0..runs.len() {
-            assert_eq!(a.recv().await.unwrap().probe.target.to_string(), "192.0.2.13");
+            assert_eq!(
+                a.recv().await.unwrap().probe.target.to_string(),
+                "192.0.2.13"
+            );
             assert!(b.recv().await.unwrap().outcome.up);
             other.recv().await.unwrap();
         }
@@ -418,10 +439,16 @@ mod tests {
         let fake = Fake::new(Duration::from_millis(1));
         let engine = Engine::spawn(fake.clone(), EngineOptions::default());
         let start = Instant::now();
-        let watches: Vec<_> = (1..=50).map(|i| engine.watch(probe(&format!("192.0.2.{i}")), 10 * S)).collect();
+        let watches: Vec<_> = (1..=50)
+            .map(|i| engine.watch(probe(&format!("192.0.2.{i}")), 10 * S))
+            .collect();
         tokio::time::sleep(10 * S - Duration::from_millis(1)).await;
         let runs = fake.runs.lock().unwrap().clone();
-        assert_eq!(runs.len(), 50, "every probe runs once within its first interval");
+        assert_eq!(
+            runs.len(),
+            50,
+            "every probe runs once within its first interval"
+        );
         let mut offsets: Vec<_> = runs.iter().map(|(at, _)| *at - start).collect();
         offsets.sort();
         offsets.dedup();
@@ -434,23 +461,48 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn concurrency_is_bounded() {
         let fake = Fake::new(3 * S);
-        let options = EngineOptions { max_concurrent: 3, spread: false };
+        let options = EngineOptions {
+            max_concurrent: 3,
+            spread: false,
+        };
         let engine = Engine::spawn(fake.clone(), options);
-        let mut watches: Vec<_> = (1..=9).map(|i| engine.watch(probe(&format!("192.0.2.{i}")), 60 * S)).collect();
+        let mut watches: Vec<_> = (1..=9)
+            .map(|i| engine.watch(probe(&format!("192.0.2.{i}")), 60 * S))
+            .collect();
         for w in &mut watches {
             w.recv().await.unwrap();
         }
         assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 3);
         // 9 runs of 3 s, 3 at a time: the last result comes after 9 s.
-        let last = fake.runs.lock().unwrap().iter().map(|(at, _)| *at).max().unwrap();
-        let first = fake.runs.lock().unwrap().iter().map(|(at, _)| *at).min().unwrap();
+        let last = fake
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(at, _)| *at)
+            .max()
+            .unwrap();
+        let first = fake
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(at, _)| *at)
+            .min()
+            .unwrap();
         assert_eq!(last - first, 6 * S);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_run_is_not_overlapped() {
         let fake = Fake::new(Duration::from_millis(2500));
-        let engine = Engine::spawn(fake.clone(), EngineOptions { max_concurrent: 10, spread: false });
+        let engine = Engine::spawn(
+            fake.clone(),
+            EngineOptions {
+                max_concurrent: 10,
+                spread: false,
+            },
+        );
         let _w = engine.watch(probe("192.0.2.13"), S);
         tokio::time::sleep(10 * S).await;
         let runs = fake.runs("192.0.2.13");
@@ -465,7 +517,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shortest_interval_wins_and_late_users_get_the_last_result() {
         let fake = Fake::new(Duration::from_millis(1));
-        let engine = Engine::spawn(fake.clone(), EngineOptions { max_concurrent: 10, spread: false });
+        let engine = Engine::spawn(
+            fake.clone(),
+            EngineOptions {
+                max_concurrent: 10,
+                spread: false,
+            },
+        );
         let mut slow = engine.watch(probe("192.0.2.13"), 10 * S);
         slow.recv().await.unwrap();
         tokio::time::sleep(S).await;
@@ -492,7 +550,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn dropping_every_watch_stops_the_runs() {
         let fake = Fake::new(Duration::from_millis(1));
-        let engine = Engine::spawn(fake.clone(), EngineOptions { max_concurrent: 10, spread: false });
+        let engine = Engine::spawn(
+            fake.clone(),
+            EngineOptions {
+                max_concurrent: 10,
+                spread: false,
+            },
+        );
         let w = engine.watch(probe("192.0.2.13"), S);
         tokio::time::sleep(Duration::from_millis(3500)).await;
         drop(w);

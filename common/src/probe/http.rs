@@ -16,7 +16,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -196,7 +195,7 @@ impl<'de> Deserialize<'de> for StatusRanges {
 /// What makes two checks need different HTTP clients.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ClientKey {
-    tls: Option<TlsKey>,
+    tls: TlsKey,
     source: Option<IpAddr>,
     follow_redirects: bool,
     /// A TLS server name pinned to the target's address (reqwest connects by URL host).
@@ -231,10 +230,9 @@ impl Clients {
                 reqwest::redirect::Policy::none()
             })
             .local_address(key.source);
-        if let Some(t) = &key.tls {
-            let config = self.tls.get(t, &[b"http/1.1"])?;
-            b = b.tls_backend_preconfigured((*config).clone());
-        }
+        // Plain HTTP gets a TLS setup too: reqwest needs one, and a followed redirect may lead to https.
+        let config = self.tls.get(&key.tls, &[b"http/1.1"])?;
+        b = b.tls_backend_preconfigured((*config).clone());
         if let Some((name, addr)) = &key.resolve {
             b = b.resolve(name, *addr);
         }
@@ -254,7 +252,6 @@ impl Clients {
         tls: bool,
         addr: SocketAddr,
         source: Option<IpAddr>,
-        timeout: Duration,
     ) -> Result<String, Down> {
         let name = if tls {
             h.sni
@@ -270,10 +267,10 @@ impl Clients {
             None => format!("{scheme}://{addr}{}", h.path),
         };
         let key = ClientKey {
-            tls: tls.then(|| TlsKey {
+            tls: TlsKey {
                 verify: h.verify,
                 ca_file: h.ca_file.clone(),
-            }),
+            },
             source,
             follow_redirects: h.follow_redirects,
             resolve: name.map(|n| (n.clone(), addr)),
@@ -283,7 +280,7 @@ impl Clients {
             Method::Get => reqwest::Method::GET,
             Method::Head => reqwest::Method::HEAD,
         };
-        let mut req = client.request(method, &url).timeout(timeout);
+        let mut req = client.request(method, &url);
         if let Some(host) = &h.host {
             let port = if addr.port() == if tls { 443 } else { 80 } {
                 String::new()

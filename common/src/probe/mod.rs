@@ -329,16 +329,8 @@ impl Prober {
         let need_addr = || addr.ok_or_else(|| Down("no port to check".into()));
         match &probe.spec.check {
             Check::Tcp(_) => tcp::check(need_addr()?, source).await,
-            Check::Http(h) => {
-                self.http
-                    .check(h, false, need_addr()?, source, timeout)
-                    .await
-            }
-            Check::Https(h) => {
-                self.http
-                    .check(h, true, need_addr()?, source, timeout)
-                    .await
-            }
+            Check::Http(h) => self.http.check(h, false, need_addr()?, source).await,
+            Check::Https(h) => self.http.check(h, true, need_addr()?, source).await,
             Check::Ping(p) => self.ping.check(p, probe.target, source, timeout).await,
             Check::Dns(d) => dns::check(d, need_addr()?, source).await,
             Check::Udp(u) => udp::check(u, need_addr()?, source).await,
@@ -349,8 +341,8 @@ impl Prober {
 }
 
 impl Runner for Prober {
-    fn run(&self, probe: Arc<Probe>) -> impl Future<Output = Outcome> + Send {
-        async move { Prober::run(self, &probe).await }
+    async fn run(&self, probe: Arc<Probe>) -> Outcome {
+        Prober::run(self, &probe).await
     }
 }
 

@@ -65,8 +65,11 @@ fn build(key: &TlsKey, alpn: &[&[u8]]) -> Result<ClientConfig, Down> {
         .with_safe_default_protocol_versions()
         .map_err(|e| Down(format!("tls setup: {e}")))?;
     let mut config = if key.verify {
-        let path = key.ca_file.as_deref().unwrap_or(Path::new(SYSTEM_ROOTS));
-        let roots = load_roots(path)?;
+        let roots = match &key.ca_file {
+            Some(path) => load_roots(path)?,
+            // Without the system bundle nothing is trusted: every verification fails, as it should.
+            None => load_roots(Path::new(SYSTEM_ROOTS)).unwrap_or_else(|_| RootCertStore::empty()),
+        };
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
         builder
@@ -157,7 +160,8 @@ pub fn reason(e: &rustls::Error) -> String {
     }
 }
 
-/// Finds a rustls error in an error's source chain (reqwest and io errors wrap it).
+/// Finds a rustls error in an error's source chain (reqwest and io errors wrap it, sometimes an
+/// io error inside an io error, whose `source()` skips the wrapped error itself).
 pub fn find_rustls_error<'a>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a rustls::Error> {
@@ -166,13 +170,13 @@ pub fn find_rustls_error<'a>(
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
             return Some(r);
         }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(r) = inner.downcast_ref::<rustls::Error>()
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
         {
-            return Some(r);
-        }
-        cur = err.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
     }
     None
 }

@@ -1,0 +1,321 @@
+//! Real servers for probe tests, on loopback: HTTP(S) written here with tokio (and tokio-rustls),
+//! DNS and UDP answering with real sockets, certificates made with rcgen. Each server counts the
+//! connections it accepts and stops when the test's runtime ends.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// What an HTTP test server answers.
+#[derive(Clone)]
+pub struct Answer {
+    pub status: &'static str,
+    pub body: String,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// Accept the connection but never answer.
+    pub silent: bool,
+}
+
+impl Answer {
+    pub fn ok(body: &str) -> Answer {
+        Answer {
+            status: "200 OK",
+            body: body.to_string(),
+            delay: Duration::ZERO,
+            silent: false,
+        }
+    }
+    pub fn status(status: &'static str) -> Answer {
+        Answer {
+            status,
+            body: String::new(),
+            delay: Duration::ZERO,
+            silent: false,
+        }
+    }
+}
+
+/// A running test server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    /// The request heads received (HTTP), or the datagrams (UDP).
+    pub requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn read_head<S: AsyncReadExt + Unpin>(s: &mut S) -> String {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+async fn serve_http<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    mut s: S,
+    answer: Answer,
+    requests: Arc<Mutex<Vec<String>>>,
+) {
+    let head = read_head(&mut s).await;
+    requests.lock().unwrap().push(head.clone());
+    if answer.silent {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        return;
+    }
+    tokio::time::sleep(answer.delay).await;
+    let body = if head.starts_with("HEAD ") {
+        ""
+    } else {
+        answer.body.as_str()
+    };
+    let reply = format!(
+        "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        answer.status,
+        answer.body.len(),
+        body
+    );
+    let _ = s.write_all(reply.as_bytes()).await;
+    let _ = s.shutdown().await;
+}
+
+/// An HTTP/1.1 server on 127.0.0.1 answering every request with `answer`.
+pub async fn http(answer: Answer) -> Server {
+    http_on("127.0.0.1:0", answer, None).await
+}
+
+/// The same over TLS with `tls`' certificate.
+pub async fn https(answer: Answer, tls: &TlsIdentity) -> Server {
+    http_on("127.0.0.1:0", answer, Some(tls.acceptor())).await
+}
+
+pub async fn http_on(bind: &str, answer: Answer, tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
+    let listener = TcpListener::bind(bind).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (c, r) = (connections.clone(), requests.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let (answer, r, tls) = (answer.clone(), r.clone(), tls.clone());
+            tokio::spawn(async move {
+                match tls {
+                    None => serve_http(stream, answer, r).await,
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            serve_http(s, answer, r).await
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Server {
+        addr,
+        connections,
+        requests,
+    }
+}
+
+/// A TCP server that sends `greeting`, then answers each line it reads with the matching reply of
+/// `script` (first prefix that matches, case-insensitively), or nothing.
+pub async fn line_server(
+    greeting: &'static str,
+    script: Vec<(&'static str, &'static str)>,
+) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (c, r) = (connections.clone(), requests.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            let (script, r) = (script.clone(), r.clone());
+            tokio::spawn(async move {
+                if stream.write_all(greeting.as_bytes()).await.is_err() {
+                    return;
+                }
+                let mut line = Vec::new();
+                let mut b = [0u8; 1];
+                loop {
+                    match stream.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => line.push(b[0]),
+                    }
+                    if b[0] != b'\n' {
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    r.lock().unwrap().push(text.clone());
+                    line.clear();
+                    let upper = text.to_uppercase();
+                    if let Some((_, reply)) = script
+                        .iter()
+                        .find(|(p, _)| upper.starts_with(&p.to_uppercase()))
+                        && stream.write_all(reply.as_bytes()).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Server {
+        addr,
+        connections,
+        requests,
+    }
+}
+
+/// A loopback port on which nothing listens (bound then released).
+pub async fn closed_tcp_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A loopback UDP port on which nothing listens.
+pub async fn closed_udp_port() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    s.local_addr().unwrap()
+}
+
+/// A UDP server that answers each datagram with `reply(datagram)`, or stays silent on `None`.
+pub async fn udp<F>(reply: F) -> Server
+where
+    F: Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+{
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (c, r) = (connections.clone(), requests.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            r.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            if let Some(answer) = reply(&buf[..n]) {
+                let _ = socket.send_to(&answer, from).await;
+            }
+        }
+    });
+    Server {
+        addr,
+        connections,
+        requests,
+    }
+}
+
+/// Connects to `addr` and returns the stream (to hold a server's accept queue busy, etc.).
+pub async fn connect(addr: SocketAddr) -> TcpStream {
+    TcpStream::connect(addr).await.unwrap()
+}
+
+/// A server certificate and key, with the CA that signed it (if any) written to a PEM file.
+pub struct TlsIdentity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivatePkcs8KeyDer<'static>,
+    pub ca_file: PathBuf,
+}
+
+impl TlsIdentity {
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(self.key.clone_key()),
+            )
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "probe-test-{}-{}-{name}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// How a test certificate is made.
+pub enum CertKind {
+    /// Signed by a test CA, valid now, for `names`.
+    Good,
+    /// Signed by the test CA, expired in 2021.
+    Expired,
+    /// Self-signed (no CA); `ca_file` then holds an unrelated CA.
+    SelfSigned,
+}
+
+/// Makes a CA and a server certificate for `names` (DNS names or IP addresses).
+pub fn identity(names: &[&str], kind: CertKind) -> TlsIdentity {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "probe test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, names[0]);
+    if let CertKind::Expired = kind {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let cert = match kind {
+        CertKind::SelfSigned => params.self_signed(&key).unwrap(),
+        _ => params.signed_by(&key, &issuer).unwrap(),
+    };
+    let dir = temp_dir("ca");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    TlsIdentity {
+        chain: vec![cert.der().clone()],
+        key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        ca_file,
+    }
+}
