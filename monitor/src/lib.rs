@@ -1,7 +1,11 @@
 //! `monitor`: Probes hosts and services on schedules and runs alerts; one-shot probes for shell pipelines and cron.
 //!
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
-//! So far it offers only its identity: the tool's features arrive with their issues, none are stubbed.
+//! So far: [`probe`], the `monitor probe` command (every probe kind of `common::probe`, one line per
+//! target, for the shell). The daemon (schedules, alerts, state) arrives with its issue; nothing is
+//! stubbed.
+
+pub mod probe;
 
 /// One line saying what the tool is for, shown by `monitor --help`.
 pub const ABOUT: &str = "Probes hosts and services on schedules and runs alerts; one-shot probes for shell pipelines and cron";

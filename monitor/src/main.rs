@@ -1,11 +1,40 @@
 //! The `monitor` command line: arguments in, the library does the work.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use common::daemon::Exit;
+use monitor::probe::ProbeArgs;
 
 #[derive(Parser)]
 #[command(name = "monitor", version, about = monitor::ABOUT, arg_required_else_help = true)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let Cli {} = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Check targets once (or every --every) with any probe kind; one line per result.
+    Probe(ProbeArgs),
+}
+
+fn main() -> Exit {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("monitor: cannot start the async runtime: {e}");
+            return Exit::TempFail;
+        }
+    };
+    match cli.command {
+        Command::Probe(args) => runtime.block_on(monitor::probe::run(
+            args,
+            tokio::io::BufReader::new(tokio::io::stdin()),
+            std::io::stdout().lock(),
+            std::io::stderr(),
+        )),
+    }
 }

@@ -1,0 +1,383 @@
+//! `monitor probe` as a user runs it: the real binary against real servers on loopback, and in a
+//! fresh network namespace (`unshare -n`, needs root) where a dummy link swallows packets so that
+//! "no answer" can be tested without sending anything off the machine.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
+
+/// An HTTP server answering `status` to everything, counting connections.
+async fn http(status: &'static str) -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            n2.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => got.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let r = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
+                let _ = s.write_all(r.as_bytes()).await;
+            });
+        }
+    });
+    (addr, n)
+}
+
+fn closed_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Runs `monitor probe ARGS` with `stdin`, off the test's runtime threads.
+async fn monitor(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let stdin = stdin.to_string();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(MONITOR)
+            .arg("probe")
+            .args(&args)
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Checks a text result line: `up 127.0.0.1:80 http 1.2ms 200 OK`.
+#[track_caller]
+fn line(l: &str, state: &str, target: &str, kind: &str, reason: &str) {
+    let f: Vec<&str> = l.splitn(5, ' ').collect();
+    assert_eq!(f.len(), 5, "{l:?}");
+    assert_eq!(
+        (f[0], f[1], f[2], f[4]),
+        (state, target, kind, reason),
+        "{l:?}"
+    );
+    assert!(
+        f[3].ends_with("ms") && f[3].trim_end_matches("ms").parse::<f64>().is_ok(),
+        "{l:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_up_exits_0_with_one_line() {
+    let (addr, _) = http("200 OK").await;
+    let o = monitor(
+        &[
+            &format!("http://{addr}/health"),
+            "--expect",
+            "200-299",
+            "--timeout",
+            "2s",
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1);
+    line(
+        out.lines().next().unwrap(),
+        "up",
+        &addr.to_string(),
+        "http",
+        "200 OK",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_down_exits_1_and_order_is_kept() {
+    let (ok, _) = http("200 OK").await;
+    let (bad, _) = http("503 Service Unavailable").await;
+    let closed = closed_port();
+    let o = monitor(
+        &[
+            "http",
+            &ok.to_string(),
+            &bad.to_string(),
+            &closed.to_string(),
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    line(lines[0], "up", &ok.to_string(), "http", "200 OK");
+    line(
+        lines[1],
+        "down",
+        &bad.to_string(),
+        "http",
+        "status 503 Service Unavailable, expected 200-299",
+    );
+    line(
+        lines[2],
+        "down",
+        &closed.to_string(),
+        "http",
+        "connection refused",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_from_stdin_and_json() {
+    let (a, _) = http("200 OK").await;
+    let (b, _) = http("200 OK").await;
+    let input = format!("# servers\n{a}\n\n{b}\n");
+    let o = monitor(&["tcp", "-", "--json"], &input, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let objs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 2);
+    assert_eq!(objs[0]["target"], a.to_string());
+    assert_eq!(objs[1]["target"], b.to_string());
+    for o in &objs {
+        assert_eq!(o["kind"], "tcp");
+        assert_eq!(o["up"], true);
+        assert_eq!(o["reason"], "connected");
+        assert!(o["latency_ms"].as_f64().unwrap() >= 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2_and_say_what_is_wrong() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["gopher", "192.0.2.13"], "unknown probe kind \"gopher\""),
+        (
+            &["http", "192.0.2.13", "--name", "x"],
+            "--name does not apply to a http probe",
+        ),
+        (&["tcp", "192.0.2.13"], "a tcp check needs a port"),
+        (&["dns", "192.0.2.53"], "a dns probe needs --name"),
+        (
+            &["http", "192.0.2.13", "--expect", "2xx"],
+            "is not a status code",
+        ),
+        (&["http", "192.0.2.13", "--regex", "("], "not a valid regex"),
+        (&["http", "192.0.2.13", "--timeout", "2"], "--timeout"),
+        (&["http", "www.example.org"], "is not a target"),
+        (&["http"], "no target given"),
+        (
+            &["https://192.0.2.13/", "--method", "HEAD", "--regex", "x"],
+            "HEAD request has no body",
+        ),
+    ];
+    for (args, want) in cases {
+        let o = monitor(args, "", &[]).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(want),
+            "{args:?}: {:?} lacks {want:?}",
+            stderr(&o)
+        );
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_are_ignored() {
+    let (addr, n) = http("200 OK").await;
+    let proxy = format!("http://{}", closed_port());
+    let env = [
+        ("http_proxy", proxy.as_str()),
+        ("HTTP_PROXY", proxy.as_str()),
+        ("ALL_PROXY", proxy.as_str()),
+    ];
+    let o = monitor(&["http", &addr.to_string()], "", &env).await;
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        n.load(Ordering::SeqCst),
+        1,
+        "the request went straight to the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_repeats_on_the_engine() {
+    let (addr, n) = http("200 OK").await;
+    let t = addr.to_string();
+    let o = monitor(
+        &["http", &t, &t, "--every", "100ms", "--rounds", "3"],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    // The same target twice is one probe: 3 runs, each reported to both users.
+    assert_eq!(out.lines().count(), 6, "{out}");
+    assert_eq!(n.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_command_with_mon_arguments() {
+    let o = monitor(
+        &[
+            "external",
+            "192.0.2.13",
+            "--command",
+            "sh -c 'echo checked $0; exit 0'",
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    line(
+        stdout(&o).trim_end(),
+        "up",
+        "192.0.2.13",
+        "external",
+        "checked 192.0.2.13",
+    );
+    let o = monitor(
+        &[
+            "external",
+            "192.0.2.13",
+            "--command",
+            "sleep 30",
+            "--args",
+            "none",
+            "--timeout",
+            "300ms",
+        ],
+        "",
+        &[],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    line(
+        stdout(&o).trim_end(),
+        "down",
+        "192.0.2.13",
+        "external",
+        "timeout after 300ms",
+    );
+}
+
+/// Runs `script` in a new network namespace with `lo` up and a veth pair `d0`/`d1`, d0 holding
+/// 192.0.2.1/24 and 2001:db8::1/64, d1 no address: 192.0.2.99 is routed to d0 and never answers
+/// (its ARP/ND goes unanswered). Needs root.
+fn in_netns(script: &str) -> Output {
+    let uid = unsafe_free_uid();
+    assert_eq!(
+        uid, 0,
+        "this test makes a network namespace: run it as root (unshare -n)"
+    );
+    let setup = "ip link set lo up && ip link add d0 type veth peer name d1 && ip link set d1 up && ip addr add 192.0.2.1/24 dev d0 \
+                 && ip -6 addr add 2001:db8::1/64 dev d0 nodad && ip link set d0 up";
+    Command::new("unshare")
+        .args(["-n", "sh", "-c", &format!("{setup} && {script}")])
+        .env("MONITOR", MONITOR)
+        .output()
+        .expect("unshare (util-linux) and ip (iproute2) are needed")
+}
+
+fn unsafe_free_uid() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|u| u.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn no_answer_is_a_timeout_in_a_namespace() {
+    let o = in_netns(
+        "\"$MONITOR\" probe ping 192.0.2.99 2001:db8::99 --timeout 500ms --count 2; echo rc=$?; \
+         \"$MONITOR\" probe tcp 192.0.2.99:80 --timeout 500ms; echo rc=$?; \
+         \"$MONITOR\" probe http 192.0.2.99 --timeout 500ms; echo rc=$?; \
+         \"$MONITOR\" probe ping 192.0.2.1; echo rc=$?",
+    );
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 9, "{out}{}", stderr(&o));
+    line(
+        lines[0],
+        "down",
+        "192.0.2.99",
+        "ping",
+        "no echo reply (2 sent)",
+    );
+    line(
+        lines[1],
+        "down",
+        "2001:db8::99",
+        "ping",
+        "no echo reply (2 sent)",
+    );
+    assert_eq!(lines[2], "rc=1");
+    line(
+        lines[3],
+        "down",
+        "192.0.2.99:80",
+        "tcp",
+        "timeout after 500ms",
+    );
+    assert_eq!(lines[4], "rc=1");
+    line(
+        lines[5],
+        "down",
+        "192.0.2.99:80",
+        "http",
+        "timeout after 500ms",
+    );
+    assert_eq!(lines[6], "rc=1");
+    line(lines[7], "up", "192.0.2.1", "ping", "echo reply seq=0");
+    assert_eq!(lines[8], "rc=0");
+}
