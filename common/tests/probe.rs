@@ -641,3 +641,109 @@ async fn two_users_of_one_probe_cause_one_connection_per_interval() {
         "one connection per run, not one per user"
     );
 }
+
+// ---- smtp, ftp, pop3, imap (line servers written here, speaking the RFCs' greetings)
+
+#[tokio::test]
+async fn smtp_greeting_ehlo_quit() {
+    let s = support::line_server(
+        "220 mx.example.org ESMTP ready\r\n",
+        vec![
+            (
+                "EHLO",
+                "250-mx.example.org\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+            ),
+            ("QUIT", "221 bye\r\n"),
+        ],
+    )
+    .await;
+    up(
+        &run(s.addr, "kind = \"smtp\"\nhelo = \"lb1.example.org\"").await,
+        "220 mx.example.org ESMTP ready",
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let seen = s.requests.lock().unwrap().clone();
+    assert_eq!(seen, ["EHLO lb1.example.org\r\n", "QUIT\r\n"]);
+    let busy = support::line_server("554 no service\r\n", vec![]).await;
+    down(
+        &run(busy.addr, "kind = \"smtp\"").await,
+        "greeting: 554 no service",
+    );
+    let no_ehlo =
+        support::line_server("220 hi\r\n", vec![("EHLO", "502 not implemented\r\n")]).await;
+    down(
+        &run(no_ehlo.addr, "kind = \"smtp\"").await,
+        "EHLO: 502 not implemented",
+    );
+    let silent = support::line_server("", vec![]).await;
+    down(
+        &run(silent.addr, "kind = \"smtp\"\ntimeout = \"300ms\"").await,
+        "timeout after 300ms",
+    );
+    down(
+        &run(support::closed_tcp_port().await, "kind = \"smtp\"").await,
+        "connection refused",
+    );
+}
+
+#[tokio::test]
+async fn ftp_greeting_and_login() {
+    let s = support::line_server(
+        "220-welcome\r\n220 ftp ready\r\n",
+        vec![
+            ("USER", "331 password please\r\n"),
+            ("PASS secret", "230 logged in\r\n"),
+            ("PASS", "530 no\r\n"),
+        ],
+    )
+    .await;
+    up(&run(s.addr, "kind = \"ftp\"").await, "220 ftp ready");
+    up(
+        &run(
+            s.addr,
+            "kind = \"ftp\"\nuser = \"probe\"\npassword = \"secret\"",
+        )
+        .await,
+        "230 logged in",
+    );
+    down(
+        &run(
+            s.addr,
+            "kind = \"ftp\"\nuser = \"probe\"\npassword = \"wrong\"",
+        )
+        .await,
+        "login: 530 no",
+    );
+    let busy = support::line_server("421 too many users\r\n", vec![]).await;
+    down(
+        &run(busy.addr, "kind = \"ftp\"").await,
+        "greeting: 421 too many users",
+    );
+}
+
+#[tokio::test]
+async fn pop3_and_imap_greetings() {
+    let pop = support::line_server("+OK POP3 ready\r\n", vec![("QUIT", "+OK bye\r\n")]).await;
+    up(&run(pop.addr, "kind = \"pop3\"").await, "+OK POP3 ready");
+    let pop_bad = support::line_server("-ERR maintenance\r\n", vec![]).await;
+    down(
+        &run(pop_bad.addr, "kind = \"pop3\"").await,
+        "greeting: \"-ERR maintenance\"",
+    );
+    let imap = support::line_server(
+        "* OK [CAPABILITY IMAP4rev2] ready\r\n",
+        vec![("a1 LOGOUT", "* BYE\r\na1 OK\r\n")],
+    )
+    .await;
+    up(
+        &run(imap.addr, "kind = \"imap\"").await,
+        "* OK [CAPABILITY IMAP4rev2] ready",
+    );
+    let imap_bye = support::line_server("* BYE overloaded\r\n", vec![]).await;
+    down(
+        &run(imap_bye.addr, "kind = \"imap\"").await,
+        "greeting: \"* BYE overloaded\"",
+    );
+    // An IMAP greeting is not a POP3 one.
+    down(&run(imap.addr, "kind = \"pop3\"").await, "greeting:");
+}

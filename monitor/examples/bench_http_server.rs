@@ -9,13 +9,18 @@ use tokio::net::TcpListener;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let ports: Vec<u16> = std::env::args().skip(1).map(|p| p.parse().expect("a port number")).collect();
+    let ports: Vec<u16> = std::env::args()
+        .skip(1)
+        .map(|p| p.parse().expect("a port number"))
+        .collect();
     assert!(!ports.is_empty(), "usage: bench_http_server PORT...");
     for port in ports {
         let l = TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
         tokio::spawn(async move {
             loop {
-                let Ok((mut s, _)) = l.accept().await else { continue };
+                let Ok((mut s, _)) = l.accept().await else {
+                    continue;
+                };
                 tokio::spawn(async move {
                     let mut buf = [0u8; 2048];
                     let mut got = 0;
@@ -29,7 +34,9 @@ async fn main() {
                         }
                     }
                     let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        )
                         .await;
                 });
             }

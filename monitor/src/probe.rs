@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Args)]
 #[command(
     after_help = "Exit status: 0 all targets up, 1 any target down, 2 usage error.\n\
-Kinds: tcp http https ping dns udp simpletcp external.\n\
+Kinds: tcp http https ping dns udp simpletcp external smtp ftp pop3 imap.\n\
 Targets: 192.0.2.13, 192.0.2.13:80, [2001:db8::13]:80, http(s)://192.0.2.13:8080/path, or - for one per line on stdin."
 )]
 pub struct ProbeArgs {
@@ -116,6 +116,16 @@ pub struct ProbeArgs {
     /// external: arguments appended: mon (the target), ldirectord (vip vport rip rport), none.
     #[arg(long, value_name = "STYLE", help_heading = "EXTERNAL")]
     pub args: Option<String>,
+    /// smtp: the name given in EHLO.
+    #[arg(long, help_heading = "SMTP, FTP")]
+    pub helo: Option<String>,
+    /// ftp: log in as this user.
+    #[arg(long, help_heading = "SMTP, FTP")]
+    pub user: Option<String>,
+    /// ftp: password for --user.
+    #[arg(long, help_heading = "SMTP, FTP")]
+    pub password: Option<String>,
+
     /// external: the virtual service ip:port, for ldirectord-style arguments.
     #[arg(long = "virtual", value_name = "IP:PORT", help_heading = "EXTERNAL")]
     pub virtual_addr: Option<String>,
@@ -197,6 +207,9 @@ const OPTION_OF: &[(&str, &str)] = &[
     ("command", "--command"),
     ("args", "--args"),
     ("virtual", "--virtual"),
+    ("helo", "--helo"),
+    ("user", "--user"),
+    ("password", "--password"),
     ("timeout", "--timeout"),
     ("source", "--source"),
 ];
@@ -245,6 +258,9 @@ pub fn spec_from_args(kind: &str, a: &ProbeArgs) -> Result<Spec, String> {
     put("command", a.command.as_ref().map(|v| json!(v)));
     put("args", a.args.as_ref().map(|v| json!(v)));
     put("virtual", a.virtual_addr.as_ref().map(|v| json!(v)));
+    put("helo", a.helo.as_ref().map(|v| json!(v)));
+    put("user", a.user.as_ref().map(|v| json!(v)));
+    put("password", a.password.as_ref().map(|v| json!(v)));
     match kind {
         // The regex is what simpletcp and udp expect; http's `expect` is status ranges.
         "simpletcp" | "udp" => put("expect", a.regex.as_ref().map(|v| json!(v))),
@@ -281,7 +297,7 @@ fn explain(kind: &str, e: &str) -> String {
     }
     if e.starts_with("unknown variant `") && e.contains("expected one of `tcp`") {
         return format!(
-            "unknown probe kind {kind:?}: use tcp, http, https, ping, dns, udp, simpletcp or external"
+            "unknown probe kind {kind:?}: use tcp, http, https, ping, dns, udp, simpletcp, external, smtp, ftp, pop3 or imap"
         );
     }
     if e.starts_with("missing field `") {

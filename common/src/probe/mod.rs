@@ -12,7 +12,8 @@
 //! connection, a child process and its process group) is torn down.
 //!
 //! Kinds, one module each: [`tcp`] connect, [`http`] (`http`, `https`), [`ping`] (ICMP echo),
-//! [`dns`], [`udp`], [`simpletcp`], [`external`] (ldirectord check scripts and mon monitors).
+//! [`dns`], [`udp`], [`simpletcp`], [`external`] (ldirectord check scripts and mon monitors),
+//! [`smtp`], [`ftp`], [`mailbox`] (`pop3`, `imap`).
 //!
 //! Deliberately not here: hysteresis (N failures before a server is declared down) and what to do
 //! with a result (IPVS weights, alerts) — those belong to `ldir` and `monitor`. Host names are never
@@ -21,13 +22,17 @@
 pub mod dns;
 pub mod engine;
 pub mod external;
+pub mod ftp;
 pub mod http;
+pub mod mailbox;
 pub mod ping;
 pub mod simpletcp;
+pub mod smtp;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
 
+mod line;
 mod text;
 
 use std::fmt;
@@ -167,6 +172,14 @@ pub enum Check {
     SimpleTcp(simpletcp::SimpleTcp),
     /// A command exits 0 ([`external`]).
     External(external::External),
+    /// Greeting, EHLO, QUIT ([`smtp`]).
+    Smtp(smtp::Smtp),
+    /// Greeting, optional login ([`ftp`]).
+    Ftp(ftp::Ftp),
+    /// `+OK` greeting ([`mailbox`]).
+    Pop3(mailbox::Mailbox),
+    /// `* OK` greeting ([`mailbox`]).
+    Imap(mailbox::Mailbox),
 }
 
 impl Check {
@@ -181,6 +194,10 @@ impl Check {
             Check::Udp(_) => "udp",
             Check::SimpleTcp(_) => "simpletcp",
             Check::External(_) => "external",
+            Check::Smtp(_) => "smtp",
+            Check::Ftp(_) => "ftp",
+            Check::Pop3(_) => "pop3",
+            Check::Imap(_) => "imap",
         }
     }
 
@@ -190,6 +207,10 @@ impl Check {
             Check::Http(_) => Some(80),
             Check::Https(_) => Some(443),
             Check::Dns(_) => Some(53),
+            Check::Smtp(_) => Some(25),
+            Check::Ftp(_) => Some(21),
+            Check::Pop3(_) => Some(110),
+            Check::Imap(_) => Some(143),
             Check::Tcp(_)
             | Check::Ping(_)
             | Check::Udp(_)
@@ -209,6 +230,7 @@ impl Check {
             Check::External(e) => e.problems(out),
             Check::Dns(d) => d.problems(out),
             Check::Tcp(_) | Check::Udp(_) | Check::SimpleTcp(_) => {}
+            Check::Smtp(_) | Check::Ftp(_) | Check::Pop3(_) | Check::Imap(_) => {}
         }
     }
 }
@@ -336,6 +358,10 @@ impl Prober {
             Check::Udp(u) => udp::check(u, need_addr()?, source).await,
             Check::SimpleTcp(s) => simpletcp::check(s, need_addr()?, source).await,
             Check::External(e) => external::check(e, probe.target, addr).await,
+            Check::Smtp(c) => smtp::check(c, need_addr()?, source).await,
+            Check::Ftp(c) => ftp::check(c, need_addr()?, source).await,
+            Check::Pop3(_) => mailbox::check(mailbox::Proto::Pop3, need_addr()?, source).await,
+            Check::Imap(_) => mailbox::check(mailbox::Proto::Imap, need_addr()?, source).await,
         }
     }
 }
