@@ -40,7 +40,7 @@ fi
 
 # --- inside the namespace
 ip link set lo up
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d)
 PORTS=(8001 8002 8003 8004 8005 8006 8007 8008 8009 8010)
 "$BIN/examples/bench_http_server" "${PORTS[@]}" > "$WORK/server.out" &

@@ -9,18 +9,24 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A regular expression (the `regex` crate's syntax, close to Perl's for what checks use), compiled
 /// when the configuration is read, so a bad one is a configuration error with its location.
+/// `^` and `$` match at the start and end of every line, so `"^OK$"` matches an answer `"OK\n"` as
+/// ldirectord's Perl `receive` does (Perl's `$` also matches before a final newline).
 #[derive(Clone)]
 pub struct Pattern(regex::bytes::Regex);
 
 impl Pattern {
     /// Compiles `source`; the error says what is wrong with it.
     pub fn new(source: &str) -> Result<Pattern, String> {
-        regex::bytes::Regex::new(source).map(Pattern).map_err(|e| {
-            format!(
-                "not a valid regex: {}",
-                e.to_string().lines().last().unwrap_or("").trim()
-            )
-        })
+        regex::bytes::RegexBuilder::new(source)
+            .multi_line(true)
+            .build()
+            .map(Pattern)
+            .map_err(|e| {
+                format!(
+                    "not a valid regex: {}",
+                    e.to_string().lines().last().unwrap_or("").trim()
+                )
+            })
     }
 
     /// Whether the pattern matches somewhere in `haystack` (bytes, which need not be UTF-8).
@@ -227,6 +233,14 @@ mod tests {
             ["a", "b \"c\" d", "e f", ""]
         );
         assert!(split_words("'open").is_err());
+    }
+
+    #[test]
+    fn anchors_match_at_line_ends() {
+        let p = Pattern::new("^r1$").unwrap();
+        assert!(p.is_match(b"r1\n"));
+        assert!(p.is_match(b"head\nr1\r\n".strip_suffix(b"\r\n").unwrap()));
+        assert!(!p.is_match(b"r12\n"));
     }
 
     #[test]
