@@ -60,6 +60,9 @@ const CHUNK_BYTES: usize = 160 * 1024;
 /// Largest datagram the kernel sends on a netlink socket: dump skbs are capped at 32 KiB
 /// (`af_netlink.c: netlink_recvmsg`, `max_recvmsg_len`); twice that for safety.
 const RECV_CHUNK: usize = 64 * 1024;
+/// How long to wait for a reply before giving up (the kernel answers every request carrying
+/// `NLM_F_ACK`; silence means replies were lost). moby/ipvs uses 3 s; emulated lab kernels are slower.
+const RECV_TIMEOUT_SECS: libc::time_t = 30;
 
 /// The IPVS table of one network namespace, over generic netlink.
 pub struct NetlinkIpvs {
@@ -242,13 +245,31 @@ impl NetlinkIpvs {
         }
     }
 
-    fn recv(&mut self) -> Result<Vec<Reply>, IpvsError> {
+    /// Receives one datagram into `self.buf`, returning its length.
+    fn recv_raw(&mut self, what: &str) -> Result<usize, IpvsError> {
         let (n, _) = self
             .sock
             .recv(&mut self.buf[..], Msg::TRUNC)
-            .map_err(io_err(
-                "receive from the netlink socket (replies may have been lost)",
-            ))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                    IpvsError::Protocol(format!(
+                        "{what}: no reply from the kernel within {RECV_TIMEOUT_SECS} s"
+                    ))
+                }
+                _ if e.raw_os_error() == Some(libc::ENOBUFS) => IpvsError::Protocol(format!(
+                    "{what}: the kernel dropped replies (netlink receive buffer overflow); \
+                     the table may be partly changed"
+                )),
+                _ => IpvsError::Io {
+                    context: format!("{what}: receive from the netlink socket"),
+                    source: e,
+                },
+            })?;
+        Ok(n)
+    }
+
+    fn recv(&mut self) -> Result<Vec<Reply>, IpvsError> {
+        let n = self.recv_raw("IPVS")?;
         if n > self.buf.len() {
             return Err(IpvsError::Protocol(format!(
                 "a {n}-byte datagram does not fit the {}-byte buffer",
@@ -297,10 +318,7 @@ impl NetlinkIpvs {
             .map_err(io_err(format!("send the request to {what}")))?;
         let mut out = Vec::new();
         loop {
-            let (n, _) = self
-                .sock
-                .recv(&mut self.buf[..], Msg::TRUNC)
-                .map_err(io_err(format!("receive the replies to {what}")))?;
+            let n = self.recv_raw(what)?;
             if n > self.buf.len() {
                 return Err(IpvsError::Protocol(format!(
                     "{what}: a {n}-byte datagram was truncated"
