@@ -601,6 +601,24 @@ fn kernel_errors_are_reported_in_words() {
     );
     assert_eq!(ipvs.destinations(&key).unwrap().len(), 3);
 
+    // A failure stops the batch after its chunk (1,000 requests): later chunks are not sent.
+    let fresh = ServiceKey::tcp(sa("192.0.2.101:80"));
+    let mut ops = vec![Op::AddService(Service::new(fresh, Scheduler::Rr))];
+    for i in 0..1499u32 {
+        let ip = std::net::Ipv4Addr::new(198, 19, (i / 250) as u8, (i % 250 + 1) as u8);
+        ops.push(Op::AddDestination(
+            fresh,
+            Destination::new(SocketAddr::new(ip.into(), 80), Forward::Route),
+        ));
+    }
+    ops[10] = Op::AddService(Service::new(fresh, Scheduler::Rr));
+    let got = apply_err(&mut ipvs, &ops);
+    assert_eq!(
+        got,
+        "add service tcp 192.0.2.101:80: already exists (999 of 1500 operations applied before stopping)"
+    );
+    assert_eq!(ipvs.destinations(&fresh).unwrap().len(), 998);
+
     // Without CAP_NET_ADMIN (dropped in a thread that then opens its own socket): EPERM in words.
     let name = ns.0.clone();
     let got = std::thread::spawn(move || {
