@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod daemon;
+pub mod ipvs;
 pub mod probe;

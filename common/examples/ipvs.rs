@@ -1,0 +1,94 @@
+//! A small driver of `common::ipvs` for the benchmark (`tests/lab bench ipvs`) and for capturing the
+//! golden fixture (`common/tests/fixtures/ipvs/capture.sh`). Not a user tool: `ldir` is.
+//!
+//! ```text
+//! ipvs apply S D      cold-apply the synthetic table of S services × D destinations (plan against a dump)
+//! ipvs change S D     set the weight of one destination of that table to 2 (plan against a dump)
+//! ipvs restore S D    print the same table as ipvsadm-restore input
+//! ipvs capture        print the raw reply bytes of a table dump as hex
+//! ```
+//! `apply` and `change` print `ops=N sends=N plan_ms=N apply_ms=N dump_ms=N`.
+
+#[path = "../tests/ipvs_util/mod.rs"]
+mod ipvs_util;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use common::ipvs::{NetlinkIpvs, plan};
+
+fn size(args: &[String]) -> Result<(usize, usize), String> {
+    match args {
+        [s, d] => Ok((
+            s.parse().map_err(|_| format!("services: {s}"))?,
+            d.parse().map_err(|_| format!("destinations: {d}"))?,
+        )),
+        _ => Err("expected SERVICES DESTINATIONS".into()),
+    }
+}
+
+fn sync(desired: &common::ipvs::Table) -> Result<(), String> {
+    let mut ipvs = NetlinkIpvs::connect().map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let actual = ipvs.table().map_err(|e| e.to_string())?;
+    let dump = t.elapsed();
+    let t = Instant::now();
+    let ops = plan(desired, &actual, |k| desired.services.contains_key(k));
+    let planned = t.elapsed();
+    let t = Instant::now();
+    let report = ipvs.apply(&ops).map_err(|e| e.to_string())?;
+    println!(
+        "ops={} sends={} dump_ms={} plan_ms={} apply_ms={}",
+        report.operations,
+        report.sends,
+        dump.as_millis(),
+        planned.as_millis(),
+        t.elapsed().as_millis()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        Some("apply") => {
+            size(&args[1..]).and_then(|(s, d)| sync(&ipvs_util::synthetic_table(s, d)))
+        }
+        Some("change") => size(&args[1..]).and_then(|(s, d)| {
+            let mut t = ipvs_util::synthetic_table(s, d);
+            let vs = t.services.values_mut().nth(s / 2).ok_or("no service")?;
+            let dest = vs
+                .destinations
+                .values_mut()
+                .nth(d / 2)
+                .ok_or("no destination")?;
+            dest.weight = 2;
+            sync(&t)
+        }),
+        Some("restore") => size(&args[1..]).map(|(s, d)| {
+            print!(
+                "{}",
+                ipvs_util::restore_input(&ipvs_util::synthetic_table(s, d))
+            )
+        }),
+        Some("capture") => NetlinkIpvs::connect()
+            .and_then(|mut i| i.raw_table_dump())
+            .map(|raw| {
+                for chunk in raw.chunks(32) {
+                    println!(
+                        "{}",
+                        chunk.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    );
+                }
+            })
+            .map_err(|e| e.to_string()),
+        _ => Err("usage: ipvs apply|change|restore S D | ipvs capture".into()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ipvs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
