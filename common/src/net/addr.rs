@@ -211,7 +211,9 @@ impl Rtnetlink {
         match outcome {
             Outcome::Ack => Ok(Change::Done),
             Outcome::Errno(e, _) if e == benign => Ok(Change::Unchanged),
-            Outcome::Errno(e, _) if e == libc::EPERM || e == libc::EACCES => {
+            // EPERM only: EACCES also means "IPv6 is disabled on this device", which the kernel
+            // explains in its extended ack.
+            Outcome::Errno(e, _) if e == libc::EPERM => {
                 Err(NetError::Privilege { op: op.to_owned() })
             }
             Outcome::Errno(errno, msg) => {
