@@ -87,8 +87,21 @@ pub fn ensure(
     spec: Spec,
     label: Option<&str>,
 ) -> Result<Change, Error> {
+    let present = find(deps.addresses, iface, spec.addr)?;
+    ensure_given(deps, iface, spec, label, present)
+}
+
+/// [`ensure`] with the interface's entry for the address already looked up (saves a netlink
+/// round trip on the takeover path).
+fn ensure_given(
+    deps: Deps<'_>,
+    iface: &Interface,
+    spec: Spec,
+    label: Option<&str>,
+    present: Option<IfAddr>,
+) -> Result<Change, Error> {
     let cidr = spec.cidr()?;
-    if let Some(have) = find(deps.addresses, iface, cidr.addr())? {
+    if let Some(have) = present {
         return if have.prefix_len == cidr.prefix_len() {
             Ok(Change::Unchanged)
         } else {
@@ -154,7 +167,7 @@ pub async fn up(
         warn!(vip = %cidr, iface = %iface.name, holder = %mac, reason = "--force", "taking an address in use");
         forced_over = Some(mac);
     }
-    let change = ensure(deps, &iface, spec, opts.label.as_deref())?;
+    let change = ensure_given(deps, &iface, spec, opts.label.as_deref(), present)?;
     match change {
         Change::Done => info!(vip = %cidr, iface = %iface.name, "address added"),
         Change::Unchanged => info!(vip = %cidr, iface = %iface.name, "address already present"),
