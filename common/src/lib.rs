@@ -6,4 +6,5 @@
 pub mod config;
 pub mod daemon;
 pub mod ipvs;
+pub mod net;
 pub mod probe;
