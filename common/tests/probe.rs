@@ -517,12 +517,12 @@ async fn ping_loopback_v4_and_v6() {
 
 // ---- external
 
-fn script(body: &str) -> std::path::PathBuf {
+/// An executable shell script, removed (with its directory) when dropped.
+fn script(body: &str) -> support::TempFile {
     use std::os::unix::fs::PermissionsExt;
-    let path = support::temp_dir("ext").join("check.sh");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
+    let file = support::TempFile::new("ext", "check.sh", format!("#!/bin/sh\n{body}\n").as_bytes());
+    std::fs::set_permissions(&*file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    file
 }
 
 #[tokio::test]
@@ -583,8 +583,8 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test]
 async fn external_timeout_kills_the_child_and_its_group() {
-    let dir = support::temp_dir("ext-kill");
-    let pids = dir.join("pids");
+    let dir = support::TempDir::new("ext-kill");
+    let pids = dir.path().join("pids");
     let hang = script(&format!(
         "sleep 60 & echo $! > {p}; echo $$ >> {p}; wait",
         p = pids.display()

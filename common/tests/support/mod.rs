@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -407,7 +407,8 @@ pub async fn connect(addr: SocketAddr) -> TcpStream {
 pub struct TlsIdentity {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivatePkcs8KeyDer<'static>,
-    pub ca_file: PathBuf,
+    /// The CA's PEM file, removed when the identity is dropped.
+    pub ca_file: TempFile,
 }
 
 impl TlsIdentity {
@@ -426,15 +427,55 @@ impl TlsIdentity {
     }
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "probe-test-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory under the system's temporary directory, removed with everything in it when dropped
+/// (also when a test fails: the guard is dropped while unwinding).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `probe-test-PID-N-name`.
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "probe-test-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file in its own [`TempDir`], removed when dropped; derefs to its path.
+pub struct TempFile {
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl TempFile {
+    /// Writes `contents` to `file` in a new directory named after `name`.
+    pub fn new(name: &str, file: &str, contents: &[u8]) -> TempFile {
+        let dir = TempDir::new(name);
+        let path = dir.path().join(file);
+        std::fs::write(&path, contents).unwrap();
+        TempFile { path, _dir: dir }
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// How a test certificate is made.
@@ -470,9 +511,7 @@ pub fn identity(names: &[&str], kind: CertKind) -> TlsIdentity {
         CertKind::SelfSigned => params.self_signed(&key).unwrap(),
         _ => params.signed_by(&key, &issuer).unwrap(),
     };
-    let dir = temp_dir("ca");
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let ca_file = TempFile::new("ca", "ca.pem", ca_cert.pem().as_bytes());
     TlsIdentity {
         chain: vec![cert.der().clone()],
         key: PrivatePkcs8KeyDer::from(key.serialize_der()),
