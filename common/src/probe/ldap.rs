@@ -81,9 +81,11 @@ pub fn unbind_request() -> Vec<u8> {
     vec![SEQUENCE, 5, INTEGER, 1, BIND_ID + 1, UNBIND_REQUEST, 0]
 }
 
-/// One BER element at the start of `b`: `(tag, content, total length)`; `Ok(None)` if more bytes
-/// are needed.
-fn element(b: &[u8]) -> Result<Option<(u8, &[u8], usize)>, String> {
+/// A BER element: tag, content, and its total length with the header.
+type Element<'a> = (u8, &'a [u8], usize);
+
+/// One BER element at the start of `b`; `Ok(None)` if more bytes are needed.
+fn element(b: &[u8]) -> Result<Option<Element<'_>>, String> {
     if b.len() < 2 {
         return Ok(None);
     }

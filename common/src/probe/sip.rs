@@ -142,7 +142,7 @@ mod tests {
             "CSeq: 1 OPTIONS",
             "Content-Length: 0",
         ] {
-            assert!(r.contains(&format!("{h}")), "{h} missing in {r}");
+            assert!(r.contains(h), "{h} missing in {r}");
         }
         assert!(r.ends_with("\r\n\r\n"));
         let r6 = request(
