@@ -517,12 +517,12 @@ async fn ping_loopback_v4_and_v6() {
 
 // ---- external
 
-fn script(body: &str) -> std::path::PathBuf {
+/// An executable shell script, removed (with its directory) when dropped.
+fn script(body: &str) -> support::TempFile {
     use std::os::unix::fs::PermissionsExt;
-    let path = support::temp_dir("ext").join("check.sh");
-    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
+    let file = support::TempFile::new("ext", "check.sh", format!("#!/bin/sh\n{body}\n").as_bytes());
+    std::fs::set_permissions(&*file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    file
 }
 
 #[tokio::test]
@@ -583,8 +583,8 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test]
 async fn external_timeout_kills_the_child_and_its_group() {
-    let dir = support::temp_dir("ext-kill");
-    let pids = dir.join("pids");
+    let dir = support::TempDir::new("ext-kill");
+    let pids = dir.path().join("pids");
     let hang = script(&format!(
         "sleep 60 & echo $! > {p}; echo $$ >> {p}; wait",
         p = pids.display()
@@ -746,4 +746,801 @@ async fn pop3_and_imap_greetings() {
     );
     // An IMAP greeting is not a POP3 one.
     down(&run(imap.addr, "kind = \"pop3\"").await, "greeting:");
+}
+
+// ---- pop3s, imaps, STARTTLS (pop3, imap, smtp): TLS servers with rcgen certificates
+
+fn tls_toml(kind: &str, ca: &std::path::Path, extra: &str) -> String {
+    format!(
+        "kind = \"{kind}\"\nca_file = \"{}\"\nsni = \"mail.example.org\"\n{extra}",
+        ca.display()
+    )
+}
+
+#[tokio::test]
+async fn pop3s_and_imaps_up_with_verification() {
+    use support::LineTls;
+    let id = support::identity(&["mail.example.org"], CertKind::Good);
+    let pop = support::line_server_tls(
+        "+OK POP3 ready\r\n",
+        vec![("QUIT", "+OK bye\r\n")],
+        LineTls::Implicit(id.acceptor()),
+    )
+    .await;
+    up(
+        &run(pop.addr, &tls_toml("pop3s", &id.ca_file, "")).await,
+        "+OK POP3 ready",
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        pop.requests.lock().unwrap().clone(),
+        ["QUIT\r\n"],
+        "QUIT over TLS"
+    );
+    let imap = support::line_server_tls(
+        "* OK [CAPABILITY IMAP4rev2] ready\r\n",
+        vec![("a1 LOGOUT", "* BYE\r\na1 OK\r\n")],
+        LineTls::Implicit(id.acceptor()),
+    )
+    .await;
+    up(
+        &run(imap.addr, &tls_toml("imaps", &id.ca_file, "")).await,
+        "* OK [CAPABILITY IMAP4rev2] ready",
+    );
+    // A TLS server whose greeting is negative is down like a plain one.
+    let bye = support::line_server_tls(
+        "* BYE overloaded\r\n",
+        vec![],
+        LineTls::Implicit(id.acceptor()),
+    )
+    .await;
+    down(
+        &run(bye.addr, &tls_toml("imaps", &id.ca_file, "")).await,
+        "greeting: \"* BYE overloaded\"",
+    );
+}
+
+#[tokio::test]
+async fn pop3s_tls_failures() {
+    use support::LineTls;
+    let good = support::identity(&["mail.example.org"], CertKind::Good);
+    let server = |id: &support::TlsIdentity| {
+        support::line_server_tls("+OK ready\r\n", vec![], LineTls::Implicit(id.acceptor()))
+    };
+    let s = server(&good).await;
+    down(
+        &run(
+            s.addr,
+            &format!(
+                "kind = \"pop3s\"\nca_file = \"{}\"\nsni = \"other.example.org\"",
+                good.ca_file.display()
+            ),
+        )
+        .await,
+        "certificate not valid for the server's name",
+    );
+    // No sni: the certificate must name the IP address, which it does not.
+    down(
+        &run(
+            s.addr,
+            &format!("kind = \"pop3s\"\nca_file = \"{}\"", good.ca_file.display()),
+        )
+        .await,
+        "certificate not valid for the server's name",
+    );
+    let expired = support::identity(&["mail.example.org"], CertKind::Expired);
+    let s = server(&expired).await;
+    down(
+        &run(s.addr, &tls_toml("pop3s", &expired.ca_file, "")).await,
+        "certificate expired",
+    );
+    let selfsigned = support::identity(&["mail.example.org"], CertKind::SelfSigned);
+    let s = server(&selfsigned).await;
+    down(
+        &run(s.addr, &tls_toml("pop3s", &selfsigned.ca_file, "")).await,
+        "certificate signed by an unknown issuer",
+    );
+    up(
+        &run(s.addr, "kind = \"pop3s\"\nverify = false").await,
+        "+OK ready",
+    );
+    // A plain POP3 server on the TLS port: its greeting is no TLS record.
+    let plain = support::line_server("+OK POP3 ready\r\n", vec![]).await;
+    down(
+        &run(plain.addr, &tls_toml("pop3s", &good.ca_file, "")).await,
+        "tls",
+    );
+    down(
+        &run(support::closed_tcp_port().await, "kind = \"pop3s\"").await,
+        "connection refused",
+    );
+    let silent = support::line_server("", vec![]).await;
+    down(
+        &run(silent.addr, "kind = \"imaps\"\ntimeout = \"300ms\"").await,
+        "timeout after 300ms",
+    );
+}
+
+#[tokio::test]
+async fn pop3_imap_smtp_starttls() {
+    use support::LineTls;
+    let id = support::identity(&["mail.example.org"], CertKind::Good);
+    let pop = support::line_server_tls(
+        "+OK POP3 ready\r\n",
+        vec![("STLS", "+OK begin TLS\r\n"), ("QUIT", "+OK bye\r\n")],
+        LineTls::StartTls("STLS", id.acceptor()),
+    )
+    .await;
+    up(
+        &run(pop.addr, &tls_toml("pop3", &id.ca_file, "starttls = true")).await,
+        "+OK POP3 ready (STARTTLS ok)",
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        pop.requests.lock().unwrap().clone(),
+        ["STLS\r\n", "(tls)", "QUIT\r\n"]
+    );
+    let imap = support::line_server_tls(
+        "* OK ready\r\n",
+        vec![
+            ("a0 STARTTLS", "* OK untagged noise\r\na0 OK begin TLS\r\n"),
+            ("a1 LOGOUT", "* BYE\r\na1 OK\r\n"),
+        ],
+        LineTls::StartTls("a0 STARTTLS", id.acceptor()),
+    )
+    .await;
+    up(
+        &run(imap.addr, &tls_toml("imap", &id.ca_file, "starttls = true")).await,
+        "* OK ready (STARTTLS ok)",
+    );
+    let smtp = support::line_server_tls(
+        "220 mx.example.org ESMTP\r\n",
+        vec![
+            ("EHLO", "250-mx.example.org\r\n250 STARTTLS\r\n"),
+            ("STARTTLS", "220 go ahead\r\n"),
+            ("QUIT", "221 bye\r\n"),
+        ],
+        LineTls::StartTls("STARTTLS", id.acceptor()),
+    )
+    .await;
+    up(
+        &run(smtp.addr, &tls_toml("smtp", &id.ca_file, "starttls = true")).await,
+        "220 mx.example.org ESMTP (STARTTLS ok)",
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        smtp.requests.lock().unwrap().clone(),
+        [
+            "EHLO localhost\r\n",
+            "STARTTLS\r\n",
+            "(tls)",
+            "EHLO localhost\r\n",
+            "QUIT\r\n"
+        ],
+        "EHLO again over TLS"
+    );
+    // The certificate is verified after STARTTLS too.
+    down(
+        &run(
+            smtp.addr,
+            &format!(
+                "kind = \"smtp\"\nstarttls = true\nca_file = \"{}\"",
+                id.ca_file.display()
+            ),
+        )
+        .await,
+        "certificate not valid for the server's name",
+    );
+    // Servers without STARTTLS.
+    let no_stls = support::line_server("+OK ready\r\n", vec![("STLS", "-ERR not here\r\n")]).await;
+    down(
+        &run(no_stls.addr, "kind = \"pop3\"\nstarttls = true").await,
+        "STLS: -ERR not here",
+    );
+    let no_starttls = support::line_server(
+        "220 hi\r\n",
+        vec![("EHLO", "250 hi\r\n"), ("STARTTLS", "502 no\r\n")],
+    )
+    .await;
+    down(
+        &run(no_starttls.addr, "kind = \"smtp\"\nstarttls = true").await,
+        "STARTTLS: 502 no",
+    );
+    // A server that accepts STARTTLS but never completes the handshake.
+    let stuck = support::line_server("+OK ready\r\n", vec![("STLS", "+OK go\r\n")]).await;
+    down(
+        &run(
+            stuck.addr,
+            "kind = \"pop3\"\nstarttls = true\ntimeout = \"300ms\"",
+        )
+        .await,
+        "timeout after 300ms",
+    );
+}
+
+#[test]
+fn tls_settings_without_tls_are_config_errors() {
+    let e = config::parse_str::<Spec>("c.toml", "kind = \"pop3\"\nsni = \"x.example.org\"\n")
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("sni: applies only to TLS: set starttls = true or kind = \"pop3s\""),
+        "{e}"
+    );
+    let e = config::parse_str::<Spec>("c.toml", "kind = \"imaps\"\nstarttls = true\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("starttls: imaps speaks TLS from the start"),
+        "{e}"
+    );
+    let e = config::parse_str::<Spec>("c.toml", "kind = \"smtp\"\nverify = false\n").unwrap_err();
+    assert!(e.to_string().contains("verify: applies only to TLS"), "{e}");
+}
+
+// ---- ftp RETR (an FTP server written here: PASV/EPSV data connections on loopback)
+
+#[tokio::test]
+async fn ftp_retr_with_content_regex() {
+    let s = support::ftp(vec![
+        ("health.txt", "status: OK\n"),
+        ("bad.txt", "status: FAIL\n"),
+    ])
+    .await;
+    up(
+        &run(
+            s.addr,
+            "kind = \"ftp\"\nretr = \"health.txt\"\nexpect = \"^status: OK$\"",
+        )
+        .await,
+        "RETR health.txt: content matches",
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        s.requests.lock().unwrap()[..5],
+        [
+            "USER anonymous",
+            "PASS probe@",
+            "TYPE I",
+            "PASV",
+            "RETR health.txt"
+        ]
+    );
+    up(
+        &run(
+            s.addr,
+            "kind = \"ftp\"\nretr = \"health.txt\"\nuser = \"probe\"\npassword = \"secret\"",
+        )
+        .await,
+        "RETR health.txt: 11 bytes",
+    );
+    down(
+        &run(
+            s.addr,
+            "kind = \"ftp\"\nretr = \"bad.txt\"\nexpect = \"^status: OK$\"",
+        )
+        .await,
+        "RETR bad.txt: content does not match /^status: OK$/: \"status: FAIL\\n\"",
+    );
+    down(
+        &run(s.addr, "kind = \"ftp\"\nretr = \"nope.txt\"").await,
+        "RETR nope.txt: 550 no such file",
+    );
+    down(
+        &run(
+            s.addr,
+            "kind = \"ftp\"\nretr = \"health.txt\"\nuser = \"probe\"\npassword = \"bad\"",
+        )
+        .await,
+        "login: 530 login incorrect",
+    );
+    down(
+        &run(
+            support::closed_tcp_port().await,
+            "kind = \"ftp\"\nretr = \"x\"",
+        )
+        .await,
+        "connection refused",
+    );
+    let silent = support::line_server("", vec![]).await;
+    down(
+        &run(
+            silent.addr,
+            "kind = \"ftp\"\nretr = \"x\"\ntimeout = \"300ms\"",
+        )
+        .await,
+        "timeout after 300ms",
+    );
+    // A server that offers a data port where nothing listens.
+    let closed = support::closed_tcp_port().await.port();
+    let pasv: &'static str = Box::leak(
+        format!(
+            "227 Entering Passive Mode (127,0,0,1,{},{})\r\n",
+            closed >> 8,
+            closed & 0xff
+        )
+        .into_boxed_str(),
+    );
+    let liar = support::line_server(
+        "220 hi\r\n",
+        vec![
+            ("USER", "230 ok\r\n"),
+            ("TYPE", "200 ok\r\n"),
+            ("PASV", pasv),
+        ],
+    )
+    .await;
+    down(
+        &run(liar.addr, "kind = \"ftp\"\nretr = \"x\"").await,
+        &format!("data connection to port {closed}: connection refused"),
+    );
+    let e = config::parse_str::<Spec>("c.toml", "kind = \"ftp\"\nexpect = \"x\"\n").unwrap_err();
+    assert!(e.to_string().contains("expect: needs retr"), "{e}");
+}
+
+// ---- sip (a UDP server written here, answering per RFC 3261 §8.2.6)
+
+fn sip_answer(request: &[u8], status: &str) -> Vec<u8> {
+    let text = String::from_utf8_lossy(request);
+    let copied: String = text
+        .lines()
+        .filter(|l| {
+            let n = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+            ["via", "from", "to", "call-id", "cseq"].contains(&n.as_str())
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    format!("SIP/2.0 {status}\r\n{copied}Content-Length: 0\r\n\r\n").into_bytes()
+}
+
+#[tokio::test]
+async fn sip_options() {
+    let s = support::udp_multi(|d| {
+        if !d.starts_with(b"OPTIONS sip:") {
+            return vec![];
+        }
+        vec![sip_answer(d, "100 Trying"), sip_answer(d, "200 OK")]
+    })
+    .await;
+    up(&run(s.addr, "kind = \"sip\"").await, "SIP/2.0 200 OK");
+    let req = s.requests.lock().unwrap()[0].clone();
+    assert!(
+        req.starts_with(&format!("OPTIONS sip:{} SIP/2.0\r\n", s.addr)),
+        "{req}"
+    );
+    let busy = support::udp(|d| Some(sip_answer(d, "503 Service Unavailable"))).await;
+    down(
+        &run(busy.addr, "kind = \"sip\"").await,
+        "SIP/2.0 503 Service Unavailable, expected SIP/2.0 200",
+    );
+    // An answer to somebody else's request (another Call-ID) is not ours: the check waits.
+    let stray = support::udp(|_| Some(b"SIP/2.0 200 OK\r\nCall-ID: x@y\r\n\r\n".to_vec())).await;
+    down(
+        &run(stray.addr, "kind = \"sip\"\ntimeout = \"300ms\"").await,
+        "timeout after 300ms",
+    );
+    let dns = support::udp(|_| Some(b"\x00\x01garbage".to_vec())).await;
+    down(&run(dns.addr, "kind = \"sip\"").await, "not a SIP answer");
+    down(
+        &run(support::closed_udp_port().await, "kind = \"sip\"").await,
+        "port unreachable",
+    );
+}
+
+// ---- radius (a UDP server written here: checks the Message-Authenticator, reveals the password
+// per RFC 2865 §5.2 with its own secret, answers with a Response Authenticator per §3)
+
+fn md5(parts: &[&[u8]]) -> [u8; 16] {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().into()
+}
+
+fn hmac_md5(key: &[u8], msg: &[u8]) -> [u8; 16] {
+    let mut k = [0u8; 64];
+    k[..key.len()].copy_from_slice(key);
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    md5(&[&opad, &md5(&[&ipad, msg])])
+}
+
+/// `secret`: the server's; `check_ma`: drop requests whose Message-Authenticator is wrong (as
+/// FreeRADIUS does); Accept for user `probe` with password `pw`, else Reject.
+fn radius_server(secret: &'static [u8], check_ma: bool) -> impl Fn(&[u8]) -> Option<Vec<u8>> {
+    move |req: &[u8]| {
+        let (mut user, mut hidden, mut ma) = (Vec::new(), Vec::new(), None);
+        let mut i = 20;
+        while i + 2 <= req.len() {
+            let (t, l) = (req[i], req[i + 1] as usize);
+            let v = &req[i + 2..i + l];
+            match t {
+                1 => user = v.to_vec(),
+                2 => hidden = v.to_vec(),
+                80 => ma = Some(i + 2),
+                _ => {}
+            }
+            i += l;
+        }
+        if check_ma {
+            let at = ma?;
+            let mut zeroed = req.to_vec();
+            zeroed[at..at + 16].fill(0);
+            if hmac_md5(secret, &zeroed)[..] != req[at..at + 16] {
+                return None;
+            }
+        }
+        let mut password = Vec::new();
+        let mut prev = req[4..20].to_vec();
+        for block in hidden.chunks(16) {
+            let b = md5(&[secret, &prev]);
+            password.extend(block.iter().zip(b).map(|(c, k)| c ^ k));
+            prev = block.to_vec();
+        }
+        while password.last() == Some(&0) {
+            password.pop();
+        }
+        let code = if user == b"probe" && password == b"pw" {
+            2
+        } else {
+            3
+        };
+        let mut answer = vec![code, req[1], 0, 20];
+        answer.extend_from_slice(&md5(&[&answer[..4], &req[4..20], secret]));
+        Some(answer)
+    }
+}
+
+#[tokio::test]
+async fn radius_access_request() {
+    let s = support::udp(radius_server(b"s3cret", true)).await;
+    up(
+        &run(
+            s.addr,
+            "kind = \"radius\"\nsecret = \"s3cret\"\npassword = \"pw\"",
+        )
+        .await,
+        "Access-Accept",
+    );
+    // A wrong password (a long one: several hidden blocks) still proves the server alive.
+    up(
+        &run(
+            s.addr,
+            &format!(
+                "kind = \"radius\"\nsecret = \"s3cret\"\npassword = \"{}\"",
+                "x".repeat(40)
+            ),
+        )
+        .await,
+        "Access-Reject",
+    );
+    // Our secret is not the server's: it drops the request (bad Message-Authenticator).
+    down(
+        &run(
+            s.addr,
+            "kind = \"radius\"\nsecret = \"other\"\ntimeout = \"300ms\"",
+        )
+        .await,
+        "timeout after 300ms",
+    );
+    // A server that answers anyway, with its own secret: the authenticator gives it away.
+    let lax = support::udp(radius_server(b"theirs", false)).await;
+    down(
+        &run(lax.addr, "kind = \"radius\"\nsecret = \"ours\"").await,
+        "Access-Reject with a bad Response Authenticator (wrong shared secret?)",
+    );
+    let garbage = support::udp(|_| Some(b"hello".to_vec())).await;
+    down(
+        &run(garbage.addr, "kind = \"radius\"\nsecret = \"s\"").await,
+        "answer of 5 bytes is too short for RADIUS",
+    );
+    down(
+        &run(
+            support::closed_udp_port().await,
+            "kind = \"radius\"\nsecret = \"s\"",
+        )
+        .await,
+        "port unreachable",
+    );
+    let e = config::parse_str::<Spec>("c.toml", "kind = \"radius\"\n").unwrap_err();
+    assert!(e.to_string().contains("secret"), "{e}");
+}
+
+// ---- ldap (a TCP server written here, decoding the BER bind request)
+
+/// Reads one bind request and answers: anonymous or `cn=probe` with `secret` → success, else 49.
+async fn ldap_session(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 512];
+    let Ok(n) = s.read(&mut buf).await else {
+        return;
+    };
+    let b = &buf[..n];
+    // 30 L 02 01 id 60 L 02 01 03 04 dnlen dn 80 pwlen pw (short lengths)
+    if n < 12 || b[0] != 0x30 || b[5] != 0x60 || b[10] != 0x04 {
+        return;
+    }
+    let id = b[4];
+    let dn = &b[12..12 + b[11] as usize];
+    let at = 12 + dn.len();
+    let pw = &b[at + 2..at + 2 + b[at + 1] as usize];
+    let ok = dn.is_empty() || (dn == b"cn=probe,dc=example,dc=org" && pw == b"secret");
+    let (code, diag): (u8, &[u8]) = if ok {
+        (0, b"")
+    } else {
+        (49, b"invalid credentials")
+    };
+    let mut op = vec![0x0a, 1, code, 0x04, 0x00, 0x04, diag.len() as u8];
+    op.extend_from_slice(diag);
+    let mut msg = vec![0x02, 1, id, 0x61, op.len() as u8];
+    msg.extend_from_slice(&op);
+    let mut out = vec![0x30, msg.len() as u8];
+    out.extend_from_slice(&msg);
+    let _ = s.write_all(&out).await;
+    let _ = s.read(&mut buf).await; // the unbind
+}
+
+#[tokio::test]
+async fn ldap_bind() {
+    let s = support::tcp(ldap_session).await;
+    up(
+        &run(s.addr, "kind = \"ldap\"").await,
+        "anonymous bind: 0 success",
+    );
+    up(
+        &run(
+            s.addr,
+            "kind = \"ldap\"\ndn = \"cn=probe,dc=example,dc=org\"\npassword = \"secret\"",
+        )
+        .await,
+        "bind: 0 success",
+    );
+    down(
+        &run(
+            s.addr,
+            "kind = \"ldap\"\ndn = \"cn=probe,dc=example,dc=org\"\npassword = \"nope\"",
+        )
+        .await,
+        "bind: 49 invalidCredentials: invalid credentials",
+    );
+    let http = support::http(Answer::status("400 Bad Request")).await;
+    // An HTTP server waits for a request head our bind never completes: a timeout, or its answer.
+    down(
+        &run(http.addr, "kind = \"ldap\"\ntimeout = \"300ms\"").await,
+        "timeout after 300ms",
+    );
+    let junk = support::line_server("HTTP/1.0 400 Bad Request\r\n\r\n", vec![]).await;
+    down(
+        &run(junk.addr, "kind = \"ldap\"").await,
+        "not an LDAP message: \"HTTP/1.0 400",
+    );
+    down(
+        &run(support::closed_tcp_port().await, "kind = \"ldap\"").await,
+        "connection refused",
+    );
+    // Reads the bind, then closes without a word.
+    let closes = support::tcp(|mut s| async move {
+        use tokio::io::AsyncReadExt;
+        let _ = s.read(&mut [0u8; 64]).await;
+    })
+    .await;
+    down(
+        &run(closes.addr, "kind = \"ldap\"").await,
+        "connection closed without an answer",
+    );
+}
+
+// ---- mysql (a TCP server written here, sending a MariaDB 10.11 HandshakeV10)
+
+fn mysql_packet(seq: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = (payload.len() as u32).to_le_bytes().to_vec();
+    p[3] = seq;
+    p.extend_from_slice(payload);
+    p
+}
+
+fn mysql_greeting() -> Vec<u8> {
+    let mut g = vec![10];
+    g.extend_from_slice(b"10.11.6-MariaDB-0+deb12u1\0");
+    g.extend_from_slice(&7u32.to_le_bytes()); // connection id
+    g.extend_from_slice(b"abcdefgh\0"); // auth plugin data part 1 + filler
+    g.extend_from_slice(&0xf7feu16.to_le_bytes()); // capabilities (lower)
+    g.push(45); // charset
+    g.extend_from_slice(&2u16.to_le_bytes()); // status
+    g.extend_from_slice(&0x81bfu16.to_le_bytes()); // capabilities (upper)
+    g.push(21);
+    g.extend_from_slice(&[0; 10]);
+    g.extend_from_slice(b"ijklmnopqrst\0");
+    g.extend_from_slice(b"mysql_native_password\0");
+    g
+}
+
+/// Greets; a login as `probe` gets OK, as `switch` an auth switch then OK, others ERR 1045.
+async fn mysql_session(mut s: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if s.write_all(&mysql_packet(0, &mysql_greeting()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut buf = vec![0u8; 1024];
+    let Ok(n) = s.read(&mut buf).await else {
+        return;
+    };
+    if n < 36 {
+        return;
+    }
+    let user_end = 36 + buf[36..n].iter().position(|&b| b == 0).unwrap_or(0);
+    let user = String::from_utf8_lossy(&buf[36..user_end]).into_owned();
+    let ok = mysql_packet(2, &[0, 0, 0, 2, 0, 0, 0]);
+    let reply = match user.as_str() {
+        "probe" => ok,
+        "switch" => {
+            let mut sw = vec![0xfe];
+            sw.extend_from_slice(b"caching_sha2_password\0");
+            sw.extend_from_slice(&[1u8; 20]);
+            sw.push(0);
+            let _ = s.write_all(&mysql_packet(2, &sw)).await;
+            let Ok(n) = s.read(&mut buf).await else {
+                return;
+            };
+            // The empty answer to the switch: header only, sequence 3.
+            if buf[..n] != [0, 0, 0, 3] {
+                return;
+            }
+            mysql_packet(4, &[0, 0, 0, 2, 0, 0, 0])
+        }
+        _ => {
+            let mut e = vec![0xff, 0x15, 0x04];
+            e.extend_from_slice(
+                format!("#28000Access denied for user '{user}'@'localhost'").as_bytes(),
+            );
+            mysql_packet(2, &e)
+        }
+    };
+    let _ = s.write_all(&reply).await;
+    let _ = s.read(&mut buf).await; // COM_QUIT
+}
+
+#[tokio::test]
+async fn mysql_greeting_and_login() {
+    let s = support::tcp(mysql_session).await;
+    up(
+        &run(s.addr, "kind = \"mysql\"").await,
+        "protocol 10, server 10.11.6-MariaDB-0+deb12u1",
+    );
+    up(
+        &run(s.addr, "kind = \"mysql\"\nuser = \"probe\"").await,
+        "server 10.11.6-MariaDB-0+deb12u1, logged in as probe",
+    );
+    up(
+        &run(s.addr, "kind = \"mysql\"\nuser = \"switch\"").await,
+        "server 10.11.6-MariaDB-0+deb12u1, logged in as switch",
+    );
+    down(
+        &run(s.addr, "kind = \"mysql\"\nuser = \"eve\"").await,
+        "login as eve: error 1045: Access denied for user 'eve'@'localhost'",
+    );
+    let full = support::tcp(|mut s| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut e = vec![0xff, 0x10, 0x04];
+        e.extend_from_slice(b"Too many connections");
+        let _ = s.write_all(&mysql_packet(0, &e)).await;
+    })
+    .await;
+    down(
+        &run(full.addr, "kind = \"mysql\"").await,
+        "error 1040: Too many connections",
+    );
+    let ssh = support::line_server("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", vec![]).await;
+    down(
+        &run(ssh.addr, "kind = \"mysql\"").await,
+        "not a MySQL greeting",
+    );
+    down(
+        &run(support::closed_tcp_port().await, "kind = \"mysql\"").await,
+        "connection refused",
+    );
+    let silent = support::line_server("", vec![]).await;
+    down(
+        &run(silent.addr, "kind = \"mysql\"\ntimeout = \"300ms\"").await,
+        "timeout after 300ms",
+    );
+}
+
+// ---- pgsql (a TCP server written here, speaking protocol 3.0's first messages)
+
+/// Answers an SSLRequest with `ssl`, then a StartupMessage by user: `probe` → SASL request,
+/// `starting` → 57P03, others → 28000.
+async fn pg_session(mut s: tokio::net::TcpStream, ssl: u8) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut len = [0u8; 4];
+    if s.read_exact(&mut len).await.is_err() {
+        return;
+    }
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+    if s.read_exact(&mut body).await.is_err() {
+        return;
+    }
+    if body == 80877103u32.to_be_bytes() {
+        let _ = s.write_all(&[ssl]).await;
+        return;
+    }
+    assert_eq!(&body[..4], &196608u32.to_be_bytes());
+    let user = body[4..]
+        .split(|&b| b == 0)
+        .skip_while(|k| *k != b"user")
+        .nth(1)
+        .map(|u| String::from_utf8_lossy(u).into_owned())
+        .unwrap_or_default();
+    let msg = |tag: u8, b: &[u8]| {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((b.len() + 4) as u32).to_be_bytes());
+        m.extend_from_slice(b);
+        m
+    };
+    let out = match user.as_str() {
+        "probe" => msg(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0"),
+        "starting" => msg(
+            b'E',
+            b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0",
+        ),
+        _ => msg(
+            b'E',
+            format!("SFATAL\0VFATAL\0C28000\0Mrole \"{user}\" does not exist\0\0").as_bytes(),
+        ),
+    };
+    let _ = s.write_all(&out).await;
+    let _ = s.read(&mut len).await;
+}
+
+#[tokio::test]
+async fn pgsql_ssl_request_and_startup() {
+    let n = support::tcp(|s| pg_session(s, b'N')).await;
+    up(
+        &run(n.addr, "kind = \"pgsql\"").await,
+        "SSLRequest answered N (no TLS)",
+    );
+    let s = support::tcp(|s| pg_session(s, b'S')).await;
+    up(
+        &run(s.addr, "kind = \"pgsql\"").await,
+        "SSLRequest answered S (TLS available)",
+    );
+    up(
+        &run(
+            n.addr,
+            "kind = \"pgsql\"\nuser = \"probe\"\ndatabase = \"postgres\"",
+        )
+        .await,
+        "asks for SASL authentication",
+    );
+    up(
+        &run(n.addr, "kind = \"pgsql\"\nuser = \"eve\"").await,
+        "refuses the login: 28000 role \"eve\" does not exist",
+    );
+    down(
+        &run(n.addr, "kind = \"pgsql\"\nuser = \"starting\"").await,
+        "error 57P03: the database system is starting up",
+    );
+    let x = support::tcp(|s| pg_session(s, b'X')).await;
+    down(
+        &run(x.addr, "kind = \"pgsql\"").await,
+        "SSLRequest answered \"X\", expected S or N",
+    );
+    let http = support::line_server("HTTP/1.1 400 Bad Request\r\n\r\n", vec![]).await;
+    down(
+        &run(http.addr, "kind = \"pgsql\"\nuser = \"probe\"").await,
+        "not a PostgreSQL answer",
+    );
+    down(
+        &run(support::closed_tcp_port().await, "kind = \"pgsql\"").await,
+        "connection refused",
+    );
+    let silent = support::line_server("", vec![]).await;
+    down(
+        &run(silent.addr, "kind = \"pgsql\"\ntimeout = \"300ms\"").await,
+        "timeout after 300ms",
+    );
 }

@@ -34,7 +34,7 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Args)]
 #[command(
     after_help = "Exit status: 0 all targets up, 1 any target down, 2 usage error.\n\
-Kinds: tcp http https ping dns udp simpletcp external smtp ftp pop3 imap.\n\
+Kinds: tcp http https ping dns udp simpletcp external smtp ftp pop3 imap pop3s imaps sip radius ldap mysql pgsql.\n\
 Targets: 192.0.2.13, 192.0.2.13:80, [2001:db8::13]:80, http(s)://192.0.2.13:8080/path, or - for one per line on stdin."
 )]
 pub struct ProbeArgs {
@@ -79,16 +79,16 @@ pub struct ProbeArgs {
     /// http(s): statuses that count as up, e.g. 200-299,301.
     #[arg(long, value_name = "RANGES", help_heading = "HTTP")]
     pub expect: Option<String>,
-    /// http(s): regex the body must match; simpletcp, udp: regex the answer must match.
+    /// http(s): regex the body must match; simpletcp, udp: the answer; ftp: the --retr file.
     #[arg(long, help_heading = "HTTP")]
     pub regex: Option<String>,
-    /// https: TLS server name.
+    /// https, pop3s, imaps, --starttls: TLS server name.
     #[arg(long, help_heading = "HTTP")]
     pub sni: Option<String>,
-    /// https: do not verify the certificate.
+    /// https, pop3s, imaps, --starttls: do not verify the certificate.
     #[arg(long, help_heading = "HTTP")]
     pub insecure: bool,
-    /// https: trust only the CA certificates of this PEM file.
+    /// https, pop3s, imaps, --starttls: trust only the CA certificates of this PEM file.
     #[arg(long, value_name = "FILE", help_heading = "HTTP")]
     pub ca_file: Option<String>,
     /// http(s): follow redirects.
@@ -119,12 +119,31 @@ pub struct ProbeArgs {
     /// smtp: the name given in EHLO.
     #[arg(long, help_heading = "SMTP, FTP")]
     pub helo: Option<String>,
-    /// ftp: log in as this user.
+    /// ftp, mysql, pgsql: log in as this user; radius: User-Name; sip: Request-URI user.
     #[arg(long, help_heading = "SMTP, FTP")]
     pub user: Option<String>,
-    /// ftp: password for --user.
+    /// ftp, radius, ldap: password.
     #[arg(long, help_heading = "SMTP, FTP")]
     pub password: Option<String>,
+    /// smtp, pop3, imap: upgrade to TLS with STARTTLS.
+    #[arg(long, help_heading = "SMTP, FTP")]
+    pub starttls: bool,
+    /// ftp: file to download (its content must match --regex, if given).
+    #[arg(long, value_name = "FILE", help_heading = "SMTP, FTP")]
+    pub retr: Option<String>,
+
+    /// radius: the shared secret.
+    #[arg(long, help_heading = "RADIUS, LDAP, PGSQL")]
+    pub secret: Option<String>,
+    /// radius: NAS-Identifier.
+    #[arg(long, help_heading = "RADIUS, LDAP, PGSQL")]
+    pub nas_identifier: Option<String>,
+    /// ldap: DN to bind as (anonymous when absent).
+    #[arg(long, help_heading = "RADIUS, LDAP, PGSQL")]
+    pub dn: Option<String>,
+    /// pgsql: database named in the startup message (with --user).
+    #[arg(long, help_heading = "RADIUS, LDAP, PGSQL")]
+    pub database: Option<String>,
 
     /// external: the virtual service ip:port, for ldirectord-style arguments.
     #[arg(long = "virtual", value_name = "IP:PORT", help_heading = "EXTERNAL")]
@@ -210,6 +229,12 @@ const OPTION_OF: &[(&str, &str)] = &[
     ("helo", "--helo"),
     ("user", "--user"),
     ("password", "--password"),
+    ("starttls", "--starttls"),
+    ("retr", "--retr"),
+    ("secret", "--secret"),
+    ("nas_identifier", "--nas-identifier"),
+    ("dn", "--dn"),
+    ("database", "--database"),
     ("timeout", "--timeout"),
     ("source", "--source"),
 ];
@@ -261,15 +286,24 @@ pub fn spec_from_args(kind: &str, a: &ProbeArgs) -> Result<Spec, String> {
     put("helo", a.helo.as_ref().map(|v| json!(v)));
     put("user", a.user.as_ref().map(|v| json!(v)));
     put("password", a.password.as_ref().map(|v| json!(v)));
+    put("starttls", a.starttls.then_some(json!(true)));
+    put("retr", a.retr.as_ref().map(|v| json!(v)));
+    put("secret", a.secret.as_ref().map(|v| json!(v)));
+    put(
+        "nas_identifier",
+        a.nas_identifier.as_ref().map(|v| json!(v)),
+    );
+    put("dn", a.dn.as_ref().map(|v| json!(v)));
+    put("database", a.database.as_ref().map(|v| json!(v)));
     match kind {
-        // The regex is what simpletcp and udp expect; http's `expect` is status ranges.
-        "simpletcp" | "udp" => put("expect", a.regex.as_ref().map(|v| json!(v))),
+        // The regex is what simpletcp, udp and ftp expect; http's `expect` is status ranges.
+        "simpletcp" | "udp" | "ftp" => put("expect", a.regex.as_ref().map(|v| json!(v))),
         _ => {
             put("expect", a.expect.as_ref().map(|v| json!(v)));
             put("regex", a.regex.as_ref().map(|v| json!(v)));
         }
     }
-    if matches!(kind, "simpletcp" | "udp") && a.expect.is_some() {
+    if matches!(kind, "simpletcp" | "udp" | "ftp") && a.expect.is_some() {
         return Err(format!(
             "--expect does not apply to {kind} (use --regex for the answer)"
         ));
@@ -297,7 +331,7 @@ fn explain(kind: &str, e: &str) -> String {
     }
     if e.starts_with("unknown variant `") && e.contains("expected one of `tcp`") {
         return format!(
-            "unknown probe kind {kind:?}: use tcp, http, https, ping, dns, udp, simpletcp, external, smtp, ftp, pop3 or imap"
+            "unknown probe kind {kind:?}: use tcp, http, https, ping, dns, udp, simpletcp, external, smtp, ftp, pop3, imap, pop3s, imaps, sip, radius, ldap, mysql or pgsql"
         );
     }
     if e.starts_with("missing field `") {

@@ -214,6 +214,19 @@ async fn usage_errors_exit_2_and_say_what_is_wrong() {
             &["https://192.0.2.13/", "--method", "HEAD", "--regex", "x"],
             "HEAD request has no body",
         ),
+        (&["radius", "192.0.2.13"], "a radius probe needs --secret"),
+        (
+            &["pop3", "192.0.2.13", "--sni", "mail.example.org"],
+            "--sni: applies only to TLS",
+        ),
+        (
+            &["tcp", "192.0.2.13:22", "--starttls"],
+            "--starttls does not apply to a tcp probe",
+        ),
+        (
+            &["ftp", "192.0.2.13", "--expect", "200"],
+            "--expect does not apply to ftp",
+        ),
     ];
     for (args, want) in cases {
         let o = monitor(args, "", &[]).await;
@@ -380,4 +393,55 @@ fn no_answer_is_a_timeout_in_a_namespace() {
     assert_eq!(lines[6], "rc=1");
     line(lines[7], "up", "192.0.2.1", "ping", "echo reply seq=0");
     assert_eq!(lines[8], "rc=0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_and_pgsql_from_the_command_line() {
+    // A SIP server answering 200 to OPTIONS (copying the Call-ID), a PostgreSQL one answering N.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sip = udp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let call_id = req
+                .lines()
+                .find(|l| l.starts_with("Call-ID:"))
+                .unwrap_or("");
+            let answer = format!("SIP/2.0 200 OK\r\n{call_id}\r\nCSeq: 1 OPTIONS\r\n\r\n");
+            let _ = udp.send_to(answer.as_bytes(), from).await;
+        }
+    });
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pg = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut req = [0u8; 8];
+            if s.read_exact(&mut req).await.is_ok() && req[4..] == 80877103u32.to_be_bytes() {
+                let _ = s.write_all(b"N").await;
+            }
+        }
+    });
+    let o = monitor(&["sip", &sip.to_string()], "", &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    line(
+        stdout(&o).trim(),
+        "up",
+        &sip.to_string(),
+        "sip",
+        "SIP/2.0 200 OK",
+    );
+    let closed = closed_port().to_string();
+    let o = monitor(&["pgsql", &pg.to_string(), &closed], "", &[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    line(
+        lines[0],
+        "up",
+        &pg.to_string(),
+        "pgsql",
+        "SSLRequest answered N (no TLS)",
+    );
+    line(lines[1], "down", &closed, "pgsql", "connection refused");
 }

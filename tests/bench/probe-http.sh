@@ -10,7 +10,7 @@
 # is a distinct probe (no sharing), so RATE targets at 1 s are RATE checks per second.
 # Environment: ROUNDS, BENCH_PROFILE (release by default; debug to skip the release build).
 #
-# Not here yet: keepalived's HTTP_GET at the same rate in the lab VM, side by side (issue 5).
+# keepalived's HTTP_GET side by side, in the lab VM: tests/bench/probe-keepalived.sh (`tests/lab bench probe-keepalived`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -73,4 +73,4 @@ for rate in "${RATES[@]}"; do
         echo "  first down reasons:"; grep '^down' "$WORK/out" | cut -d' ' -f5- | sort | uniq -c | sort -rn | head -3
     fi
 done
-echo "keepalived HTTP_GET comparison: not measured yet (needs the lab VM run; see issue 5)"
+echo "keepalived HTTP_GET comparison: tests/lab bench probe-keepalived"

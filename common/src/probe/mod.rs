@@ -13,7 +13,8 @@
 //!
 //! Kinds, one module each: [`tcp`] connect, [`http`] (`http`, `https`), [`ping`] (ICMP echo),
 //! [`dns`], [`udp`], [`simpletcp`], [`external`] (ldirectord check scripts and mon monitors),
-//! [`smtp`], [`ftp`], [`mailbox`] (`pop3`, `imap`).
+//! [`smtp`], [`ftp`], [`mailbox`] (`pop3`, `imap`, `pop3s`, `imaps`), [`sip`], [`radius`], [`ldap`],
+//! [`mysql`], [`pgsql`].
 //!
 //! Deliberately not here: hysteresis (N failures before a server is declared down) and what to do
 //! with a result (IPVS weights, alerts) — those belong to `ldir` and `monitor`. Host names are never
@@ -24,9 +25,14 @@ pub mod engine;
 pub mod external;
 pub mod ftp;
 pub mod http;
+pub mod ldap;
 pub mod mailbox;
+pub mod mysql;
+pub mod pgsql;
 pub mod ping;
+pub mod radius;
 pub mod simpletcp;
+pub mod sip;
 pub mod smtp;
 pub mod tcp;
 pub mod tls;
@@ -180,6 +186,20 @@ pub enum Check {
     Pop3(mailbox::Mailbox),
     /// `* OK` greeting ([`mailbox`]).
     Imap(mailbox::Mailbox),
+    /// `+OK` greeting over TLS from the start ([`mailbox`]).
+    Pop3s(mailbox::Mailbox),
+    /// `* OK` greeting over TLS from the start ([`mailbox`]).
+    Imaps(mailbox::Mailbox),
+    /// OPTIONS over UDP answered `SIP/2.0 200` ([`sip`]).
+    Sip(sip::Sip),
+    /// Access-Request answered with a valid authenticator ([`radius`]).
+    Radius(radius::Radius),
+    /// A simple bind succeeds ([`ldap`]).
+    Ldap(ldap::Ldap),
+    /// The server greets with protocol 10, optional login ([`mysql`]).
+    Mysql(mysql::Mysql),
+    /// SSLRequest or startup answered ([`pgsql`]).
+    Pgsql(pgsql::Pgsql),
 }
 
 impl Check {
@@ -198,10 +218,18 @@ impl Check {
             Check::Ftp(_) => "ftp",
             Check::Pop3(_) => "pop3",
             Check::Imap(_) => "imap",
+            Check::Pop3s(_) => "pop3s",
+            Check::Imaps(_) => "imaps",
+            Check::Sip(_) => "sip",
+            Check::Radius(_) => "radius",
+            Check::Ldap(_) => "ldap",
+            Check::Mysql(_) => "mysql",
+            Check::Pgsql(_) => "pgsql",
         }
     }
 
-    /// The well-known port of the kind (ldirectord's defaults, classic-tools.md §1.4), if any.
+    /// The well-known port of the kind (ldirectord's defaults, classic-tools.md §1.4; IANA's
+    /// registry for pop3s 995 and imaps 993, RFC 8314 §7.3; RADIUS 1812, RFC 2865 §3), if any.
     pub fn default_port(&self) -> Option<u16> {
         match self {
             Check::Http(_) => Some(80),
@@ -211,6 +239,13 @@ impl Check {
             Check::Ftp(_) => Some(21),
             Check::Pop3(_) => Some(110),
             Check::Imap(_) => Some(143),
+            Check::Pop3s(_) => Some(995),
+            Check::Imaps(_) => Some(993),
+            Check::Sip(_) => Some(5060),
+            Check::Radius(_) => Some(1812),
+            Check::Ldap(_) => Some(389),
+            Check::Mysql(_) => Some(3306),
+            Check::Pgsql(_) => Some(5432),
             Check::Tcp(_)
             | Check::Ping(_)
             | Check::Udp(_)
@@ -229,8 +264,17 @@ impl Check {
             Check::Ping(p) => p.problems(out),
             Check::External(e) => e.problems(out),
             Check::Dns(d) => d.problems(out),
-            Check::Tcp(_) | Check::Udp(_) | Check::SimpleTcp(_) => {}
-            Check::Smtp(_) | Check::Ftp(_) | Check::Pop3(_) | Check::Imap(_) => {}
+            Check::Smtp(c) => c.problems(out),
+            Check::Ftp(c) => c.problems(out),
+            Check::Pop3(m) => m.problems("pop3", false, out),
+            Check::Imap(m) => m.problems("imap", false, out),
+            Check::Pop3s(m) => m.problems("pop3s", true, out),
+            Check::Imaps(m) => m.problems("imaps", true, out),
+            Check::Sip(c) => c.problems(out),
+            Check::Radius(c) => c.problems(out),
+            Check::Ldap(c) => c.problems(out),
+            Check::Pgsql(c) => c.problems(out),
+            Check::Tcp(_) | Check::Udp(_) | Check::SimpleTcp(_) | Check::Mysql(_) => {}
         }
     }
 }
@@ -312,6 +356,8 @@ pub(crate) fn io_reason(what: &str, e: &std::io::Error) -> Down {
 pub struct Prober {
     http: http::Clients,
     ping: ping::Pingers,
+    /// TLS settings of the non-HTTP kinds (no ALPN).
+    tls: tls::TlsConfigs,
 }
 
 impl Prober {
@@ -358,10 +404,22 @@ impl Prober {
             Check::Udp(u) => udp::check(u, need_addr()?, source).await,
             Check::SimpleTcp(s) => simpletcp::check(s, need_addr()?, source).await,
             Check::External(e) => external::check(e, probe.target, addr).await,
-            Check::Smtp(c) => smtp::check(c, need_addr()?, source).await,
+            Check::Smtp(c) => smtp::check(c, &self.tls, need_addr()?, source).await,
             Check::Ftp(c) => ftp::check(c, need_addr()?, source).await,
-            Check::Pop3(_) => mailbox::check(mailbox::Proto::Pop3, need_addr()?, source).await,
-            Check::Imap(_) => mailbox::check(mailbox::Proto::Imap, need_addr()?, source).await,
+            Check::Pop3(m) | Check::Pop3s(m) | Check::Imap(m) | Check::Imaps(m) => {
+                let (proto, implicit) = match &probe.spec.check {
+                    Check::Pop3(_) => (mailbox::Proto::Pop3, false),
+                    Check::Pop3s(_) => (mailbox::Proto::Pop3, true),
+                    Check::Imap(_) => (mailbox::Proto::Imap, false),
+                    _ => (mailbox::Proto::Imap, true),
+                };
+                mailbox::check(proto, implicit, m, &self.tls, need_addr()?, source).await
+            }
+            Check::Sip(c) => sip::check(c, need_addr()?, source).await,
+            Check::Radius(c) => radius::check(c, need_addr()?, source).await,
+            Check::Ldap(c) => ldap::check(c, need_addr()?, source).await,
+            Check::Mysql(c) => mysql::check(c, need_addr()?, source).await,
+            Check::Pgsql(c) => pgsql::check(c, need_addr()?, source).await,
         }
     }
 }

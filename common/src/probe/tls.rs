@@ -180,3 +180,46 @@ pub fn find_rustls_error<'a>(
     }
     None
 }
+
+/// TLS parameters of the non-HTTP kinds (pop3s, imaps, STARTTLS): the same meaning as `https`'.
+#[derive(Debug, Clone, Copy)]
+pub struct TlsParams<'a> {
+    /// The name sent as SNI and required in the certificate; the target's address when absent.
+    pub sni: Option<&'a str>,
+    /// Verify the certificate (chain and name); on unless turned off.
+    pub verify: bool,
+    /// Trust only the CA certificates of this PEM file instead of [`SYSTEM_ROOTS`].
+    pub ca_file: Option<&'a Path>,
+}
+
+/// Runs a TLS handshake over `stream` with `target` as the peer's address (checked against the
+/// certificate when no SNI name is given). `configs` must be used for no ALPN but this (none).
+pub async fn handshake<S>(
+    configs: &TlsConfigs,
+    p: TlsParams<'_>,
+    target: std::net::IpAddr,
+    stream: S,
+) -> Result<tokio_rustls::client::TlsStream<S>, Down>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let config = configs.get(
+        &TlsKey {
+            verify: p.verify,
+            ca_file: p.ca_file.map(Path::to_path_buf),
+        },
+        &[],
+    )?;
+    let name = match p.sni {
+        Some(n) => ServerName::try_from(n.to_string())
+            .map_err(|e| Down(format!("bad TLS name {n:?}: {e}")))?,
+        None => ServerName::IpAddress(target.into()),
+    };
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .map_err(|e| match find_rustls_error(&e) {
+            Some(t) => Down(reason(t)),
+            None => super::io_reason("tls handshake", &e),
+        })
+}

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -140,11 +140,72 @@ pub async fn http_on(bind: &str, answer: Answer, tls: Option<tokio_rustls::TlsAc
     }
 }
 
+/// How a line server speaks TLS.
+#[derive(Clone)]
+pub enum LineTls {
+    /// Plain text only.
+    None,
+    /// TLS from the first byte (pop3s, imaps).
+    Implicit(tokio_rustls::TlsAcceptor),
+    /// After answering a line starting with the command (case-insensitively) with its script reply,
+    /// the session continues over TLS (STLS, STARTTLS).
+    StartTls(&'static str, tokio_rustls::TlsAcceptor),
+}
+
 /// A TCP server that sends `greeting`, then answers each line it reads with the matching reply of
 /// `script` (first prefix that matches, case-insensitively), or nothing.
 pub async fn line_server(
     greeting: &'static str,
     script: Vec<(&'static str, &'static str)>,
+) -> Server {
+    line_server_tls(greeting, script, LineTls::None).await
+}
+
+/// The result of a plain session: the stream, when the client asked for STARTTLS.
+async fn line_session<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    mut stream: S,
+    greeting: &'static str,
+    script: &[(&'static str, &'static str)],
+    requests: &Mutex<Vec<String>>,
+    starttls: Option<&'static str>,
+) -> Option<S> {
+    if stream.write_all(greeting.as_bytes()).await.is_err() {
+        return None;
+    }
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        match stream.read(&mut b).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => line.push(b[0]),
+        }
+        if b[0] != b'\n' {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        requests.lock().unwrap().push(text.clone());
+        line.clear();
+        let upper = text.to_uppercase();
+        if let Some((_, reply)) = script
+            .iter()
+            .find(|(p, _)| upper.starts_with(&p.to_uppercase()))
+            && stream.write_all(reply.as_bytes()).await.is_err()
+        {
+            return None;
+        }
+        if let Some(cmd) = starttls
+            && upper.starts_with(&cmd.to_uppercase())
+        {
+            return Some(stream);
+        }
+    }
+}
+
+/// A [`line_server`] with TLS ([`LineTls`]).
+pub async fn line_server_tls(
+    greeting: &'static str,
+    script: Vec<(&'static str, &'static str)>,
+    tls: LineTls,
 ) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -153,35 +214,31 @@ pub async fn line_server(
     let (c, r) = (connections.clone(), requests.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
+            let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             c.fetch_add(1, Ordering::SeqCst);
-            let (script, r) = (script.clone(), r.clone());
+            let (script, r, tls) = (script.clone(), r.clone(), tls.clone());
             tokio::spawn(async move {
-                if stream.write_all(greeting.as_bytes()).await.is_err() {
-                    return;
-                }
-                let mut line = Vec::new();
-                let mut b = [0u8; 1];
-                loop {
-                    match stream.read(&mut b).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => line.push(b[0]),
+                match tls {
+                    LineTls::None => {
+                        line_session(stream, greeting, &script, &r, None).await;
                     }
-                    if b[0] != b'\n' {
-                        continue;
+                    LineTls::Implicit(acceptor) => {
+                        if let Ok(s) = acceptor.accept(stream).await {
+                            line_session(s, greeting, &script, &r, None).await;
+                        }
                     }
-                    let text = String::from_utf8_lossy(&line).into_owned();
-                    r.lock().unwrap().push(text.clone());
-                    line.clear();
-                    let upper = text.to_uppercase();
-                    if let Some((_, reply)) = script
-                        .iter()
-                        .find(|(p, _)| upper.starts_with(&p.to_uppercase()))
-                        && stream.write_all(reply.as_bytes()).await.is_err()
-                    {
-                        return;
+                    LineTls::StartTls(cmd, acceptor) => {
+                        let Some(plain) =
+                            line_session(stream, greeting, &script, &r, Some(cmd)).await
+                        else {
+                            return;
+                        };
+                        if let Ok(s) = acceptor.accept(plain).await {
+                            r.lock().unwrap().push("(tls)".into());
+                            line_session(s, "", &script, &r, None).await;
+                        }
                     }
                 }
             });
@@ -192,6 +249,101 @@ pub async fn line_server(
         connections,
         requests,
     }
+}
+
+/// A TCP server running `session` on every connection it accepts.
+pub async fn tcp<F, Fut>(session: F) -> Server
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let c = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(session(stream));
+        }
+    });
+    Server {
+        addr,
+        connections,
+        requests: Arc::new(Mutex::new(Vec::new())),
+    }
+}
+
+/// An FTP server (RFC 959): login with any user and password `secret` (or `anonymous` with any
+/// password), TYPE, PASV/EPSV on loopback, RETR of `files` (name, content), QUIT. Missing files
+/// get 550. The requests (control lines) are recorded.
+pub async fn ftp(files: Vec<(&'static str, &'static str)>) -> Server {
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let r = requests.clone();
+    let mut server = tcp(move |stream| {
+        let (files, r) = (files.clone(), r.clone());
+        async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = tokio::io::BufReader::new(read).lines();
+            use tokio::io::AsyncBufReadExt;
+            let _ = write.write_all(b"220 test ftp ready\r\n").await;
+            let mut user = String::new();
+            let mut data: Option<TcpListener> = None;
+            while let Ok(Some(line)) = lines.next_line().await {
+                r.lock().unwrap().push(line.clone());
+                let (cmd, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+                let reply = match cmd.to_uppercase().as_str() {
+                    "USER" => {
+                        user = arg.to_string();
+                        "331 password please\r\n".to_string()
+                    }
+                    "PASS" if user == "anonymous" || arg == "secret" => "230 logged in\r\n".into(),
+                    "PASS" => "530 login incorrect\r\n".into(),
+                    "TYPE" => "200 type set\r\n".into(),
+                    "PASV" | "EPSV" => {
+                        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                        let port = l.local_addr().unwrap().port();
+                        data = Some(l);
+                        if cmd.eq_ignore_ascii_case("PASV") {
+                            format!(
+                                "227 Entering Passive Mode (127,0,0,1,{},{}).\r\n",
+                                port >> 8,
+                                port & 0xff
+                            )
+                        } else {
+                            format!("229 Entering Extended Passive Mode (|||{port}|)\r\n")
+                        }
+                    }
+                    "RETR" => match (files.iter().find(|(n, _)| *n == arg), data.take()) {
+                        (Some((_, content)), Some(l)) => {
+                            let _ = write.write_all(b"150 opening data connection\r\n").await;
+                            if let Ok((mut d, _)) = l.accept().await {
+                                let _ = d.write_all(content.as_bytes()).await;
+                                let _ = d.shutdown().await;
+                            }
+                            "226 transfer complete\r\n".into()
+                        }
+                        (None, _) => "550 no such file\r\n".into(),
+                        (_, None) => "425 use PASV first\r\n".into(),
+                    },
+                    "QUIT" => {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        return;
+                    }
+                    _ => "502 not implemented\r\n".into(),
+                };
+                if write.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    server.requests = requests;
+    server
 }
 
 /// A loopback port on which nothing listens (bound then released).
@@ -211,6 +363,14 @@ pub async fn udp<F>(reply: F) -> Server
 where
     F: Fn(&[u8]) -> Option<Vec<u8>> + Send + 'static,
 {
+    udp_multi(move |d| reply(d).into_iter().collect()).await
+}
+
+/// A UDP server that answers each datagram with every datagram of `replies(datagram)`, in order.
+pub async fn udp_multi<F>(replies: F) -> Server
+where
+    F: Fn(&[u8]) -> Vec<Vec<u8>> + Send + 'static,
+{
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = socket.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
@@ -226,7 +386,7 @@ where
             r.lock()
                 .unwrap()
                 .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            if let Some(answer) = reply(&buf[..n]) {
+            for answer in replies(&buf[..n]) {
                 let _ = socket.send_to(&answer, from).await;
             }
         }
@@ -247,7 +407,8 @@ pub async fn connect(addr: SocketAddr) -> TcpStream {
 pub struct TlsIdentity {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivatePkcs8KeyDer<'static>,
-    pub ca_file: PathBuf,
+    /// The CA's PEM file, removed when the identity is dropped.
+    pub ca_file: TempFile,
 }
 
 impl TlsIdentity {
@@ -266,15 +427,55 @@ impl TlsIdentity {
     }
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "probe-test-{}-{}-{name}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A directory under the system's temporary directory, removed with everything in it when dropped
+/// (also when a test fails: the guard is dropped while unwinding).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `probe-test-PID-N-name`.
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "probe-test-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file in its own [`TempDir`], removed when dropped; derefs to its path.
+pub struct TempFile {
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl TempFile {
+    /// Writes `contents` to `file` in a new directory named after `name`.
+    pub fn new(name: &str, file: &str, contents: &[u8]) -> TempFile {
+        let dir = TempDir::new(name);
+        let path = dir.path().join(file);
+        std::fs::write(&path, contents).unwrap();
+        TempFile { path, _dir: dir }
+    }
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// How a test certificate is made.
@@ -310,9 +511,7 @@ pub fn identity(names: &[&str], kind: CertKind) -> TlsIdentity {
         CertKind::SelfSigned => params.self_signed(&key).unwrap(),
         _ => params.signed_by(&key, &issuer).unwrap(),
     };
-    let dir = temp_dir("ca");
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let ca_file = TempFile::new("ca", "ca.pem", ca_cert.pem().as_bytes());
     TlsIdentity {
         chain: vec![cert.der().clone()],
         key: PrivatePkcs8KeyDer::from(key.serialize_der()),

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Benchmark (not a test), run by `tests/lab bench probe-keepalived` in the lab VM: N real servers (a
+# tokio HTTP server, monitor's example `bench_http_server`, on N addresses of 198.18.0.0/15 in a network
+# namespace behind a veth) checked every second by keepalived's HTTP_GET (one virtual server with N
+# real servers, delay_loop 1), then by `monitor probe http - --every 1s` (release build), one after
+# the other in the same VM run. CPU is utime+stime from /proc/PID/stat over the same wall time after a
+# warm-up: keepalived's checker child (the process doing the checks) and the monitor process. Checks
+# done are counted at the servers (TcpPassiveOpens of their namespace), so CPU per check compares
+# like with like. Prints one line per tool and last `probe-http-cpu ratio=<ours/keepalived>` (per
+# check; target <= 0.5).
+#
+# Environment: SERVERS (default 500), SECONDS_MEASURED (default 30), WARMUP (default 8).
+# build: -p monitor --bin monitor --example bench_http_server
+set -euo pipefail
+N=${SERVERS:-500}
+T=${SECONDS_MEASURED:-30}
+WARM=${WARMUP:-8}
+monitor=$LAB_RELEASE/monitor
+server=$LAB_RELEASE/examples/bench_http_server
+for f in "$monitor" "$server"; do
+    [ -x "$f" ] || { echo "FAIL: $f is missing (tests/lab bench builds it)" >&2; exit 1; }
+done
+KEEPALIVED=$(PATH=$PATH:/usr/sbin:/sbin command -v keepalived) \
+    || { echo "FAIL: keepalived is missing (apt-get install keepalived; tests/lab deps)" >&2; exit 1; }
+[ "$N" -le 60000 ] || { echo "FAIL: at most 60000 servers" >&2; exit 1; }
+tmp=$(mktemp -d)
+pids=()
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ip netns del kbench 2>/dev/null || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# --- the real servers: 198.18.1.0 upwards on the namespace's end of a veth, port 8001
+ip netns add kbench
+ip link add kb0 type veth peer name kb1 netns kbench
+ip addr add 198.18.0.1/15 dev kb0
+ip link set kb0 up
+ip -n kbench link set lo up
+ip -n kbench addr add 198.18.0.2/15 dev kb1
+addr_of() { echo "198.18.$(( 1 + $1 / 250 )).$(( 1 + $1 % 250 ))"; }
+for ((i = 0; i < N; i++)); do echo "address add $(addr_of "$i")/32 dev kb1"; done > "$tmp/addrs"
+ip -n kbench -batch "$tmp/addrs"
+ip -n kbench link set kb1 up
+ip netns exec kbench "$server" 8001 > "$tmp/server.out" &
+pids+=($!)
+for _ in $(seq 100); do grep -q ready "$tmp/server.out" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$tmp/server.out" || { echo "FAIL: bench_http_server did not start" >&2; exit 1; }
+for ((i = 0; i < N; i++)); do echo "$(addr_of "$i"):8001"; done > "$tmp/targets"
+# Every address answers before anything is measured (ARP resolved, server up).
+"$monitor" probe http - --timeout 10s --concurrency 64 < "$tmp/targets" > "$tmp/pre" \
+    || { echo "FAIL: not every server answers before the benchmark:" >&2; grep -v '^up' "$tmp/pre" | head -3 >&2; exit 1; }
+
+ticks_of() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# /proc/net/snmp's second Tcp: line, field 7: PassiveOpens (connections the servers accepted).
+opens() { ip netns exec kbench awk '/^Tcp:/ { if (h) { print $7; exit } else h = 1 }' /proc/net/snmp; }
+hz=$(getconf CLK_TCK)
+
+# measure NAME PID: CPU ticks of PID and connections opened at the servers over T seconds.
+measure() {
+    local name=$1 pid=$2 t0 t1 o0 o1 w0 w1
+    sleep "$WARM"
+    t0=$(ticks_of "$pid"); o0=$(opens); w0=$(date +%s%N)
+    sleep "$T"
+    t1=$(ticks_of "$pid"); o1=$(opens); w1=$(date +%s%N)
+    awk -v n="$name" -v t=$((t1 - t0)) -v c=$((o1 - o0)) -v w=$(( (w1 - w0) / 1000000 )) -v hz="$hz" -v N="$N" 'BEGIN {
+        cpu = t / hz
+        printf "%-10s servers=%d interval=1s wall=%.1fs checks=%d checks/s=%.0f cpu=%.2fs cpu%%=%.1f cpu_us/check=%.1f\n",
+            n, N, w / 1000, c, c / (w / 1000), cpu, cpu / (w / 1000) * 100, c ? cpu / c * 1e6 : 0 }' | tee -a "$tmp/results"
+}
+
+echo "kernel $(uname -r), $(nproc) CPUs, TCG emulation: compare figures only within this run"
+
+# --- keepalived: one virtual server, N real servers, HTTP_GET every second
+{
+    echo "global_defs { router_id probe_bench }"
+    echo "virtual_server 192.0.2.100 80 {"
+    echo "    delay_loop 1"
+    echo "    lb_algo rr"
+    echo "    lb_kind DR"
+    echo "    protocol TCP"
+    for ((i = 0; i < N; i++)); do
+        echo "    real_server $(addr_of "$i") 8001 {"
+        echo "        weight 1"
+        echo "        HTTP_GET { url { path / status_code 200 } connect_timeout 2 retry 1 delay_before_retry 1 }"
+        echo "    }"
+    done
+    echo "}"
+} > "$tmp/keepalived.conf"
+"$KEEPALIVED" --check --dont-fork --log-console --use-file "$tmp/keepalived.conf" \
+    --pid "$tmp/keepalived.pid" --checkers_pid "$tmp/checkers.pid" > "$tmp/keepalived.log" 2>&1 &
+kparent=$!
+pids+=("$kparent")
+for _ in $(seq 100); do [ -s "$tmp/checkers.pid" ] && break; sleep 0.1; done
+[ -s "$tmp/checkers.pid" ] || { echo "FAIL: keepalived's checker process did not start:" >&2; tail -5 "$tmp/keepalived.log" >&2; exit 1; }
+checker=$(cat "$tmp/checkers.pid")
+measure keepalived "$checker"
+down=$(grep -ci 'down\|fail' "$tmp/keepalived.log" || true)
+kill "$kparent"; wait "$kparent" 2>/dev/null || true
+[ "$down" = 0 ] || { echo "  keepalived logged $down failures:"; grep -i 'down\|fail' "$tmp/keepalived.log" | head -3; }
+ipvsadm -C 2>/dev/null || true
+
+# --- monitor probe on the same servers at the same interval
+"$monitor" probe http - --every 1s --timeout 2s --concurrency 4096 < "$tmp/targets" > "$tmp/monitor.out" &
+mpid=$!
+pids+=("$mpid")
+measure monitor "$mpid"
+kill "$mpid"; wait "$mpid" 2>/dev/null || true
+mdown=$(grep -c '^down' "$tmp/monitor.out" || true)
+[ "$mdown" = 0 ] || { echo "  monitor: $mdown down results:"; grep '^down' "$tmp/monitor.out" | cut -d' ' -f5- | sort | uniq -c | head -3; }
+
+awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^cpu_us\/check=/) { split($i, a, "="); v[$1] = a[2] } }
+    END { if (v["keepalived"] > 0) printf "probe-http-cpu ratio=%.3f\n", v["monitor"] / v["keepalived"];
+          else print "probe-http-cpu ratio=unknown (keepalived used no measurable CPU)" }' "$tmp/results"
