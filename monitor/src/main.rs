@@ -19,7 +19,9 @@ enum Command {
 
 fn main() -> Exit {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: checks are I/O-bound and cheap, and cross-thread wake-ups (futexes) cost more CPU
+    // than they save here (tests/bench/probe-keepalived.sh measured it). Nothing in a check blocks.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -33,7 +35,8 @@ fn main() -> Exit {
         Command::Probe(args) => runtime.block_on(monitor::probe::run(
             args,
             tokio::io::BufReader::new(tokio::io::stdin()),
-            std::io::stdout().lock(),
+            // Buffered: `run` flushes whenever no further result is waiting.
+            std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock()),
             std::io::stderr(),
         )),
     }

@@ -17,6 +17,8 @@
 //! so the command line and `ldir`/`monitor` configurations accept and reject the same things.
 //! Targets run concurrently (`--concurrency`). With `--every`, the probes run on the shared engine
 //! ([`common::probe::Engine`]) until `--rounds` results per target were printed (or forever).
+//! `out` may be buffered: it is flushed whenever no further result is waiting, so every line still
+//! appears as soon as its check is done.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -516,6 +518,9 @@ where
                         Ok((probe, o)) => {
                             any_down |= !o.up;
                             let _ = writeln!(out, "{}", format_result(&probe, &o, args.json));
+                            if done_rx.is_empty() {
+                                let _ = out.flush();
+                            }
                         }
                         Err(e) => {
                             let _ = writeln!(err, "monitor probe: check failed: {e}");
@@ -567,6 +572,10 @@ where
                     Some((r, last)) = rep_rx.recv() => {
                         any_down |= !r.outcome.up;
                         let _ = writeln!(out, "{}", format_result(&r.probe, &r.outcome, args.json));
+                        // Lines go out together when several results are ready at once.
+                        if rep_rx.is_empty() {
+                            let _ = out.flush();
+                        }
                         if last {
                             finished += 1;
                             if !items_open && finished == watching { break; }

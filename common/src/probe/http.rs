@@ -9,6 +9,13 @@
 //! as SNI is `sni`, else `host`, else none (the certificate must then name the IP address). Only
 //! HTTP/1.1 is spoken. Bodies are read up to [`BODY_LIMIT`] when a regex is given, not at all
 //! otherwise.
+//!
+//! Plain `http` without `follow_redirects` (the common health check, thousands a second) is spoken
+//! by a minimal HTTP/1.1 client over one tokio `TcpStream` ([`plain`]): request line, `Host`,
+//! `User-Agent`, `Connection: close`; the status line and headers are parsed, the body is read
+//! (`Content-Length`, chunked or until close) only when a regex needs it. It deliberately does not
+//! do keep-alive, redirects, proxies or compression. `https` and followed redirects go through
+//! reqwest (hyper), whose per-request setup costs several times more CPU.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -253,6 +260,9 @@ impl Clients {
         addr: SocketAddr,
         source: Option<IpAddr>,
     ) -> Result<String, Down> {
+        if !tls && !h.follow_redirects {
+            return plain(h, addr, source).await;
+        }
         let name = if tls {
             h.sni
                 .as_ref()
@@ -321,6 +331,280 @@ impl Clients {
     }
 }
 
+/// The `User-Agent` of plain-HTTP checks.
+const USER_AGENT: &str = concat!("lvs-probe/", env!("CARGO_PKG_VERSION"));
+
+/// The most response head (status line and headers) read: 64 KiB, far more than any health page
+/// sends; a server sending more is down rather than an unbounded read.
+const HEAD_LIMIT: usize = 64 << 10;
+
+/// One plain-HTTP check without redirects: connect, send the request, judge status (and body).
+async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<String, Down> {
+    use std::fmt::Write as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut req = String::with_capacity(160);
+    let method = match h.method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+    };
+    let _ = write!(req, "{method} {} HTTP/1.1\r\nHost: ", h.path);
+    match &h.host {
+        Some(host) => req.push_str(host),
+        None => {
+            let _ = match addr.ip() {
+                IpAddr::V4(ip) => write!(req, "{ip}"),
+                IpAddr::V6(ip) => write!(req, "[{ip}]"),
+            };
+        }
+    }
+    if addr.port() != 80 {
+        let _ = write!(req, ":{}", addr.port());
+    }
+    let _ = write!(
+        req,
+        "\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
+
+    let mut stream = super::tcp::connect(addr, source).await?;
+    stream
+        .write_all(req.as_bytes())
+        .await
+        .map_err(|e| io_reason("", &e))?;
+
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    // Read heads until a final (non-1xx) one; `buf` then holds what followed it.
+    let head = loop {
+        let end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() >= HEAD_LIMIT {
+                return Err(Down(format!(
+                    "response head longer than {HEAD_LIMIT} bytes"
+                )));
+            }
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| io_reason("", &e))?;
+            if n == 0 {
+                return Err(Down("connection closed before a response".into()));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = parse_head(&buf[..end])?;
+        buf.drain(..end);
+        if !(100..200).contains(&head.status) || head.status == 101 {
+            break head;
+        }
+    };
+    let status = reqwest::StatusCode::from_u16(head.status)
+        .map_err(|_| Down(format!("bad response: status {}", head.status)))?;
+    let status_line = match status.canonical_reason() {
+        Some(r) => format!("{} {r}", head.status),
+        None => head.status.to_string(),
+    };
+    if !h.expect.contains(head.status) {
+        return Err(Down(format!("status {status_line}, expected {}", h.expect)));
+    }
+    let Some(re) = &h.regex else {
+        return Ok(status_line);
+    };
+    // A body: HEAD, 1xx, 204 and 304 have none (RFC 9112 §6.3).
+    let bodiless = h.method == Method::Head || head.status == 204 || head.status == 304;
+    let mut body = Body::new(&head, bodiless);
+    body.feed(&buf)?;
+    loop {
+        if re.is_match(&body.data) {
+            return Ok(status_line);
+        }
+        if body.done || body.data.len() >= BODY_LIMIT {
+            break;
+        }
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| io_reason("", &e))?;
+        if n == 0 {
+            if body.close_delimited() {
+                break;
+            }
+            return Err(Down("connection closed in the middle of the body".into()));
+        }
+        body.feed(&chunk[..n])?;
+    }
+    Err(Down(format!(
+        "{status_line} but the body does not match /{}/",
+        re.as_str()
+    )))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What the parser keeps of a response head.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    content_length: Option<u64>,
+    chunked: bool,
+}
+
+/// Parses `HTTP/1.x NNN reason\r\n` and the header lines (only the framing headers are kept).
+fn parse_head(raw: &[u8]) -> Result<Head, Down> {
+    let text = String::from_utf8_lossy(raw);
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or("");
+    let bad = || {
+        let shown: String = first.chars().take(60).collect();
+        Down(format!(
+            "bad response: {shown:?} is not an HTTP status line"
+        ))
+    };
+    let mut parts = first.splitn(3, ' ');
+    let version = parts.next().unwrap_or("");
+    if !version.starts_with("HTTP/1.") {
+        return Err(bad());
+    }
+    let code = parts.next().unwrap_or("");
+    let status = match code.parse::<u16>() {
+        Ok(n) if code.len() == 3 && (100..=999).contains(&n) => n,
+        _ => return Err(bad()),
+    };
+    let mut head = Head {
+        status,
+        content_length: None,
+        chunked: false,
+    };
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("content-length") {
+            head.content_length = Some(
+                value
+                    .parse()
+                    .map_err(|_| Down(format!("bad response: Content-Length {value:?}")))?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            head.chunked = value
+                .rsplit(',')
+                .next()
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        }
+    }
+    Ok(head)
+}
+
+/// A response body being received: decoded data (capped at [`BODY_LIMIT`]) and whether it is
+/// complete.
+struct Body {
+    data: Vec<u8>,
+    done: bool,
+    framing: Framing,
+}
+
+enum Framing {
+    /// `Content-Length`: bytes still to come.
+    Length(u64),
+    /// Until the server closes.
+    Close,
+    /// Chunked: undecoded bytes, and the bytes left of the current chunk's data (with its CRLF).
+    Chunked { pending: Vec<u8>, left: usize },
+}
+
+impl Body {
+    fn new(head: &Head, bodiless: bool) -> Body {
+        let framing = if bodiless {
+            Framing::Length(0)
+        } else if head.chunked {
+            Framing::Chunked {
+                pending: Vec::new(),
+                left: 0,
+            }
+        } else if let Some(n) = head.content_length {
+            Framing::Length(n)
+        } else {
+            Framing::Close
+        };
+        let done = matches!(framing, Framing::Length(0));
+        Body {
+            data: Vec::new(),
+            done,
+            framing,
+        }
+    }
+
+    fn close_delimited(&self) -> bool {
+        matches!(self.framing, Framing::Close)
+    }
+
+    fn keep(data: &mut Vec<u8>, bytes: &[u8]) {
+        let room = BODY_LIMIT.saturating_sub(data.len());
+        data.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    /// Adds received bytes.
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), Down> {
+        if self.done {
+            return Ok(());
+        }
+        match &mut self.framing {
+            Framing::Close => Body::keep(&mut self.data, bytes),
+            Framing::Length(left) => {
+                let n = bytes
+                    .len()
+                    .min(usize::try_from(*left).unwrap_or(usize::MAX));
+                Body::keep(&mut self.data, &bytes[..n]);
+                *left -= n as u64;
+                self.done = *left == 0;
+            }
+            Framing::Chunked { pending, left } => {
+                pending.extend_from_slice(bytes);
+                let mut pos = 0;
+                loop {
+                    if *left > 0 {
+                        // Chunk data, then its CRLF (the last 2 of `left`).
+                        let take = (*left).min(pending.len() - pos);
+                        let data_part = take.min(left.saturating_sub(2));
+                        Body::keep(&mut self.data, &pending[pos..pos + data_part]);
+                        pos += take;
+                        *left -= take;
+                        if *left > 0 {
+                            break;
+                        }
+                        continue;
+                    }
+                    let Some(i) = find(&pending[pos..], b"\r\n") else {
+                        if pending.len() - pos > 1024 {
+                            return Err(Down("bad response: chunk size line too long".into()));
+                        }
+                        break;
+                    };
+                    let line = String::from_utf8_lossy(&pending[pos..pos + i]);
+                    let size = line.split(';').next().unwrap_or("").trim();
+                    let size = usize::from_str_radix(size, 16).map_err(|_| {
+                        Down(format!("bad response: chunk size {:?}", size.to_string()))
+                    })?;
+                    pos += i + 2;
+                    if size == 0 {
+                        // Trailers are not needed: the body is complete.
+                        self.done = true;
+                        break;
+                    }
+                    *left = size.saturating_add(2);
+                }
+                pending.drain(..pos);
+            }
+        }
+        Ok(())
+    }
+}
+
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -386,6 +670,67 @@ mod tests {
                 .contains("not a status code")
         );
         assert!("99".parse::<StatusRanges>().is_err());
+    }
+
+    #[test]
+    fn heads_parse() {
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n").unwrap();
+        assert_eq!(
+            (h.status, h.content_length, h.chunked),
+            (200, Some(12), false)
+        );
+        let h = parse_head(b"HTTP/1.0 503\r\ntransfer-encoding: gzip, chunked\r\n\r\n").unwrap();
+        assert_eq!((h.status, h.chunked), (503, true));
+        assert!(
+            parse_head(b"SSH-2.0-OpenSSH\r\n\r\n")
+                .unwrap_err()
+                .0
+                .contains("not an HTTP status line")
+        );
+        assert!(parse_head(b"HTTP/1.1 20 OK\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_reads() {
+        let head = Head {
+            status: 200,
+            content_length: None,
+            chunked: true,
+        };
+        let mut b = Body::new(&head, false);
+        let raw = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+        for piece in raw.chunks(3) {
+            b.feed(piece).unwrap();
+        }
+        assert!(b.done);
+        assert_eq!(b.data, b"hello, world");
+        let mut b = Body::new(&head, false);
+        assert!(b.feed(b"zz\r\n").is_err());
+    }
+
+    #[test]
+    fn length_and_close_bodies() {
+        let head = Head {
+            status: 200,
+            content_length: Some(4),
+            chunked: false,
+        };
+        let mut b = Body::new(&head, false);
+        b.feed(b"ab").unwrap();
+        assert!(!b.done);
+        b.feed(b"cdEXTRA").unwrap();
+        assert!(b.done);
+        assert_eq!(b.data, b"abcd");
+        assert!(Body::new(&head, true).done);
+        let head = Head {
+            content_length: None,
+            ..head
+        };
+        let mut b = Body::new(&head, false);
+        b.feed(b"xyz").unwrap();
+        assert!(!b.done && b.close_delimited());
+        assert_eq!(b.data, b"xyz");
     }
 
     #[test]
