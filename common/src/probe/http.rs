@@ -366,7 +366,19 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
         "\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
 
-    let mut stream = super::tcp::connect(addr, source).await?;
+    // Not tcp::connect: the request is one write, so TCP_NODELAY would only cost a syscall.
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| io_reason("socket", &e))?;
+    if let Some(src) = source {
+        socket
+            .bind(SocketAddr::new(src, 0))
+            .map_err(|e| io_reason(&format!("bind {src}"), &e))?;
+    }
+    let mut stream = socket.connect(addr).await.map_err(|e| io_reason("", &e))?;
     stream
         .write_all(req.as_bytes())
         .await
