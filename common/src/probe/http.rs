@@ -384,8 +384,8 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
         .await
         .map_err(|e| io_reason("", &e))?;
 
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
+    // read_buf appends to a Vec's spare capacity: no buffer is zeroed per check.
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
     // Read heads until a final (non-1xx) one; `buf` then holds what followed it.
     let head = loop {
         let end = loop {
@@ -397,14 +397,14 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
                     "response head longer than {HEAD_LIMIT} bytes"
                 )));
             }
+            buf.reserve(4096);
             let n = stream
-                .read(&mut chunk)
+                .read_buf(&mut buf)
                 .await
                 .map_err(|e| io_reason("", &e))?;
             if n == 0 {
                 return Err(Down("connection closed before a response".into()));
             }
-            buf.extend_from_slice(&chunk[..n]);
         };
         let head = parse_head(&buf[..end])?;
         buf.drain(..end);
@@ -435,8 +435,10 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
         if body.done || body.data.len() >= BODY_LIMIT {
             break;
         }
+        buf.clear();
+        buf.reserve(4096);
         let n = stream
-            .read(&mut chunk)
+            .read_buf(&mut buf)
             .await
             .map_err(|e| io_reason("", &e))?;
         if n == 0 {
@@ -445,7 +447,7 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
             }
             return Err(Down("connection closed in the middle of the body".into()));
         }
-        body.feed(&chunk[..n])?;
+        body.feed(&buf)?;
     }
     Err(Down(format!(
         "{status_line} but the body does not match /{}/",
