@@ -56,7 +56,7 @@ pub struct Http {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// Verify the server's certificate (https); on unless explicitly turned off.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub verify: bool,
     /// Trust only the CA certificates in this PEM file instead of the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,10 +64,6 @@ pub struct Http {
     /// Follow redirects (up to 10); off by default.
     #[serde(default)]
     pub follow_redirects: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn default_path() -> String {

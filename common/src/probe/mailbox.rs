@@ -29,15 +29,11 @@ pub struct Mailbox {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// TLS: verify the certificate; on unless explicitly turned off.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub verify: bool,
     /// TLS: trust only the CA certificates of this PEM file instead of the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for Mailbox {

@@ -78,6 +78,11 @@ pub struct Spec {
     pub check: Check,
 }
 
+/// serde default for the settings that are on unless turned off explicitly (TLS `verify`).
+fn yes() -> bool {
+    true
+}
+
 fn default_timeout() -> config::Duration {
     DEFAULT_TIMEOUT.into()
 }

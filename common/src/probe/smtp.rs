@@ -27,7 +27,7 @@ pub struct Smtp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sni: Option<String>,
     /// TLS: verify the certificate; on unless explicitly turned off.
-    #[serde(default = "yes")]
+    #[serde(default = "super::yes")]
     pub verify: bool,
     /// TLS: trust only the CA certificates of this PEM file instead of the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,10 +36,6 @@ pub struct Smtp {
 
 fn localhost() -> String {
     "localhost".to_string()
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl Default for Smtp {
