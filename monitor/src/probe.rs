@@ -17,8 +17,8 @@
 //! so the command line and `ldir`/`monitor` configurations accept and reject the same things.
 //! Targets run concurrently (`--concurrency`). With `--every`, the probes run on the shared engine
 //! ([`common::probe::Engine`]) until `--rounds` results per target were printed (or forever).
-//! `out` may be buffered: it is flushed whenever no further result is waiting, so every line still
-//! appears as soon as its check is done.
+//! `out` may be buffered: it is flushed whenever no further result is waiting (with `--every`, at
+//! most 50 ms after a result), so every line appears as soon as its check is done, or nearly.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -368,27 +368,62 @@ pub fn probe_for(spec: &Spec, t: &Target) -> Result<Probe, String> {
     Ok(Probe::new(t.ip, spec))
 }
 
+/// Unread reports `--every` lets queue up: far more than any number of targets makes per interval
+/// while the output keeps up (the queue takes memory only for what it holds).
+const FEED_QUEUE: usize = 1 << 20;
+
+/// With `--every`, how long a result line may wait in the buffer: lines of the results that come
+/// within it go out in one write (thousands of results a second cost a few writes, not thousands).
+const OUTPUT_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// One result line: `up 192.0.2.13:80 http 12.3ms 200 OK`, or the JSON object.
 pub fn format_result(probe: &Probe, o: &Outcome, json: bool) -> String {
+    let mut line = Vec::new();
+    let _ = write_result(&mut line, probe, o, json);
+    line.pop();
+    String::from_utf8(line).unwrap_or_default()
+}
+
+/// Writes [`format_result`]'s line and a newline to `out`, with no string in between.
+pub fn write_result(
+    out: &mut impl Write,
+    probe: &Probe,
+    o: &Outcome,
+    json: bool,
+) -> std::io::Result<()> {
     if json {
-        json!({
+        let v = json!({
             "target": probe.target_display(),
             "kind": probe.spec.check.name(),
             "up": o.up,
             "latency_ms": (o.latency.as_secs_f64() * 1e4).round() / 10.0,
             "reason": o.reason,
-        })
-        .to_string()
+        });
+        writeln!(out, "{v}")
     } else {
-        format!(
-            "{} {} {} {} {}",
-            if o.up { "up" } else { "down" },
-            probe.target_display(),
-            probe.spec.check.name(),
-            o.latency_display(),
-            o.reason
-        )
+        write_line(out, &subject(probe), o)
     }
+}
+
+/// What a text line says of the probe: `192.0.2.13:80 http`.
+fn subject(probe: &Probe) -> String {
+    format!("{} {}", probe.target_display(), probe.spec.check.name())
+}
+
+/// `up 192.0.2.13:80 http 12.3ms 200 OK`, from the [`subject`] and the outcome.
+fn write_line(out: &mut impl Write, subject: &str, o: &Outcome) -> std::io::Result<()> {
+    // Pieces rather than format machinery, and the latency in tenths of a millisecond, rounded, in
+    // integers: the same text as `{:.1}ms`, for a fraction of the cost (a line per check, thousands
+    // a second).
+    let tenths = u64::try_from((o.latency.as_micros() + 50) / 100).unwrap_or(u64::MAX);
+    let mut n = itoa::Buffer::new();
+    out.write_all(if o.up { b"up " } else { b"down " })?;
+    out.write_all(subject.as_bytes())?;
+    out.write_all(b" ")?;
+    out.write_all(n.format(tenths / 10).as_bytes())?;
+    out.write_all(&[b'.', b'0' + (tenths % 10) as u8, b'm', b's', b' '])?;
+    out.write_all(o.reason.as_bytes())?;
+    out.write_all(b"\n")
 }
 
 enum Item {
@@ -517,7 +552,7 @@ where
                     Ok(h) => match h.await {
                         Ok((probe, o)) => {
                             any_down |= !o.up;
-                            let _ = writeln!(out, "{}", format_result(&probe, &o, args.json));
+                            let _ = write_result(&mut out, &probe, &o, args.json);
                             if done_rx.is_empty() {
                                 let _ = out.flush();
                             }
@@ -538,27 +573,25 @@ where
                     spread: true,
                 },
             );
-            let (rep_tx, mut rep_rx) = mpsc::unbounded_channel();
-            let mut watching = 0usize;
+            let mut feed = engine.feed(FEED_QUEUE);
+            // Results printed per target, by the feed's tag (targets in the order they came).
+            let mut printed: Vec<u64> = Vec::new();
+            // Each target's text line prefix, made once.
+            let mut subjects: Vec<String> = Vec::new();
             let mut items_open = true;
             let mut finished = 0usize;
+            let done = |n: u64| args.rounds.is_some_and(|max| n >= max);
+            // Output goes out OUTPUT_DELAY after the first line not yet written.
+            let flush = tokio::time::sleep(std::time::Duration::ZERO);
+            tokio::pin!(flush);
+            let mut dirty = false;
             loop {
                 tokio::select! {
                     item = items_rx.recv(), if items_open => match item {
                         Some(Item::Probe(p)) => {
-                            watching += 1;
-                            let mut w = engine.watch(*p, interval);
-                            let (tx, rounds) = (rep_tx.clone(), args.rounds);
-                            tokio::spawn(async move {
-                                let mut n = 0;
-                                while let Some(r) = w.recv().await {
-                                    n += 1;
-                                    let last = rounds.is_some_and(|max| n >= max);
-                                    if tx.send((r, last)).is_err() || last {
-                                        return;
-                                    }
-                                }
-                            });
+                            subjects.push(if args.json { String::new() } else { subject(&p) });
+                            feed.watch(*p, interval);
+                            printed.push(0);
                         }
                         Some(Item::Bad(e)) => {
                             let _ = writeln!(err, "monitor probe: {e}");
@@ -566,19 +599,33 @@ where
                         }
                         None => {
                             items_open = false;
-                            if watching == 0 { break; }
+                            if printed.is_empty() { break; }
                         }
                     },
-                    Some((r, last)) = rep_rx.recv() => {
-                        any_down |= !r.outcome.up;
-                        let _ = writeln!(out, "{}", format_result(&r.probe, &r.outcome, args.json));
-                        // Lines go out together when several results are ready at once.
-                        if rep_rx.is_empty() {
-                            let _ = out.flush();
+                    () = &mut flush, if dirty => {
+                        let _ = out.flush();
+                        dirty = false;
+                    }
+                    Some((tag, r)) = feed.recv() => {
+                        // A report already queued when the target had its rounds is not printed.
+                        if done(printed[tag]) {
+                            continue;
                         }
-                        if last {
+                        printed[tag] += 1;
+                        any_down |= !r.outcome.up;
+                        let _ = if args.json {
+                            write_result(&mut out, &r.probe, &r.outcome, true)
+                        } else {
+                            write_line(&mut out, &subjects[tag], &r.outcome)
+                        };
+                        if !dirty {
+                            dirty = true;
+                            flush.as_mut().reset(tokio::time::Instant::now() + OUTPUT_DELAY);
+                        }
+                        if done(printed[tag]) {
+                            feed.unwatch(tag);
                             finished += 1;
-                            if !items_open && finished == watching { break; }
+                            if !items_open && finished == printed.len() { break; }
                         }
                     }
                 }
@@ -598,6 +645,61 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn result_lines() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ProbeArgs,
+        }
+        let cli = <Cli as clap::Parser>::parse_from(["probe", "http"]);
+        let spec = spec_from_args("http", &cli.args).unwrap();
+        let probe = probe_for(&spec, &parse_target("192.0.2.13:8080").unwrap()).unwrap();
+        let outcome = |up, us, reason: &str| Outcome {
+            up,
+            latency: std::time::Duration::from_micros(us),
+            reason: reason.into(),
+        };
+        for (up, us, reason, line) in [
+            (
+                true,
+                12_340,
+                "200 OK",
+                "up 192.0.2.13:8080 http 12.3ms 200 OK",
+            ),
+            (
+                true,
+                12_350,
+                "200 OK",
+                "up 192.0.2.13:8080 http 12.4ms 200 OK",
+            ),
+            (
+                false,
+                49,
+                "connection refused",
+                "down 192.0.2.13:8080 http 0.0ms connection refused",
+            ),
+            (
+                false,
+                1_999_960,
+                "timeout after 2s",
+                "down 192.0.2.13:8080 http 2000.0ms timeout after 2s",
+            ),
+        ] {
+            assert_eq!(format_result(&probe, &outcome(up, us, reason), false), line);
+        }
+        let json: Value = serde_json::from_str(&format_result(
+            &probe,
+            &outcome(true, 12_340, "200 OK"),
+            true,
+        ))
+        .unwrap();
+        assert_eq!(
+            json,
+            json!({"target": "192.0.2.13:8080", "kind": "http", "up": true, "latency_ms": 12.3, "reason": "200 OK"})
+        );
+    }
 
     #[test]
     fn targets() {

@@ -9,7 +9,8 @@
 # like with like. Prints one line per tool and last `probe-http-cpu ratio=<ours/keepalived>` (per
 # check; target <= 0.5).
 #
-# Environment: SERVERS (default 500), SECONDS_MEASURED (default 30), WARMUP (default 8).
+# Environment: SERVERS (default 500), SECONDS_MEASURED (default 30), WARMUP (default 8); PERF=N records
+# each tool with perf during the measurement and prints its N hottest symbols (perf adds its own cost).
 # build: -p monitor --bin monitor --example bench_http_server
 set -euo pipefail
 N=${SERVERS:-500}
@@ -45,7 +46,18 @@ addr_of() { echo "198.18.$(( 1 + $1 / 250 )).$(( 1 + $1 % 250 ))"; }
 for ((i = 0; i < N; i++)); do echo "address add $(addr_of "$i")/32 dev kb1"; done > "$tmp/addrs"
 ip -n kbench -batch "$tmp/addrs"
 ip -n kbench link set kb1 up
-ip netns exec kbench "$server" 8001 > "$tmp/server.out" &
+# Two CPUs or more: the tools run on CPU 0, the servers on CPU 1, and Receive Packet Steering sends
+# every packet's receive processing on both veth ends to CPU 1. Without this, a veth hands each packet
+# to the receiving stack in the sender's own context, so a tool's system time would include the
+# servers' TCP work (on a real director, the servers are other machines and receive processing runs
+# in softirq context). Both tools are measured the same way either way; `all` adds every CPU's time.
+pin_tool=() pin_server=()
+if [ "$(nproc)" -ge 2 ]; then
+    echo 2 > /sys/class/net/kb0/queues/rx-0/rps_cpus
+    ip netns exec kbench sh -c 'echo 2 > /sys/class/net/kb1/queues/rx-0/rps_cpus'
+    pin_tool=(taskset -c 0) pin_server=(taskset -c 1)
+fi
+ip netns exec kbench "${pin_server[@]}" "$server" 8001 > "$tmp/server.out" &
 pids+=($!)
 for _ in $(seq 100); do grep -q ready "$tmp/server.out" 2>/dev/null && break; sleep 0.1; done
 grep -q ready "$tmp/server.out" || { echo "FAIL: bench_http_server did not start" >&2; exit 1; }
@@ -54,22 +66,34 @@ for ((i = 0; i < N; i++)); do echo "$(addr_of "$i"):8001"; done > "$tmp/targets"
 "$monitor" probe http - --timeout 10s --concurrency 64 < "$tmp/targets" > "$tmp/pre" \
     || { echo "FAIL: not every server answers before the benchmark:" >&2; grep -v '^up' "$tmp/pre" | head -3 >&2; exit 1; }
 
-ticks_of() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Every CPU's busy time (all but idle and iowait), in ticks.
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+ticks_of() { awk '{ print $14 + $15, $14, $15 }' "/proc/$1/stat"; }
 # /proc/net/snmp's second Tcp: line, field 7: PassiveOpens (connections the servers accepted).
 opens() { ip netns exec kbench awk '/^Tcp:/ { if (h) { print $7; exit } else h = 1 }' /proc/net/snmp; }
 hz=$(getconf CLK_TCK)
 
 # measure NAME PID: CPU ticks of PID and connections opened at the servers over T seconds.
 measure() {
-    local name=$1 pid=$2 t0 t1 o0 o1 w0 w1
+    local name=$1 pid=$2 t0 u0 s0 t1 u1 s1 o0 o1 w0 w1 b0 b1
     sleep "$WARM"
-    t0=$(ticks_of "$pid"); o0=$(opens); w0=$(date +%s%N)
-    sleep "$T"
-    t1=$(ticks_of "$pid"); o1=$(opens); w1=$(date +%s%N)
-    awk -v n="$name" -v t=$((t1 - t0)) -v c=$((o1 - o0)) -v w=$(( (w1 - w0) / 1000000 )) -v hz="$hz" -v N="$N" 'BEGIN {
+    read -r t0 u0 s0 <<< "$(ticks_of "$pid")"; o0=$(opens); b0=$(busy); w0=$(date +%s%N)
+    if [ -n "${PERF:-}" ]; then
+        perf record -q -F 499 -g -o "$tmp/perf.$name" -p "$pid" -- sleep "$T" 2>/dev/null
+    else
+        sleep "$T"
+    fi
+    read -r t1 u1 s1 <<< "$(ticks_of "$pid")"; o1=$(opens); b1=$(busy); w1=$(date +%s%N)
+    awk -v n="$name" -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v c=$((o1 - o0)) -v b=$((b1 - b0)) \
+        -v w=$(( (w1 - w0) / 1000000 )) -v hz="$hz" -v N="$N" 'BEGIN {
         cpu = t / hz
-        printf "%-10s servers=%d interval=1s wall=%.1fs checks=%d checks/s=%.0f cpu=%.2fs cpu%%=%.1f cpu_us/check=%.1f\n",
-            n, N, w / 1000, c, c / (w / 1000), cpu, cpu / (w / 1000) * 100, c ? cpu / c * 1e6 : 0 }' | tee -a "$tmp/results"
+        printf "%-10s servers=%d interval=1s wall=%.1fs checks=%d checks/s=%.0f cpu=%.2fs (user %.2fs, system %.2fs) cpu%%=%.1f cpu_us/check=%.1f all_cpu_us/check=%.1f\n",
+            n, N, w / 1000, c, c / (w / 1000), cpu, u / hz, s / hz, cpu / (w / 1000) * 100, c ? cpu / c * 1e6 : 0,
+            c ? b / hz / c * 1e6 : 0 }' | tee -a "$tmp/results"
+    if [ -n "${PERF:-}" ]; then
+        perf report -i "$tmp/perf.$name" --no-children --sort dso -g none 2>/dev/null | grep "%" | head -6 || true
+        perf report -i "$tmp/perf.$name" --no-children --sort dso,sym -g none 2>/dev/null | grep "%" | head -"${PERF}" || true
+    fi
 }
 
 echo "kernel $(uname -r), $(nproc) CPUs, TCG emulation: compare figures only within this run"
@@ -90,7 +114,7 @@ echo "kernel $(uname -r), $(nproc) CPUs, TCG emulation: compare figures only wit
     done
     echo "}"
 } > "$tmp/keepalived.conf"
-"$KEEPALIVED" --check --dont-fork --log-console --use-file "$tmp/keepalived.conf" \
+"${pin_tool[@]}" "$KEEPALIVED" --check --dont-fork --log-console --use-file "$tmp/keepalived.conf" \
     --pid "$tmp/keepalived.pid" --checkers_pid "$tmp/checkers.pid" > "$tmp/keepalived.log" 2>&1 &
 kparent=$!
 pids+=("$kparent")
@@ -104,7 +128,7 @@ kill "$kparent"; wait "$kparent" 2>/dev/null || true
 ipvsadm -C 2>/dev/null || true
 
 # --- monitor probe on the same servers at the same interval
-"$monitor" probe http - --every 1s --timeout 2s --concurrency 4096 < "$tmp/targets" > "$tmp/monitor.out" &
+"${pin_tool[@]}" "$monitor" probe http - --every 1s --timeout 2s --concurrency 4096 < "$tmp/targets" > "$tmp/monitor.out" &
 mpid=$!
 pids+=("$mpid")
 measure monitor "$mpid"

@@ -1,33 +1,44 @@
 //! The probe engine: runs probes on schedules for many users at once.
 //!
 //! A user [`watch`](Engine::watch)es a probe at an interval and receives a [`Report`] after every
-//! run. Identical probes (equal [`Probe`] values: same kind, target and parameters) are run once and
-//! their results sent to every user watching them, at the shortest interval any of them asked for —
-//! ldir's virtual services sharing a real server, and monitor's services, cause one connection per
-//! interval, not one each (keepalived runs one checker per virtual/real pair, peers.md §1.7 #3).
+//! run; a user with many probes (monitor's targets, ldir's real servers) opens one [`Feed`] and
+//! gets the reports of all its watches, tagged, through one queue. Identical probes (equal
+//! [`Probe`] values: same kind, target and parameters) are run once and their results sent to every
+//! user watching them, at the shortest interval any of them asked for — ldir's virtual services
+//! sharing a real server, and monitor's services, cause one connection per interval, not one each
+//! (keepalived runs one checker per virtual/real pair, peers.md §1.7 #3).
 //!
 //! Scheduling: a probe's first run comes at a random point within its first interval, so probes
 //! added together spread out instead of firing together (keepalived's `warmup`); later runs follow
 //! at fixed intervals from that phase (no drift). A run never overlaps the previous run of the same
 //! probe: a tick that comes while it still runs is skipped. At most
-//! [`EngineOptions::max_concurrent`] runs are in flight at once; the others queue for a slot.
-//! A new user of a probe that already ran gets its last report at once.
+//! [`EngineOptions::max_concurrent`] runs are in flight at once; the others queue for a slot, in
+//! the order they came due. A new user of a probe that already ran gets its last report at once.
+//!
+//! Cost: the engine is one task. Runs in flight are polled by that task (no task spawned per run),
+//! probes are addressed by slot number (the probe itself is hashed only when a watch starts or
+//! ends), and one timer is re-armed rather than one created per run.
 //!
 //! The engine uses tokio's clock, so its logic is tested on paused time. It does not keep history,
 //! count failures or decide anything: users do. A user that does not keep up with its reports
-//! loses the oldest unread ones beyond [`QUEUE`] (results are state, not events to replay).
+//! loses the newest ones beyond its queue's capacity ([`QUEUE`] for a [`Watch`]; a [`Feed`]'s is
+//! chosen by its user): results are state, a later one will come.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Outcome, Probe};
 
-/// Reports a user may leave unread before older ones are dropped.
+/// Reports a [`Watch`] may leave unread before newer ones are dropped.
 pub const QUEUE: usize = 64;
 
 /// Runs one check; [`super::Prober`] is the real one, tests use a counting fake.
@@ -69,24 +80,27 @@ pub struct Report {
 
 type SubId = u64;
 
+/// Where a subscription's reports go: the user's queue, and the tag they carry there.
+type Tx = mpsc::Sender<(usize, Report)>;
+
 enum Cmd {
     Watch {
         id: SubId,
+        tag: usize,
         probe: Box<Probe>,
         interval: Duration,
-        tx: mpsc::Sender<Report>,
+        tx: Tx,
     },
-    Unwatch {
-        id: SubId,
-    },
+    Unwatch(SubId),
+    UnwatchAll(Vec<SubId>),
 }
 
 /// A handle on a running engine; cloning it gives another handle on the same engine. The engine
-/// stops when the last handle and the last [`Watch`] are gone.
+/// stops when the last handle, [`Watch`] and [`Feed`] are gone.
 #[derive(Clone)]
 pub struct Engine {
     cmds: mpsc::UnboundedSender<Cmd>,
-    next_id: Arc<std::sync::atomic::AtomicU64>,
+    next_id: Arc<AtomicU64>,
 }
 
 impl Engine {
@@ -100,24 +114,37 @@ impl Engine {
         }
     }
 
-    /// Runs `probe` every `interval` (shared with other users of the same probe) until the returned
-    /// [`Watch`] is dropped. `interval` must be more than zero.
-    pub fn watch(&self, probe: Probe, interval: Duration) -> Watch {
-        let id = self
-            .next_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let interval = interval.max(Duration::from_millis(1));
+    fn subscribe(&self, probe: Probe, interval: Duration, tag: usize, tx: Tx) -> SubId {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let _ = self.cmds.send(Cmd::Watch {
             id,
+            tag,
             probe: Box::new(probe),
-            interval,
+            interval: interval.max(Duration::from_millis(1)),
             tx,
         });
+        id
+    }
+
+    /// Runs `probe` every `interval` (shared with other users of the same probe) until the returned
+    /// [`Watch`] is dropped. An interval under 1 ms counts as 1 ms.
+    pub fn watch(&self, probe: Probe, interval: Duration) -> Watch {
+        let (tx, rx) = mpsc::channel(QUEUE);
         Watch {
-            id,
+            id: self.subscribe(probe, interval, 0, tx),
             rx,
             cmds: self.cmds.clone(),
+        }
+    }
+
+    /// A queue for the reports of many watches, holding up to `capacity` unread reports.
+    pub fn feed(&self, capacity: usize) -> Feed {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        Feed {
+            engine: self.clone(),
+            tx,
+            rx,
+            ids: Vec::new(),
         }
     }
 }
@@ -125,34 +152,86 @@ impl Engine {
 /// One user's subscription to a probe's reports.
 pub struct Watch {
     id: SubId,
-    rx: mpsc::Receiver<Report>,
+    rx: mpsc::Receiver<(usize, Report)>,
     cmds: mpsc::UnboundedSender<Cmd>,
 }
 
 impl Watch {
     /// The next report; `None` once the engine is gone.
     pub async fn recv(&mut self) -> Option<Report> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|(_, r)| r)
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = self.cmds.send(Cmd::Unwatch { id: self.id });
+        let _ = self.cmds.send(Cmd::Unwatch(self.id));
+    }
+}
+
+/// Many watches of one user, whose reports come through one queue tagged with the number
+/// [`Feed::watch`] gave (0, 1, 2… in the order of the calls). Dropping the feed ends them all.
+pub struct Feed {
+    engine: Engine,
+    tx: Tx,
+    rx: mpsc::Receiver<(usize, Report)>,
+    /// Subscription of each tag; `None` once unwatched.
+    ids: Vec<Option<SubId>>,
+}
+
+impl Feed {
+    /// Runs `probe` every `interval`, like [`Engine::watch`]; returns the tag of its reports.
+    pub fn watch(&mut self, probe: Probe, interval: Duration) -> usize {
+        let tag = self.ids.len();
+        let id = self.engine.subscribe(probe, interval, tag, self.tx.clone());
+        self.ids.push(Some(id));
+        tag
+    }
+
+    /// Ends the watch tagged `tag` (reports of it already queued may still come).
+    pub fn unwatch(&mut self, tag: usize) {
+        if let Some(id) = self.ids.get_mut(tag).and_then(Option::take) {
+            let _ = self.engine.cmds.send(Cmd::Unwatch(id));
+        }
+    }
+
+    /// The next report of any of the watches, with its tag; `None` once the engine is gone.
+    pub async fn recv(&mut self) -> Option<(usize, Report)> {
+        self.rx.recv().await
+    }
+
+    /// Whether a report is waiting (so a writer can batch its output).
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let ids: Vec<_> = self.ids.drain(..).flatten().collect();
+        if !ids.is_empty() {
+            let _ = self.engine.cmds.send(Cmd::UnwatchAll(ids));
+        }
     }
 }
 
 struct Sub {
     id: SubId,
+    tag: usize,
     interval: Duration,
-    tx: mpsc::Sender<Report>,
+    tx: Tx,
 }
 
 struct Entry {
     probe: Arc<Probe>,
+    /// Tells this entry from an earlier one in the same slot (runs and queue places carry it).
+    era: u64,
     subs: Vec<Sub>,
     interval: Duration,
     next_due: Instant,
+    /// Sequence number of the entry's live timer; others in the heap for it are stale.
+    timer: u64,
+    /// Running, or waiting for a run slot.
     running: bool,
     last: Option<Report>,
 }
@@ -166,43 +245,130 @@ impl Entry {
             .min()
             .unwrap_or(self.interval);
     }
+
+    fn deliver(&mut self, report: Report) {
+        self.subs.retain(|s| !s.tx.is_closed());
+        for s in &self.subs {
+            // A full queue means the user is behind; it sees later results instead.
+            let _ = s.tx.try_send((s.tag, report.clone()));
+        }
+        self.last = Some(report);
+    }
 }
+
+type Run = Pin<Box<dyn Future<Output = (u32, u64, Outcome)> + Send>>;
 
 struct State {
-    entries: HashMap<Arc<Probe>, Entry>,
-    by_sub: HashMap<SubId, Arc<Probe>>,
-    timers: BinaryHeap<Reverse<(Instant, u64, Arc<ProbeKey>)>>,
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    index: HashMap<Arc<Probe>, u32>,
+    by_sub: HashMap<SubId, u32>,
+    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    /// Due runs waiting for a slot: (slot, era).
+    waiting: VecDeque<(u32, u64)>,
     seq: u64,
-}
-
-/// The heap holds probes by key; ordering among equal deadlines is by insertion (the `u64`).
-struct ProbeKey(Arc<Probe>);
-
-impl PartialEq for ProbeKey {
-    fn eq(&self, _other: &Self) -> bool {
-        true
-    }
-}
-
-impl Eq for ProbeKey {}
-
-impl PartialOrd for ProbeKey {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for ProbeKey {
-    fn cmp(&self, _other: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
+    spread: bool,
 }
 
 impl State {
-    fn schedule(&mut self, probe: &Arc<Probe>, at: Instant) {
+    fn entry(&mut self, slot: u32, era: u64) -> Option<&mut Entry> {
+        self.slots
+            .get_mut(slot as usize)?
+            .as_mut()
+            .filter(|e| e.era == era)
+    }
+
+    fn schedule(&mut self, slot: u32, at: Instant) {
         self.seq += 1;
-        self.timers
-            .push(Reverse((at, self.seq, Arc::new(ProbeKey(probe.clone())))));
+        let seq = self.seq;
+        if let Some(e) = self.slots[slot as usize].as_mut() {
+            e.next_due = at;
+            e.timer = seq;
+        }
+        self.timers.push(Reverse((at, seq, slot)));
+    }
+
+    /// The next live timer's deadline, dropping stale ones.
+    fn next_deadline(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((at, seq, slot))) = self.timers.peek() {
+            match &self.slots[slot as usize] {
+                Some(e) if e.timer == seq => return Some(at),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    fn watch(&mut self, id: SubId, tag: usize, probe: Probe, interval: Duration, tx: Tx) {
+        let now = Instant::now();
+        let sub = Sub {
+            id,
+            tag,
+            interval,
+            tx,
+        };
+        if let Some(&slot) = self.index.get(&probe) {
+            self.by_sub.insert(id, slot);
+            let spread = self.spread;
+            let Some(e) = self.slots[slot as usize].as_mut() else {
+                return;
+            };
+            if let Some(last) = &e.last {
+                let _ = sub.tx.try_send((tag, last.clone()));
+            }
+            e.subs.push(sub);
+            let old = e.interval;
+            e.recompute_interval();
+            // A shorter interval takes effect now, not after the old, longer one.
+            if e.interval < old && e.next_due > now + e.interval {
+                let due = now + first_offset(e.interval, spread);
+                self.schedule(slot, due);
+            }
+            return;
+        }
+        let probe = Arc::new(probe);
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(None);
+                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 probes")
+            }
+        };
+        self.seq += 1;
+        let due = now + first_offset(interval, self.spread);
+        self.slots[slot as usize] = Some(Entry {
+            probe: probe.clone(),
+            era: self.seq,
+            subs: vec![sub],
+            interval,
+            next_due: due,
+            timer: 0,
+            running: false,
+            last: None,
+        });
+        self.index.insert(probe, slot);
+        self.by_sub.insert(id, slot);
+        self.schedule(slot, due);
+    }
+
+    fn unwatch(&mut self, id: SubId) {
+        let Some(slot) = self.by_sub.remove(&id) else {
+            return;
+        };
+        let Some(e) = self.slots[slot as usize].as_mut() else {
+            return;
+        };
+        e.subs.retain(|s| s.id != id);
+        if e.subs.is_empty() {
+            let probe = e.probe.clone();
+            self.slots[slot as usize] = None;
+            self.index.remove(&probe);
+            self.free.push(slot);
+        } else {
+            e.recompute_interval();
+        }
     }
 }
 
@@ -219,126 +385,93 @@ async fn run_loop<R: Runner>(
     options: EngineOptions,
     mut cmds: mpsc::UnboundedReceiver<Cmd>,
 ) {
-    let slots = Arc::new(Semaphore::new(options.max_concurrent.max(1)));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Report>();
+    let max = options.max_concurrent.max(1);
     let mut st = State {
-        entries: HashMap::new(),
+        slots: Vec::new(),
+        free: Vec::new(),
+        index: HashMap::new(),
         by_sub: HashMap::new(),
         timers: BinaryHeap::new(),
+        waiting: VecDeque::new(),
         seq: 0,
+        spread: options.spread,
     };
+    let mut runs: FuturesUnordered<Run> = FuturesUnordered::new();
+    let start = |slot: u32, era: u64, probe: Arc<Probe>| -> Run {
+        let runner = runner.clone();
+        Box::pin(async move { (slot, era, runner.run(probe).await) })
+    };
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     let mut cmds_open = true;
 
     loop {
-        // Drop stale timers (probes no longer watched, or rescheduled) so the next deadline is real.
-        while let Some(Reverse((at, _, key))) = st.timers.peek() {
-            match st.entries.get(&key.0) {
-                Some(e) if e.next_due == *at => break,
-                _ => {
-                    st.timers.pop();
-                }
+        // Runs waiting for a slot take the slots that are free.
+        while runs.len() < max
+            && let Some((slot, era)) = st.waiting.pop_front()
+        {
+            if let Some(e) = st.entry(slot, era) {
+                let probe = e.probe.clone();
+                runs.push(start(slot, era, probe));
             }
         }
-        let next = st.timers.peek().map(|Reverse((at, _, _))| *at);
-        if !cmds_open && st.entries.is_empty() {
+        if !cmds_open && st.index.is_empty() {
             return;
         }
+        let next = st.next_deadline();
+        if let Some(at) = next
+            && armed != Some(at)
+        {
+            timer.as_mut().reset(at);
+            armed = Some(at);
+        }
+        // Biased: no random branch order to draw on every wake-up; each branch's work is bounded.
         tokio::select! {
+            biased;
             cmd = cmds.recv(), if cmds_open => match cmd {
-                Some(Cmd::Watch { id, probe, interval, tx }) => {
-                    let now = Instant::now();
-                    let probe = Arc::new(*probe);
-                    st.by_sub.insert(id, probe.clone());
-                    let reschedule = match st.entries.get_mut(&probe) {
-                        Some(e) => {
-                            if let Some(last) = &e.last {
-                                let _ = tx.try_send(last.clone());
-                            }
-                            e.subs.push(Sub { id, interval, tx });
-                            let old = e.interval;
-                            e.recompute_interval();
-                            // A shorter interval takes effect now, not after the old, longer one.
-                            (e.interval < old && e.next_due > now + e.interval).then(|| {
-                                e.next_due = now + first_offset(e.interval, options.spread);
-                                e.next_due
-                            })
-                        }
-                        None => {
-                            let due = now + first_offset(interval, options.spread);
-                            st.entries.insert(probe.clone(), Entry {
-                                probe: probe.clone(),
-                                subs: vec![Sub { id, interval, tx }],
-                                interval,
-                                next_due: due,
-                                running: false,
-                                last: None,
-                            });
-                            Some(due)
-                        }
-                    };
-                    if let Some(due) = reschedule {
-                        st.schedule(&probe, due);
-                    }
-                }
-                Some(Cmd::Unwatch { id }) => unwatch(&mut st, id),
+                Some(Cmd::Watch { id, tag, probe, interval, tx }) => st.watch(id, tag, *probe, interval, tx),
+                Some(Cmd::Unwatch(id)) => st.unwatch(id),
+                Some(Cmd::UnwatchAll(ids)) => ids.into_iter().for_each(|id| st.unwatch(id)),
                 None => cmds_open = false,
             },
-            Some(report) = done_rx.recv() => {
-                if let Some(e) = st.entries.get_mut(&report.probe) {
+            Some((slot, era, outcome)) = runs.next(), if !runs.is_empty() => {
+                if let Some(e) = st.entry(slot, era) {
                     e.running = false;
-                    e.subs.retain(|s| !s.tx.is_closed());
-                    for s in &e.subs {
-                        // A full queue means the user is behind; it sees later results instead.
-                        let _ = s.tx.try_send(report.clone());
-                    }
-                    e.last = Some(report);
+                    let report = Report { probe: e.probe.clone(), outcome, at: Instant::now() };
+                    e.deliver(report);
                 }
             }
-            () = sleep_until(next) => {
-                let Some(Reverse((at, _, key))) = st.timers.pop() else { continue };
-                let Some(e) = st.entries.get_mut(&key.0) else { continue };
-                // Next tick on the fixed grid, skipping ticks already past (after a long stall).
+            () = &mut timer, if next.is_some() => {
+                armed = None;
                 let now = Instant::now();
-                let mut due = at + e.interval;
-                while due <= now {
-                    due += e.interval;
+                // Every timer that is due, not one per wake-up.
+                while let Some(Reverse((at, seq, slot))) = st.timers.peek().copied() {
+                    if at > now {
+                        break;
+                    }
+                    st.timers.pop();
+                    let Some(e) = st.slots[slot as usize].as_mut() else { continue };
+                    if e.timer != seq {
+                        continue;
+                    }
+                    // Next tick on the fixed grid, skipping ticks already past (after a long stall).
+                    let mut due = at + e.interval;
+                    while due <= now {
+                        due += e.interval;
+                    }
+                    if !e.running {
+                        e.running = true;
+                        if runs.len() < max {
+                            runs.push(start(slot, e.era, e.probe.clone()));
+                        } else {
+                            st.waiting.push_back((slot, e.era));
+                        }
+                    }
+                    st.schedule(slot, due);
                 }
-                e.next_due = due;
-                let probe = e.probe.clone();
-                if !e.running {
-                    e.running = true;
-                    let (runner, slots, done) = (runner.clone(), slots.clone(), done_tx.clone());
-                    let p = probe.clone();
-                    tokio::spawn(async move {
-                        let _slot = slots.acquire_owned().await;
-                        let outcome = runner.run(p.clone()).await;
-                        let _ = done.send(Report { probe: p, outcome, at: Instant::now() });
-                    });
-                }
-                st.schedule(&probe, due);
             }
         }
-    }
-}
-
-fn unwatch(st: &mut State, id: SubId) {
-    let Some(probe) = st.by_sub.remove(&id) else {
-        return;
-    };
-    if let Some(e) = st.entries.get_mut(&probe) {
-        e.subs.retain(|s| s.id != id);
-        if e.subs.is_empty() {
-            st.entries.remove(&probe);
-        } else {
-            e.recompute_interval();
-        }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -582,5 +715,86 @@ mod tests {
         tokio::time::sleep(10 * S).await;
         assert_eq!(fake.runs("192.0.2.13").len(), n);
         assert_eq!(n, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_tags_the_reports_of_its_watches_and_ends_them_when_dropped() {
+        let fake = Fake::new(Duration::from_millis(1));
+        let engine = Engine::spawn(
+            fake.clone(),
+            EngineOptions {
+                max_concurrent: 10,
+                spread: false,
+            },
+        );
+        let mut feed = engine.feed(100);
+        assert_eq!(feed.watch(probe("192.0.2.13"), S), 0);
+        assert_eq!(feed.watch(probe("192.0.2.14"), S), 1);
+        // The same probe twice in one feed: one run, a report for each tag.
+        assert_eq!(feed.watch(probe("192.0.2.13"), S), 2);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let mut seen = Vec::new();
+        while !feed.is_empty() {
+            let (tag, r) = feed.recv().await.unwrap();
+            seen.push((tag, r.probe.target.to_string()));
+        }
+        seen.sort();
+        let want = |t: &[(usize, &str)]| {
+            t.iter()
+                .map(|(n, s)| (*n, s.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            seen,
+            want(&[
+                (0, "192.0.2.13"),
+                (0, "192.0.2.13"),
+                (1, "192.0.2.14"),
+                (1, "192.0.2.14"),
+                (2, "192.0.2.13"),
+                (2, "192.0.2.13")
+            ])
+        );
+        assert_eq!(fake.runs("192.0.2.13").len(), 2);
+        // Unwatching tag 1 stops its probe; tag 0's probe still runs for tag 2.
+        feed.unwatch(1);
+        feed.unwatch(0);
+        tokio::time::sleep(2 * S).await;
+        assert_eq!(fake.runs("192.0.2.14").len(), 2);
+        assert_eq!(fake.runs("192.0.2.13").len(), 4);
+        let mut tags = Vec::new();
+        while !feed.is_empty() {
+            tags.push(feed.recv().await.unwrap().0);
+        }
+        assert_eq!(tags, [2, 2]);
+        drop(feed);
+        tokio::time::sleep(5 * S).await;
+        assert_eq!(fake.runs("192.0.2.13").len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_waiting_for_a_slot_go_in_the_order_they_came_due() {
+        let fake = Fake::new(S);
+        let engine = Engine::spawn(
+            fake.clone(),
+            EngineOptions {
+                max_concurrent: 1,
+                spread: false,
+            },
+        );
+        let mut feed = engine.feed(100);
+        for i in 1..=4 {
+            feed.watch(probe(&format!("192.0.2.{i}")), 60 * S);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(5 * S).await;
+        let order: Vec<_> = fake
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, ip)| ip.to_string())
+            .collect();
+        assert_eq!(order, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]);
     }
 }

@@ -257,7 +257,7 @@ impl Clients {
         source: Option<IpAddr>,
     ) -> Result<String, Down> {
         if !tls && !h.follow_redirects {
-            return plain(h, addr, source).await;
+            return plain(h, &request(h, addr), addr, source).await;
         }
         let name = if tls {
             h.sni
@@ -327,6 +327,9 @@ impl Clients {
     }
 }
 
+/// Bytes read at a time by plain-HTTP checks.
+const READ_CHUNK: usize = 1024;
+
 /// The `User-Agent` of plain-HTTP checks.
 const USER_AGENT: &str = concat!("lvs-probe/", env!("CARGO_PKG_VERSION"));
 
@@ -334,11 +337,9 @@ const USER_AGENT: &str = concat!("lvs-probe/", env!("CARGO_PKG_VERSION"));
 /// sends; a server sending more is down rather than an unbounded read.
 const HEAD_LIMIT: usize = 64 << 10;
 
-/// One plain-HTTP check without redirects: connect, send the request, judge status (and body).
-async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<String, Down> {
+/// The request of a plain-HTTP check of `addr` (made once per probe: see [`plain`]).
+pub(super) fn request(h: &Http, addr: SocketAddr) -> Box<[u8]> {
     use std::fmt::Write as _;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let mut req = String::with_capacity(160);
     let method = match h.method {
         Method::Get => "GET",
@@ -361,6 +362,18 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
         req,
         "\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     );
+    req.into_bytes().into_boxed_slice()
+}
+
+/// One plain-HTTP check without redirects: connect, send `req` ([`request`]'s), judge status (and
+/// body).
+pub(super) async fn plain(
+    h: &Http,
+    req: &[u8],
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+) -> Result<String, Down> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // Not tcp::connect: the request is one write, so TCP_NODELAY would only cost a syscall.
     let socket = if addr.is_ipv4() {
@@ -375,13 +388,11 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
             .map_err(|e| io_reason(&format!("bind {src}"), &e))?;
     }
     let mut stream = socket.connect(addr).await.map_err(|e| io_reason("", &e))?;
-    stream
-        .write_all(req.as_bytes())
-        .await
-        .map_err(|e| io_reason("", &e))?;
+    stream.write_all(req).await.map_err(|e| io_reason("", &e))?;
 
     // read_buf appends to a Vec's spare capacity: no buffer is zeroed per check.
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // 1 KiB: room for a usual health answer's head, and small enough for the allocator's per-thread cache.
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
     // Read heads until a final (non-1xx) one; `buf` then holds what followed it.
     let head = loop {
         let end = loop {
@@ -393,7 +404,7 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
                     "response head longer than {HEAD_LIMIT} bytes"
                 )));
             }
-            buf.reserve(4096);
+            buf.reserve(READ_CHUNK);
             let n = stream
                 .read_buf(&mut buf)
                 .await
@@ -408,12 +419,7 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
             break head;
         }
     };
-    let status = reqwest::StatusCode::from_u16(head.status)
-        .map_err(|_| Down(format!("bad response: status {}", head.status)))?;
-    let status_line = match status.canonical_reason() {
-        Some(r) => format!("{} {r}", head.status),
-        None => head.status.to_string(),
-    };
+    let status_line = status_line(head.status);
     if !h.expect.contains(head.status) {
         return Err(Down(format!("status {status_line}, expected {}", h.expect)));
     }
@@ -432,7 +438,7 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
             break;
         }
         buf.clear();
-        buf.reserve(4096);
+        buf.reserve(READ_CHUNK);
         let n = stream
             .read_buf(&mut buf)
             .await
@@ -451,6 +457,23 @@ async fn plain(h: &Http, addr: SocketAddr, source: Option<IpAddr>) -> Result<Str
     )))
 }
 
+/// `200 OK`: a status (100 to 999) and its standard reason phrase, if it has one.
+fn status_line(status: u16) -> String {
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut line = String::with_capacity(4 + reason.len());
+    for d in [status / 100, status / 10 % 10, status % 10] {
+        line.push(char::from(b'0' + (d % 10) as u8));
+    }
+    if !reason.is_empty() {
+        line.push(' ');
+        line.push_str(reason);
+    }
+    line
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -465,46 +488,56 @@ struct Head {
 
 /// Parses `HTTP/1.x NNN reason\r\n` and the header lines (only the framing headers are kept).
 fn parse_head(raw: &[u8]) -> Result<Head, Down> {
-    let text = String::from_utf8_lossy(raw);
-    let mut lines = text.split("\r\n");
-    let first = lines.next().unwrap_or("");
+    // Bytes, not text: a head is ASCII, and this runs once per check.
+    let mut lines = raw
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let first = lines.next().unwrap_or_default();
     let bad = || {
-        let shown: String = first.chars().take(60).collect();
+        let shown: String = String::from_utf8_lossy(first).chars().take(60).collect();
         Down(format!(
             "bad response: {shown:?} is not an HTTP status line"
         ))
     };
-    let mut parts = first.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
+    // `HTTP/1.x NNN`, then a blank and the reason phrase, or nothing.
+    let code = first.get(9..12).unwrap_or_default();
+    if !first.starts_with(b"HTTP/1.")
+        || first.get(8) != Some(&b' ')
+        || !code.iter().all(u8::is_ascii_digit)
+        || code.len() != 3
+        || code[0] == b'0'
+        || first.get(12).is_some_and(|&b| b != b' ')
+    {
         return Err(bad());
     }
-    let code = parts.next().unwrap_or("");
-    let status = match code.parse::<u16>() {
-        Ok(n) if code.len() == 3 && (100..=999).contains(&n) => n,
-        _ => return Err(bad()),
-    };
+    let status = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
     let mut head = Head {
         status,
         content_length: None,
         chunked: false,
     };
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("content-length") {
+        let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
             head.content_length = Some(
-                value
-                    .parse()
-                    .map_err(|_| Down(format!("bad response: Content-Length {value:?}")))?,
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| {
+                        Down(format!(
+                            "bad response: Content-Length {:?}",
+                            String::from_utf8_lossy(value)
+                        ))
+                    })?,
             );
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             head.chunked = value
-                .rsplit(',')
+                .rsplit(|&b| b == b',')
                 .next()
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         }
     }
     Ok(head)
@@ -683,6 +716,40 @@ mod tests {
     }
 
     #[test]
+    fn status_lines() {
+        assert_eq!(status_line(200), "200 OK");
+        assert_eq!(status_line(503), "503 Service Unavailable");
+        assert_eq!(status_line(299), "299");
+        assert_eq!(status_line(999), "999");
+        assert_eq!(status_line(100), "100 Continue");
+    }
+
+    #[test]
+    fn requests() {
+        let h = Http::default();
+        let req = request(&h, "192.0.2.13:80".parse().unwrap());
+        assert_eq!(
+            std::str::from_utf8(&req).unwrap(),
+            format!(
+                "GET / HTTP/1.1\r\nHost: 192.0.2.13\r\nUser-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+            )
+        );
+        let h = Http {
+            method: Method::Head,
+            path: "/health?x=1".into(),
+            ..Http::default()
+        };
+        let req = request(&h, "[2001:db8::13]:8080".parse().unwrap());
+        assert!(req.starts_with(b"HEAD /health?x=1 HTTP/1.1\r\nHost: [2001:db8::13]:8080\r\n"));
+        let h = Http {
+            host: Some("www.example.org".into()),
+            ..Http::default()
+        };
+        let req = request(&h, "192.0.2.13:8080".parse().unwrap());
+        assert!(req.starts_with(b"GET / HTTP/1.1\r\nHost: www.example.org:8080\r\n"));
+    }
+
+    #[test]
     fn heads_parse() {
         let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n").unwrap();
         assert_eq!(
@@ -699,6 +766,26 @@ mod tests {
         );
         assert!(parse_head(b"HTTP/1.1 20 OK\r\n\r\n").is_err());
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+        for bad in [
+            &b"HTTP/1.1 2000 OK\r\n"[..],
+            b"HTTP/1.1 099 X\r\n",
+            b"HTTP/2 200\r\n",
+            b"HTTP/1.1  200\r\n",
+            b"",
+        ] {
+            assert!(
+                parse_head(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        // No reason phrase; bare LF line ends; blanks around a header's value.
+        let h = parse_head(b"HTTP/1.1 204\nContent-Length :  0 \n\n").unwrap();
+        assert_eq!((h.status, h.content_length), (204, Some(0)));
+        let h =
+            parse_head(b"HTTP/1.1 301 Moved\r\nX: a:b\r\nTransfer-Encoding: chunked, gzip\r\n\r\n")
+                .unwrap();
+        assert_eq!((h.status, h.chunked, h.content_length), (301, false, None));
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod text;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ use tokio::time::Instant;
 
 use crate::config::{self, Validate, Validator};
 
-pub use engine::{Engine, EngineOptions, Report, Runner, Watch};
+pub use engine::{Engine, EngineOptions, Feed, Report, Runner, Watch};
 pub use text::{Pattern, unescape};
 
 /// A check's timeout when the configuration gives none: ldirectord's `negotiatetimeout` default
@@ -137,12 +138,50 @@ pub struct Probe {
     /// How it is checked.
     #[serde(flatten)]
     pub spec: Spec,
+    /// What runs of the probe work out once and reuse (an HTTP check's request bytes).
+    #[serde(skip)]
+    memo: Memo,
+}
+
+/// A probe's reusable, derived state: not part of what the probe is, so equal probes stay equal
+/// (ignored by `==` and the hash) and a clone starts without it.
+#[derive(Default)]
+struct Memo {
+    request: std::sync::OnceLock<Box<[u8]>>,
+}
+
+impl PartialEq for Memo {
+    fn eq(&self, _: &Memo) -> bool {
+        true
+    }
+}
+
+impl Eq for Memo {}
+
+impl std::hash::Hash for Memo {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Memo {
+        Memo::default()
+    }
+}
+
+impl fmt::Debug for Memo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Memo")
+    }
 }
 
 impl Probe {
     /// Binds `spec` to `target`.
     pub fn new(target: IpAddr, spec: Spec) -> Probe {
-        Probe { target, spec }
+        Probe {
+            target,
+            spec,
+            memo: Memo::default(),
+        }
     }
 
     /// The target with the port the check uses, if the kind has one.
@@ -300,13 +339,6 @@ fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
 }
 
-impl Outcome {
-    /// `12.3ms`, the latency as printed on a result line.
-    pub fn latency_display(&self) -> String {
-        format!("{:.1}ms", self.latency.as_secs_f64() * 1e3)
-    }
-}
-
 /// Why a check failed: the one-line reason of a down [`Outcome`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Down(pub String);
@@ -375,18 +407,24 @@ impl Prober {
     pub async fn run(&self, probe: &Probe) -> Outcome {
         let start = Instant::now();
         let timeout = probe.timeout();
-        let result = tokio::time::timeout(timeout, self.dispatch(probe, timeout)).await;
+        let checking = async {
+            match self.dispatch(probe, timeout) {
+                Ok(check) => check.await,
+                Err(e) => Err(e),
+            }
+        };
+        let result = tokio::time::timeout(timeout, checking).await;
         let latency = start.elapsed();
         match result {
             Ok(Ok(reason)) => Outcome {
                 up: true,
                 latency,
-                reason: one_line(&reason),
+                reason: into_one_line(reason),
             },
             Ok(Err(Down(reason))) => Outcome {
                 up: false,
                 latency,
-                reason: one_line(&reason),
+                reason: into_one_line(reason),
             },
             Err(_) => Outcome {
                 up: false,
@@ -396,21 +434,28 @@ impl Prober {
         }
     }
 
-    async fn dispatch(&self, probe: &Probe, timeout: Duration) -> Result<String, Down> {
+    /// The check of `probe`'s kind, boxed: a run then holds only that kind's state, not room for the
+    /// largest of them (the state is moved into place once per run).
+    fn dispatch<'a>(&'a self, probe: &'a Probe, timeout: Duration) -> Result<Checking<'a>, Down> {
         let source = probe.spec.source.map(|s| s.get());
         let addr = probe.addr();
         let need_addr = || addr.ok_or_else(|| Down("no port to check".into()));
-        match &probe.spec.check {
-            Check::Tcp(_) => tcp::check(need_addr()?, source).await,
-            Check::Http(h) => self.http.check(h, false, need_addr()?, source).await,
-            Check::Https(h) => self.http.check(h, true, need_addr()?, source).await,
-            Check::Ping(p) => self.ping.check(p, probe.target, source, timeout).await,
-            Check::Dns(d) => dns::check(d, need_addr()?, source).await,
-            Check::Udp(u) => udp::check(u, need_addr()?, source).await,
-            Check::SimpleTcp(s) => simpletcp::check(s, need_addr()?, source).await,
-            Check::External(e) => external::check(e, probe.target, addr).await,
-            Check::Smtp(c) => smtp::check(c, &self.tls, need_addr()?, source).await,
-            Check::Ftp(c) => ftp::check(c, need_addr()?, source).await,
+        Ok(match &probe.spec.check {
+            Check::Tcp(_) => Box::pin(tcp::check(need_addr()?, source)),
+            Check::Http(h) if !h.follow_redirects => {
+                let addr = need_addr()?;
+                let request = probe.memo.request.get_or_init(|| http::request(h, addr));
+                Box::pin(http::plain(h, request, addr, source))
+            }
+            Check::Http(h) => Box::pin(self.http.check(h, false, need_addr()?, source)),
+            Check::Https(h) => Box::pin(self.http.check(h, true, need_addr()?, source)),
+            Check::Ping(p) => Box::pin(self.ping.check(p, probe.target, source, timeout)),
+            Check::Dns(d) => Box::pin(dns::check(d, need_addr()?, source)),
+            Check::Udp(u) => Box::pin(udp::check(u, need_addr()?, source)),
+            Check::SimpleTcp(s) => Box::pin(simpletcp::check(s, need_addr()?, source)),
+            Check::External(e) => Box::pin(external::check(e, probe.target, addr)),
+            Check::Smtp(c) => Box::pin(smtp::check(c, &self.tls, need_addr()?, source)),
+            Check::Ftp(c) => Box::pin(ftp::check(c, need_addr()?, source)),
             Check::Pop3(m) | Check::Pop3s(m) | Check::Imap(m) | Check::Imaps(m) => {
                 let (proto, implicit) = match &probe.spec.check {
                     Check::Pop3(_) => (mailbox::Proto::Pop3, false),
@@ -418,21 +463,44 @@ impl Prober {
                     Check::Imap(_) => (mailbox::Proto::Imap, false),
                     _ => (mailbox::Proto::Imap, true),
                 };
-                mailbox::check(proto, implicit, m, &self.tls, need_addr()?, source).await
+                Box::pin(mailbox::check(
+                    proto,
+                    implicit,
+                    m,
+                    &self.tls,
+                    need_addr()?,
+                    source,
+                ))
             }
-            Check::Sip(c) => sip::check(c, need_addr()?, source).await,
-            Check::Radius(c) => radius::check(c, need_addr()?, source).await,
-            Check::Ldap(c) => ldap::check(c, need_addr()?, source).await,
-            Check::Mysql(c) => mysql::check(c, need_addr()?, source).await,
-            Check::Pgsql(c) => pgsql::check(c, need_addr()?, source).await,
-        }
+            Check::Sip(c) => Box::pin(sip::check(c, need_addr()?, source)),
+            Check::Radius(c) => Box::pin(radius::check(c, need_addr()?, source)),
+            Check::Ldap(c) => Box::pin(ldap::check(c, need_addr()?, source)),
+            Check::Mysql(c) => Box::pin(mysql::check(c, need_addr()?, source)),
+            Check::Pgsql(c) => Box::pin(pgsql::check(c, need_addr()?, source)),
+        })
     }
 }
+
+/// A check in progress, as [`Prober::dispatch`] starts it.
+type Checking<'a> = Pin<Box<dyn Future<Output = Result<String, Down>> + Send + 'a>>;
 
 impl Runner for Prober {
     async fn run(&self, probe: Arc<Probe>) -> Outcome {
         Prober::run(self, &probe).await
     }
+}
+
+/// [`one_line`] of an owned string, without a copy when it is one line already (most reasons are).
+fn into_one_line(s: String) -> String {
+    let plain = |b: &u8| b.is_ascii_graphic();
+    if s.len() <= 200
+        && s.bytes().all(|b| b >= b' ' && b != 0x7f)
+        && s.as_bytes().first().is_none_or(plain)
+        && s.as_bytes().last().is_none_or(plain)
+    {
+        return s;
+    }
+    one_line(&s)
 }
 
 /// Keeps the first line of `s`, trimmed, at most 200 characters: reasons are one line.
@@ -503,5 +571,18 @@ mod tests {
     fn reasons_are_one_line() {
         assert_eq!(one_line("\n  first line \nsecond"), "first line");
         assert_eq!(one_line(&"x".repeat(300)).chars().count(), 201);
+        for s in [
+            "200 OK",
+            "",
+            " lead",
+            "trail ",
+            "a\nb",
+            "tab\there",
+            "é",
+            "\u{a0}x",
+            &"y".repeat(250),
+        ] {
+            assert_eq!(into_one_line(s.to_string()), one_line(s), "{s:?}");
+        }
     }
 }
