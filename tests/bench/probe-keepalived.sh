@@ -6,8 +6,9 @@
 # the other in the same VM run. CPU is utime+stime from /proc/PID/stat over the same wall time after a
 # warm-up: keepalived's checker child (the process doing the checks) and the monitor process. Checks
 # done are counted at the servers (TcpPassiveOpens of their namespace), so CPU per check compares
-# like with like. Prints one line per tool and last `probe-http-cpu ratio=<ours/keepalived>` (per
-# check; target <= 0.5).
+# like with like. Prints one line per tool (CPU split into user and system time, and `all_cpu_us`:
+# every CPU's busy time per check, servers included) and last `probe-http-cpu ratio=<ours/keepalived>`
+# (the tool's CPU per check; target <= 0.5).
 #
 # Environment: SERVERS (default 500), SECONDS_MEASURED (default 30), WARMUP (default 8); PERF=N records
 # each tool with perf during the measurement and prints its N hottest symbols (perf adds its own cost).
