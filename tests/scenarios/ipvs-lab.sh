@@ -10,7 +10,11 @@ bin=$LAB_TESTS/ipvs_lab
 
 out=$(mktemp)
 rc=0
-"$bin" --test-threads=2 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+# One case at a time: in this kernel (6.1) the service table is shared by every namespace, and a dump
+# that takes several messages resumes by position in it, so services added or removed in another
+# namespace meanwhile make a dump miss or repeat services (seen: 998 of 1,000 dumped while another
+# case changed its own namespace).
+"$bin" --test-threads=1 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
 passed=$(sed -n 's/^test result: .* \([0-9][0-9]*\) passed.*/\1/p' "$out" | tail -1)
 [ "$rc" = 0 ] || fail "ipvs_lab failed (exit $rc)"
 [ "${passed:-0}" -gt 0 ] || fail "ipvs_lab ran no test"

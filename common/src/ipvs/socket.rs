@@ -3,7 +3,11 @@
 //! - [`NetlinkIpvs::connect`] resolves the "IPVS" family through nlctrl; `ENOENT` there becomes
 //!   [`IpvsError::Unavailable`] ("load the ip_vs module"). Since Linux 5.17 the lookup itself loads
 //!   the module.
-//! - Dumps (services, destinations, daemons) read until `NLMSG_DONE`, one dump at a time.
+//! - Dumps (services, destinations, daemons) read until `NLMSG_DONE`, one dump at a time. A dump is
+//!   not a snapshot: the kernel resumes each further message by position in its service table, which
+//!   before Linux 6.x's per-namespace tables is shared by every namespace. Services added or removed
+//!   meanwhile (here or in another namespace) can make a dump miss or repeat some; a plan made from
+//!   such a dump then fails with `already exists` / `no such service` and a later pass mends it.
 //! - [`NetlinkIpvs::apply`] sends many requests per `send()` (chunks below the socket's send buffer),
 //!   each with `NLM_F_ACK` and its own sequence number, then reads until every request has its ACK
 //!   or error; the receive buffer is raised first (`SO_RCVBUFFORCE`, else `SO_RCVBUF`) so that a
