@@ -5,7 +5,7 @@
 //!   the module.
 //! - Dumps (services, destinations, daemons) read until `NLMSG_DONE`, one dump at a time. A dump is
 //!   not a snapshot: the kernel resumes each further message by position in its service table, which
-//!   before Linux 6.x's per-namespace tables is shared by every namespace. Services added or removed
+//!   in the lab's kernel (6.1) is shared by every namespace. Services added or removed
 //!   meanwhile (here or in another namespace) can make a dump miss or repeat some; a plan made from
 //!   such a dump then fails with `already exists` / `no such service` and a later pass mends it.
 //! - [`NetlinkIpvs::apply`] sends many requests per `send()` (chunks below the socket's send buffer),
