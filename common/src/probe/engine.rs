@@ -11,7 +11,8 @@
 //! Scheduling: a probe's first run comes at a random point within its first interval, so probes
 //! added together spread out instead of firing together (keepalived's `warmup`); later runs follow
 //! at fixed intervals from that phase (no drift). A run never overlaps the previous run of the same
-//! probe: a tick that comes while it still runs is skipped. At most
+//! probe: a tick that comes while it still runs is skipped. Runs due within a few milliseconds of
+//! each other (50 ms at most) start together, so thousands of probes cost far fewer wake-ups. At most
 //! [`EngineOptions::max_concurrent`] runs are in flight at once; the others queue for a slot, in
 //! the order they came due. A new user of a probe that already ran gets its last report at once.
 //!
@@ -372,6 +373,17 @@ impl State {
     }
 }
 
+/// How early a run may start to share a wake-up with one that is due: a sixteenth of the interval,
+/// 50 ms at most (Linux gives poll timeouts a slack of up to 100 ms for the same reason). The
+/// schedule's grid does not move: the next run is due an interval after the planned time, not
+/// after the early start. Measured (`tests/lab bench probe-keepalived`, 500 probes at 1 s): CPU per
+/// check 1255 µs without slack, 913 µs with 10 ms, 805 µs with 40 ms — mostly wake-ups saved.
+fn slack(interval: Duration) -> Duration {
+    (interval / 16).min(SLACK_MAX)
+}
+
+const SLACK_MAX: Duration = Duration::from_millis(50);
+
 fn first_offset(interval: Duration, spread: bool) -> Duration {
     if !spread {
         return Duration::ZERO;
@@ -445,16 +457,17 @@ async fn run_loop<R: Runner>(
             () = &mut timer, if next.is_some() => {
                 armed = None;
                 let now = Instant::now();
-                // Every timer that is due, not one per wake-up.
+                // Every timer that is due, and those due within the slack: one wake-up starts
+                // several runs.
                 while let Some(Reverse((at, seq, slot))) = st.timers.peek().copied() {
-                    if at > now {
+                    let Some(e) = st.slots[slot as usize].as_mut().filter(|e| e.timer == seq) else {
+                        st.timers.pop();
+                        continue;
+                    };
+                    if at > now + slack(e.interval) {
                         break;
                     }
                     st.timers.pop();
-                    let Some(e) = st.slots[slot as usize].as_mut() else { continue };
-                    if e.timer != seq {
-                        continue;
-                    }
                     // Next tick on the fixed grid, skipping ticks already past (after a long stall).
                     let mut due = at + e.interval;
                     while due <= now {
@@ -591,9 +604,10 @@ mod tests {
             "every probe runs within its first interval: {runs:?}"
         );
         for ip in &targets {
+            // A second run comes an interval after the first, or up to the slack before that.
             let early = runs
                 .iter()
-                .filter(|(at, t)| t == ip && *at - start < 10 * S)
+                .filter(|(at, t)| t == ip && *at - start < 10 * S - SLACK_MAX)
                 .count();
             assert!(
                 early <= 1,
@@ -603,8 +617,9 @@ mod tests {
         let mut offsets: Vec<_> = runs.iter().map(|(at, _)| *at - start).collect();
         offsets.sort();
         offsets.dedup();
-        // 50 random points in 10 s: all equal would mean no spread at all.
-        assert!(offsets.len() > 40, "{offsets:?}");
+        // 50 random points in 10 s, those within the 50 ms slack of an earlier one started with it:
+        // about 39 distinct start times (fewer than 26 is over 4 standard deviations off).
+        assert!(offsets.len() > 25, "{offsets:?}");
         assert!(offsets.iter().any(|o| *o > 5 * S) && offsets.iter().any(|o| *o < 5 * S));
         drop(watches);
     }
@@ -796,5 +811,36 @@ mod tests {
             .map(|(_, ip)| ip.to_string())
             .collect();
         assert_eq!(order, ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_due_within_the_slack_start_together_on_an_unmoved_grid() {
+        let fake = Fake::new(Duration::from_millis(1));
+        let engine = Engine::spawn(
+            fake.clone(),
+            EngineOptions {
+                max_concurrent: 10,
+                spread: false,
+            },
+        );
+        let start = Instant::now();
+        let mut feed = engine.feed(100);
+        feed.watch(probe("192.0.2.1"), S);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        feed.watch(probe("192.0.2.2"), S);
+        tokio::time::sleep(SLACK_MAX + Duration::from_millis(5)).await;
+        feed.watch(probe("192.0.2.3"), S);
+        tokio::time::sleep(2 * S + Duration::from_millis(500)).await;
+        let ms = |t: &str| -> Vec<u128> {
+            fake.runs(t)
+                .iter()
+                .map(|at| (*at - start).as_millis())
+                .collect()
+        };
+        assert_eq!(ms("192.0.2.1"), [0, 1000, 2000]);
+        // Due at 1005 and 2005: within the slack of the first probe's runs, so they start with them.
+        assert_eq!(ms("192.0.2.2"), [5, 1000, 2000]);
+        // Due 60 ms after the first probe's: too far to share.
+        assert_eq!(ms("192.0.2.3"), [60, 1060, 2060]);
     }
 }
