@@ -32,12 +32,23 @@ fn main() -> Exit {
         }
     };
     match cli.command {
-        Command::Probe(args) => runtime.block_on(monitor::probe::run(
-            args,
-            tokio::io::BufReader::new(tokio::io::stdin()),
-            // Buffered: `run` flushes whenever no further result is waiting.
-            std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock()),
-            std::io::stderr(),
-        )),
+        // A task rather than block_on's own future: a task woken from inside the runtime (a result
+        // for it) is queued there, while block_on's future is woken through the I/O driver's eventfd
+        // (a write system call per wake-up: ~600 for 1,000 results, measured with strace).
+        Command::Probe(args) => runtime.block_on(async {
+            tokio::spawn(monitor::probe::run(
+                args,
+                tokio::io::BufReader::new(tokio::io::stdin()),
+                // Buffered: `run` flushes whenever no further result is waiting.
+                std::io::BufWriter::with_capacity(64 << 10, std::io::stdout()),
+                std::io::stderr(),
+            ))
+            .await
+            .unwrap_or_else(|e| {
+                // The panic message is already out (the default hook printed it).
+                eprintln!("monitor: internal error: {e}");
+                Exit::TempFail
+            })
+        }),
     }
 }
