@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::future::{AbortHandle, abortable};
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -44,7 +45,8 @@ pub const QUEUE: usize = 64;
 
 /// Runs one check; [`super::Prober`] is the real one, tests use a counting fake.
 pub trait Runner: Send + Sync + 'static {
-    /// Checks `probe` once; must finish by itself (the engine applies no timeout of its own).
+    /// Checks `probe` once. The engine stops a run at the probe's timeout (`spec.timeout`) and
+    /// reports it down with `timeout after …`; the runner needs no timer of its own.
     fn run(&self, probe: Arc<Probe>) -> impl Future<Output = Outcome> + Send;
 }
 
@@ -234,6 +236,11 @@ struct Entry {
     timer: u64,
     /// Running, or waiting for a run slot.
     running: bool,
+    /// While a run is in flight: when it started, how to stop it, and the sequence number of its
+    /// deadline in the timer heap (0: none).
+    started: Instant,
+    abort: Option<AbortHandle>,
+    deadline: u64,
     last: Option<Report>,
 }
 
@@ -257,14 +264,19 @@ impl Entry {
     }
 }
 
-type Run = Pin<Box<dyn Future<Output = (u32, u64, Outcome)> + Send>>;
+/// A run in flight: its slot and era, and its outcome (`None`: stopped at its deadline).
+type Run = Pin<Box<dyn Future<Output = (u32, u64, Option<Outcome>)> + Send>>;
+
+/// A timer in the heap: when, its sequence number, the slot, and whether it is a run's deadline
+/// (else the next scheduled run).
+type Timer = Reverse<(Instant, u64, u32, bool)>;
 
 struct State {
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     index: HashMap<Arc<Probe>, u32>,
     by_sub: HashMap<SubId, u32>,
-    timers: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    timers: BinaryHeap<Timer>,
     /// Due runs waiting for a slot: (slot, era).
     waiting: VecDeque<(u32, u64)>,
     seq: u64,
@@ -286,18 +298,50 @@ impl State {
             e.next_due = at;
             e.timer = seq;
         }
-        self.timers.push(Reverse((at, seq, slot)));
+        self.timers.push(Reverse((at, seq, slot, false)));
+    }
+
+    /// Starts the run of `slot` (if its entry is still the one of `era`): polled by the engine task
+    /// in `runs`, stopped at the probe's timeout.
+    fn launch<R: Runner>(
+        &mut self,
+        runner: &Arc<R>,
+        runs: &mut FuturesUnordered<Run>,
+        slot: u32,
+        era: u64,
+    ) {
+        let Some(e) = self.entry(slot, era) else {
+            return;
+        };
+        let (runner, probe) = (runner.clone(), e.probe.clone());
+        let (run, abort) = abortable(async move { runner.run(probe).await });
+        let now = Instant::now();
+        e.started = now;
+        e.abort = Some(abort);
+        let at = now + e.probe.spec.timeout.as_std();
+        runs.push(Box::pin(async move { (slot, era, run.await.ok()) }));
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(e) = self.entry(slot, era) {
+            e.deadline = seq;
+        }
+        self.timers.push(Reverse((at, seq, slot, true)));
+    }
+
+    /// Whether a timer in the heap is still meant (not replaced, not for a removed probe).
+    fn live(&self, seq: u64, slot: u32, deadline: bool) -> bool {
+        self.slots[slot as usize]
+            .as_ref()
+            .is_some_and(|e| seq == if deadline { e.deadline } else { e.timer })
     }
 
     /// The next live timer's deadline, dropping stale ones.
     fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((at, seq, slot))) = self.timers.peek() {
-            match &self.slots[slot as usize] {
-                Some(e) if e.timer == seq => return Some(at),
-                _ => {
-                    self.timers.pop();
-                }
+        while let Some(&Reverse((at, seq, slot, deadline))) = self.timers.peek() {
+            if self.live(seq, slot, deadline) {
+                return Some(at);
             }
+            self.timers.pop();
         }
         None
     }
@@ -347,6 +391,9 @@ impl State {
             next_due: due,
             timer: 0,
             running: false,
+            started: now,
+            abort: None,
+            deadline: 0,
             last: None,
         });
         self.index.insert(probe, slot);
@@ -409,10 +456,6 @@ async fn run_loop<R: Runner>(
         spread: options.spread,
     };
     let mut runs: FuturesUnordered<Run> = FuturesUnordered::new();
-    let start = |slot: u32, era: u64, probe: Arc<Probe>| -> Run {
-        let runner = runner.clone();
-        Box::pin(async move { (slot, era, runner.run(probe).await) })
-    };
     let timer = tokio::time::sleep_until(Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<Instant> = None;
@@ -423,10 +466,7 @@ async fn run_loop<R: Runner>(
         while runs.len() < max
             && let Some((slot, era)) = st.waiting.pop_front()
         {
-            if let Some(e) = st.entry(slot, era) {
-                let probe = e.probe.clone();
-                runs.push(start(slot, era, probe));
-            }
+            st.launch(&runner, &mut runs, slot, era);
         }
         if !cmds_open && st.index.is_empty() {
             return;
@@ -450,6 +490,10 @@ async fn run_loop<R: Runner>(
             Some((slot, era, outcome)) = runs.next(), if !runs.is_empty() => {
                 if let Some(e) = st.entry(slot, era) {
                     e.running = false;
+                    e.abort = None;
+                    e.deadline = 0;
+                    let outcome = outcome
+                        .unwrap_or_else(|| Outcome::timed_out(&e.probe, e.started.elapsed()));
                     let report = Report { probe: e.probe.clone(), outcome, at: Instant::now() };
                     e.deliver(report);
                 }
@@ -459,11 +503,25 @@ async fn run_loop<R: Runner>(
                 let now = Instant::now();
                 // Every timer that is due, and those due within the slack: one wake-up starts
                 // several runs.
-                while let Some(Reverse((at, seq, slot))) = st.timers.peek().copied() {
-                    let Some(e) = st.slots[slot as usize].as_mut().filter(|e| e.timer == seq) else {
+                while let Some(Reverse((at, seq, slot, deadline))) = st.timers.peek().copied() {
+                    if !st.live(seq, slot, deadline) {
                         st.timers.pop();
                         continue;
-                    };
+                    }
+                    let Some(e) = st.slots[slot as usize].as_mut() else { continue };
+                    if deadline {
+                        // A deadline is never taken early: the run stops, and reports, when it
+                        // comes out of `runs`.
+                        if at > now {
+                            break;
+                        }
+                        st.timers.pop();
+                        e.deadline = 0;
+                        if let Some(abort) = e.abort.take() {
+                            abort.abort();
+                        }
+                        continue;
+                    }
                     if at > now + slack(e.interval) {
                         break;
                     }
@@ -473,15 +531,17 @@ async fn run_loop<R: Runner>(
                     while due <= now {
                         due += e.interval;
                     }
-                    if !e.running {
-                        e.running = true;
+                    let era = e.era;
+                    let start = !e.running;
+                    e.running = true;
+                    st.schedule(slot, due);
+                    if start {
                         if runs.len() < max {
-                            runs.push(start(slot, e.era, e.probe.clone()));
+                            st.launch(&runner, &mut runs, slot, era);
                         } else {
-                            st.waiting.push_back((slot, e.era));
+                            st.waiting.push_back((slot, era));
                         }
                     }
-                    st.schedule(slot, due);
                 }
             }
         }
@@ -535,8 +595,15 @@ mod tests {
                     .push((Instant::now(), probe.target));
                 let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                 self.max_in_flight.fetch_max(n, Ordering::SeqCst);
+                // Counted out when the run ends or is dropped (stopped at its timeout).
+                struct Out<'a>(&'a AtomicUsize);
+                impl Drop for Out<'_> {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let _out = Out(&self.in_flight);
                 tokio::time::sleep(self.delay).await;
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Outcome {
                     up: true,
                     latency: self.delay,
@@ -842,5 +909,32 @@ mod tests {
         assert_eq!(ms("192.0.2.2"), [5, 1000, 2000]);
         // Due 60 ms after the first probe's: too far to share.
         assert_eq!(ms("192.0.2.3"), [60, 1060, 2060]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_past_its_timeout_is_stopped_and_reported_down() {
+        let fake = Fake::new(10 * S);
+        let engine = Engine::spawn(
+            fake.clone(),
+            EngineOptions {
+                max_concurrent: 10,
+                spread: false,
+            },
+        );
+        let mut p = probe("192.0.2.13");
+        p.spec.timeout = "2s".parse().unwrap();
+        let start = Instant::now();
+        let mut w = engine.watch(p, 5 * S);
+        for n in 0..3u32 {
+            let r = w.recv().await.unwrap();
+            assert!(!r.outcome.up);
+            assert_eq!(r.outcome.reason, "timeout after 2s");
+            assert_eq!(r.outcome.latency, 2 * S);
+            // Stopped at 2 s, so the next run is not skipped: one every 5 s.
+            assert_eq!(r.at - start, n * 5 * S + 2 * S);
+        }
+        // The stopped runs were dropped, not left running.
+        assert_eq!(fake.in_flight.load(Ordering::SeqCst), 0);
+        assert_eq!(fake.runs("192.0.2.13").len(), 3);
     }
 }

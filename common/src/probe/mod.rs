@@ -335,6 +335,17 @@ pub struct Outcome {
     pub reason: String,
 }
 
+impl Outcome {
+    /// A run of `probe` stopped at its timeout, `latency` after it started.
+    pub(crate) fn timed_out(probe: &Probe, latency: Duration) -> Outcome {
+        Outcome {
+            up: false,
+            latency,
+            reason: format!("timeout after {}", probe.spec.timeout),
+        }
+    }
+}
+
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
 }
@@ -406,30 +417,30 @@ impl Prober {
     /// Performs one check of `probe`, bounded by its timeout.
     pub async fn run(&self, probe: &Probe) -> Outcome {
         let start = Instant::now();
-        let timeout = probe.timeout();
-        let checking = async {
-            match self.dispatch(probe, timeout) {
-                Ok(check) => check.await,
-                Err(e) => Err(e),
-            }
+        match tokio::time::timeout(probe.timeout(), self.run_untimed(probe, start)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::timed_out(probe, start.elapsed()),
+        }
+    }
+
+    /// [`Prober::run`] without the timer: for a caller that stops the run at the timeout itself
+    /// (the engine keeps one timer for all its runs).
+    async fn run_untimed(&self, probe: &Probe, start: Instant) -> Outcome {
+        let result = match self.dispatch(probe, probe.timeout()) {
+            Ok(check) => check.await,
+            Err(e) => Err(e),
         };
-        let result = tokio::time::timeout(timeout, checking).await;
         let latency = start.elapsed();
         match result {
-            Ok(Ok(reason)) => Outcome {
+            Ok(reason) => Outcome {
                 up: true,
                 latency,
                 reason: into_one_line(reason),
             },
-            Ok(Err(Down(reason))) => Outcome {
+            Err(Down(reason)) => Outcome {
                 up: false,
                 latency,
                 reason: into_one_line(reason),
-            },
-            Err(_) => Outcome {
-                up: false,
-                latency,
-                reason: format!("timeout after {}", probe.spec.timeout),
             },
         }
     }
@@ -485,8 +496,9 @@ impl Prober {
 type Checking<'a> = Pin<Box<dyn Future<Output = Result<String, Down>> + Send + 'a>>;
 
 impl Runner for Prober {
+    /// The engine applies the timeout.
     async fn run(&self, probe: Arc<Probe>) -> Outcome {
-        Prober::run(self, &probe).await
+        self.run_untimed(&probe, Instant::now()).await
     }
 }
 
