@@ -16,9 +16,12 @@
 //! [`EngineOptions::max_concurrent`] runs are in flight at once; the others queue for a slot, in
 //! the order they came due. A new user of a probe that already ran gets its last report at once.
 //!
+//! A run that outlasts its probe's timeout (`spec.timeout`) is stopped and reported down
+//! (`timeout after 2s`); the next run follows on schedule.
+//!
 //! Cost: the engine is one task. Runs in flight are polled by that task (no task spawned per run),
 //! probes are addressed by slot number (the probe itself is hashed only when a watch starts or
-//! ends), and one timer is re-armed rather than one created per run.
+//! ends), and one timer, re-armed, serves every schedule and every run's deadline.
 //!
 //! The engine uses tokio's clock, so its logic is tested on paused time. It does not keep history,
 //! count failures or decide anything: users do. A user that does not keep up with its reports
