@@ -206,7 +206,7 @@ impl Feed {
         self.rx.recv().await
     }
 
-    /// Whether a report is waiting (so a writer can batch its output).
+    /// Whether a report is waiting.
     pub fn is_empty(&self) -> bool {
         self.rx.is_empty()
     }
@@ -313,6 +313,8 @@ impl State {
         slot: u32,
         era: u64,
     ) {
+        self.seq += 1;
+        let seq = self.seq;
         let Some(e) = self.entry(slot, era) else {
             return;
         };
@@ -321,13 +323,9 @@ impl State {
         let now = Instant::now();
         e.started = now;
         e.abort = Some(abort);
+        e.deadline = seq;
         let at = now + e.probe.spec.timeout.as_std();
         runs.push(Box::pin(async move { (slot, era, run.await.ok()) }));
-        self.seq += 1;
-        let seq = self.seq;
-        if let Some(e) = self.entry(slot, era) {
-            e.deadline = seq;
-        }
         self.timers.push(Reverse((at, seq, slot, true)));
     }
 
@@ -507,11 +505,11 @@ async fn run_loop<R: Runner>(
                 // Every timer that is due, and those due within the slack: one wake-up starts
                 // several runs.
                 while let Some(Reverse((at, seq, slot, deadline))) = st.timers.peek().copied() {
-                    if !st.live(seq, slot, deadline) {
+                    let live = st.live(seq, slot, deadline);
+                    let Some(e) = st.slots[slot as usize].as_mut().filter(|_| live) else {
                         st.timers.pop();
                         continue;
-                    }
-                    let Some(e) = st.slots[slot as usize].as_mut() else { continue };
+                    };
                     if deadline {
                         // A deadline is never taken early: the run stops, and reports, when it
                         // comes out of `runs`.
@@ -624,6 +622,17 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
+    /// An engine on `fake` that runs first checks at once, at most `max` at a time.
+    fn at_once(fake: &Arc<Fake>, max: usize) -> Engine {
+        Engine::spawn(
+            fake.clone(),
+            EngineOptions {
+                max_concurrent: max,
+                spread: false,
+            },
+        )
+    }
+
     #[tokio::test(start_paused = true)]
     async fn identical_probes_run_once_per_interval_for_all_users() {
         let fake = Fake::new(Duration::from_millis(10));
@@ -697,11 +706,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn concurrency_is_bounded() {
         let fake = Fake::new(3 * S);
-        let options = EngineOptions {
-            max_concurrent: 3,
-            spread: false,
-        };
-        let engine = Engine::spawn(fake.clone(), options);
+        let engine = at_once(&fake, 3);
         let mut watches: Vec<_> = (1..=9)
             .map(|i| engine.watch(probe(&format!("192.0.2.{i}")), 60 * S))
             .collect();
@@ -732,13 +737,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_run_is_not_overlapped() {
         let fake = Fake::new(Duration::from_millis(2500));
-        let engine = Engine::spawn(
-            fake.clone(),
-            EngineOptions {
-                max_concurrent: 10,
-                spread: false,
-            },
-        );
+        let engine = at_once(&fake, 10);
         let _w = engine.watch(probe("192.0.2.13"), S);
         tokio::time::sleep(10 * S).await;
         let runs = fake.runs("192.0.2.13");
@@ -753,13 +752,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn shortest_interval_wins_and_late_users_get_the_last_result() {
         let fake = Fake::new(Duration::from_millis(1));
-        let engine = Engine::spawn(
-            fake.clone(),
-            EngineOptions {
-                max_concurrent: 10,
-                spread: false,
-            },
-        );
+        let engine = at_once(&fake, 10);
         let mut slow = engine.watch(probe("192.0.2.13"), 10 * S);
         slow.recv().await.unwrap();
         tokio::time::sleep(S).await;
@@ -786,13 +779,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn dropping_every_watch_stops_the_runs() {
         let fake = Fake::new(Duration::from_millis(1));
-        let engine = Engine::spawn(
-            fake.clone(),
-            EngineOptions {
-                max_concurrent: 10,
-                spread: false,
-            },
-        );
+        let engine = at_once(&fake, 10);
         let w = engine.watch(probe("192.0.2.13"), S);
         tokio::time::sleep(Duration::from_millis(3500)).await;
         drop(w);
@@ -805,13 +792,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_feed_tags_the_reports_of_its_watches_and_ends_them_when_dropped() {
         let fake = Fake::new(Duration::from_millis(1));
-        let engine = Engine::spawn(
-            fake.clone(),
-            EngineOptions {
-                max_concurrent: 10,
-                spread: false,
-            },
-        );
+        let engine = at_once(&fake, 10);
         let mut feed = engine.feed(100);
         assert_eq!(feed.watch(probe("192.0.2.13"), S), 0);
         assert_eq!(feed.watch(probe("192.0.2.14"), S), 1);
@@ -860,13 +841,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn runs_waiting_for_a_slot_go_in_the_order_they_came_due() {
         let fake = Fake::new(S);
-        let engine = Engine::spawn(
-            fake.clone(),
-            EngineOptions {
-                max_concurrent: 1,
-                spread: false,
-            },
-        );
+        let engine = at_once(&fake, 1);
         let mut feed = engine.feed(100);
         for i in 1..=4 {
             feed.watch(probe(&format!("192.0.2.{i}")), 60 * S);
@@ -886,13 +861,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn runs_due_within_the_slack_start_together_on_an_unmoved_grid() {
         let fake = Fake::new(Duration::from_millis(1));
-        let engine = Engine::spawn(
-            fake.clone(),
-            EngineOptions {
-                max_concurrent: 10,
-                spread: false,
-            },
-        );
+        let engine = at_once(&fake, 10);
         let start = Instant::now();
         let mut feed = engine.feed(100);
         feed.watch(probe("192.0.2.1"), S);
@@ -917,13 +886,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_run_past_its_timeout_is_stopped_and_reported_down() {
         let fake = Fake::new(10 * S);
-        let engine = Engine::spawn(
-            fake.clone(),
-            EngineOptions {
-                max_concurrent: 10,
-                spread: false,
-            },
-        );
+        let engine = at_once(&fake, 10);
         let mut p = probe("192.0.2.13");
         p.spec.timeout = "2s".parse().unwrap();
         let start = Instant::now();
