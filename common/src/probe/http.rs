@@ -249,6 +249,8 @@ impl Clients {
         Ok(client)
     }
 
+    /// A check through reqwest: HTTPS, or HTTP that follows redirects. Plain HTTP without
+    /// redirects is [`plain`], which the prober calls directly with the probe's prepared request.
     pub(super) async fn check(
         &self,
         h: &Http,
@@ -256,9 +258,6 @@ impl Clients {
         addr: SocketAddr,
         source: Option<IpAddr>,
     ) -> Result<String, Down> {
-        if !tls && !h.follow_redirects {
-            return plain(h, &request(h, addr), addr, source).await;
-        }
         let name = if tls {
             h.sni
                 .as_ref()
