@@ -74,31 +74,20 @@ pub(super) async fn check(
         .map_err(|e| Down(format!("cannot encode query: {e}")))?;
 
     let socket = super::udp::socket(addr, source).await?;
-    socket
-        .send(&bytes)
-        .await
-        .map_err(|e| super::udp::reason(&e))?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let n = socket
-            .recv(&mut buf)
-            .await
-            .map_err(|e| super::udp::reason(&e))?;
-        let Ok(reply) = Message::from_vec(&buf[..n]) else {
-            continue;
-        };
-        // A stray datagram (late answer to an earlier query on a reused port) is not ours.
-        if reply.metadata.id != id {
-            continue;
-        }
+    super::udp::exchange(&socket, &bytes, 4096, |datagram| {
+        // A datagram that is no answer to this query (a stray, or unparsable) is passed over.
+        let reply = Message::from_vec(datagram)
+            .ok()
+            .filter(|r| r.metadata.id == id)?;
         let rcode = reply.metadata.response_code;
         if rcode != ResponseCode::NoError {
-            return Err(Down(format!("answer {rcode}")));
+            return Some(Err(Down(format!("answer {rcode}"))));
         }
-        return match reply.answers.len() {
+        Some(match reply.answers.len() {
             0 => Err(Down("NOERROR but no answer".into())),
             1 => Ok("NOERROR, 1 answer".into()),
             n => Ok(format!("NOERROR, {n} answers")),
-        };
-    }
+        })
+    })
+    .await
 }

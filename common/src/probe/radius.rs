@@ -202,29 +202,21 @@ pub(super) async fn check(
     let id: u8 = rand::random();
     let auth: [u8; 16] = rand::random();
     let socket = super::udp::socket(addr, source).await?;
-    socket
-        .send(&access_request(r, id, &auth))
-        .await
-        .map_err(|e| super::udp::reason(&e))?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let n = socket
-            .recv(&mut buf)
-            .await
-            .map_err(|e| super::udp::reason(&e))?;
-        match verify_answer(&buf[..n], id, &auth, r.secret.as_bytes())? {
-            None => continue,
-            Some(code @ (ACCESS_ACCEPT | ACCESS_REJECT | ACCESS_CHALLENGE)) => {
-                return Ok(code_name(code));
+    let request = access_request(r, id, &auth);
+    super::udp::exchange(&socket, &request, 4096, |datagram| {
+        match verify_answer(datagram, id, &auth, r.secret.as_bytes()) {
+            Err(e) => Some(Err(e)),
+            Ok(None) => None,
+            Ok(Some(code @ (ACCESS_ACCEPT | ACCESS_REJECT | ACCESS_CHALLENGE))) => {
+                Some(Ok(code_name(code)))
             }
-            Some(code) => {
-                return Err(Down(format!(
-                    "answer {} to an Access-Request",
-                    code_name(code)
-                )));
-            }
+            Ok(Some(code)) => Some(Err(Down(format!(
+                "answer {} to an Access-Request",
+                code_name(code)
+            )))),
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -102,20 +102,10 @@ pub(super) async fn check(
     let id: u64 = rand::random();
     let msg = request(addr, local, c.user.as_deref(), id);
     let our_call_id = format!("{id:016x}@{}", local.ip());
-    socket
-        .send(msg.as_bytes())
-        .await
-        .map_err(|e| super::udp::reason(&e))?;
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let n = socket
-            .recv(&mut buf)
-            .await
-            .map_err(|e| super::udp::reason(&e))?;
-        if let Some(verdict) = judge(&buf[..n], &our_call_id) {
-            return verdict;
-        }
-    }
+    super::udp::exchange(&socket, msg.as_bytes(), 65536, |reply| {
+        judge(reply, &our_call_id)
+    })
+    .await
 }
 
 #[cfg(test)]

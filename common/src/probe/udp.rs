@@ -2,7 +2,8 @@
 //! `UDP_CHECK` with `require_reply`). An ICMP port unreachable answer makes it down at once (the
 //! connected socket reports it as `ECONNREFUSED`); silence makes it down at the timeout.
 //!
-//! [`socket`] is also the socket step of the other UDP kinds (dns, sip, radius).
+//! [`socket`] and [`exchange`] are also the socket and request/answer steps of the other UDP kinds
+//! (dns, sip, radius).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -45,6 +46,25 @@ pub async fn socket(addr: SocketAddr, source: Option<IpAddr>) -> Result<UdpSocke
     Ok(socket)
 }
 
+/// Sends `request` on a connected `socket`, then reads datagrams (up to `max` bytes each) until
+/// `judge` gives a verdict; `None` passes over a datagram that answers something else (a late answer
+/// to an earlier request on a reused port).
+pub(super) async fn exchange(
+    socket: &UdpSocket,
+    request: &[u8],
+    max: usize,
+    mut judge: impl FnMut(&[u8]) -> Option<Result<String, Down>>,
+) -> Result<String, Down> {
+    socket.send(request).await.map_err(|e| reason(&e))?;
+    let mut buf = vec![0u8; max];
+    loop {
+        let n = socket.recv(&mut buf).await.map_err(|e| reason(&e))?;
+        if let Some(verdict) = judge(&buf[..n]) {
+            return verdict;
+        }
+    }
+}
+
 /// Maps a send/recv error on a connected UDP socket: refused means ICMP port unreachable.
 pub(super) fn reason(e: &std::io::Error) -> Down {
     if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -60,16 +80,16 @@ pub(super) async fn check(
     source: Option<IpAddr>,
 ) -> Result<String, Down> {
     let socket = socket(addr, source).await?;
-    socket.send(&u.send.bytes()).await.map_err(|e| reason(&e))?;
-    let mut buf = vec![0u8; 65536];
-    let n = socket.recv(&mut buf).await.map_err(|e| reason(&e))?;
-    let reply = &buf[..n];
-    match &u.expect {
-        Some(re) if !re.is_match(reply) => Err(Down(format!(
-            "reply does not match /{}/: {}",
-            re.as_str(),
-            super::simpletcp::preview(reply)
-        ))),
-        _ => Ok(format!("reply of {n} bytes")),
-    }
+    // The first datagram is the reply.
+    exchange(&socket, &u.send.bytes(), 65536, |reply| {
+        Some(match &u.expect {
+            Some(re) if !re.is_match(reply) => Err(Down(format!(
+                "reply does not match /{}/: {}",
+                re.as_str(),
+                super::simpletcp::preview(reply)
+            ))),
+            _ => Ok(format!("reply of {} bytes", reply.len())),
+        })
+    })
+    .await
 }
