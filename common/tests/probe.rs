@@ -165,6 +165,52 @@ async fn http_body_regex() {
     );
 }
 
+/// A plain-HTTP check closes with RST, as HAProxy's do: the server keeps no TIME_WAIT entry per
+/// check. The server answers without closing, then reads on: a reset, not an orderly end of stream.
+#[tokio::test]
+async fn http_check_closes_with_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let s = support::tcp(move |mut c| {
+        let tx = tx.clone();
+        async move {
+            let mut buf = vec![0u8; 4096];
+            let mut got = 0;
+            while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf[got..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got += n,
+                }
+            }
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            let end = c.read(&mut buf).await.map_err(|e| e.kind());
+            let _ = tx.send(end);
+        }
+    })
+    .await;
+    up(&run(s.addr, "kind = \"http\"").await, "200 OK");
+    let end = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the server saw the check end")
+        .unwrap();
+    assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset));
+}
+
+#[tokio::test]
+async fn http_from_a_source_address() {
+    let s = support::http(Answer::ok("")).await;
+    up(
+        &run(s.addr, "kind = \"http\"\nsource = \"127.0.0.1\"").await,
+        "200 OK",
+    );
+    down(
+        &run(s.addr, "kind = \"http\"\nsource = \"192.0.2.1\"").await,
+        "bind 192.0.2.1",
+    );
+}
+
 #[tokio::test]
 async fn http_refused() {
     down(

@@ -11,7 +11,8 @@
 # (the tool's CPU per check; target <= 0.5).
 #
 # Environment: SERVERS (default 500), SECONDS_MEASURED (default 30), WARMUP (default 8); PERF=N records
-# each tool with perf during the measurement and prints its N hottest symbols (perf adds its own cost).
+# each tool with perf during the measurement and prints its N hottest symbols (perf adds its own cost);
+# STRACE=1 counts each tool's system calls during the measurement instead (strace -c; slows the tool).
 # build: -p monitor --bin monitor --example bench_http_server
 set -euo pipefail
 N=${SERVERS:-500}
@@ -81,6 +82,8 @@ measure() {
     read -r t0 u0 s0 <<< "$(ticks_of "$pid")"; o0=$(opens); b0=$(busy); w0=$(date +%s%N)
     if [ -n "${PERF:-}" ]; then
         perf record -q -F 499 -g -o "$tmp/perf.$name" -p "$pid" -- sleep "$T" 2>/dev/null
+    elif [ -n "${STRACE:-}" ]; then
+        timeout -s INT "$T" strace -c -f -p "$pid" -o "$tmp/strace.$name" 2>/dev/null || true
     else
         sleep "$T"
     fi
@@ -94,6 +97,11 @@ measure() {
     if [ -n "${PERF:-}" ]; then
         perf report -i "$tmp/perf.$name" --no-children --sort dso -g none 2>/dev/null | grep "%" | head -6 || true
         perf report -i "$tmp/perf.$name" --no-children --sort dso,sym -g none 2>/dev/null | grep "%" | head -"${PERF}" || true
+    fi
+    if [ -n "${STRACE:-}" ]; then
+        # calls per check: strace's "calls" column over the checks the servers counted
+        awk -v c=$((o1 - o0)) 'NR > 2 && $0 !~ /^-/ {
+            printf "  %-16s %8.2f/check\n", $NF, $4 / (c ? c : 1) }' "$tmp/strace.$name" | sort -k2 -rn | head -20
     fi
 }
 

@@ -374,19 +374,9 @@ pub(super) async fn plain(
 ) -> Result<String, Down> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    // Not tcp::connect: the request is one write, so TCP_NODELAY would only cost a syscall.
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .map_err(|e| io_reason("socket", &e))?;
-    if let Some(src) = source {
-        socket
-            .bind(SocketAddr::new(src, 0))
-            .map_err(|e| io_reason(&format!("bind {src}"), &e))?;
-    }
-    let mut stream = socket.connect(addr).await.map_err(|e| io_reason("", &e))?;
+    // Not tcp::connect: the request is one write, so TCP_NODELAY would only cost a syscall, and
+    // the write itself waits for the connection. Reset: the check needs no orderly goodbye.
+    let mut stream = super::tcp::start(addr, source, super::tcp::Close::Reset)?;
     stream.write_all(req).await.map_err(|e| io_reason("", &e))?;
 
     // read_buf appends to a Vec's spare capacity: no buffer is zeroed per check.
