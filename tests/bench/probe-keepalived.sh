@@ -74,12 +74,14 @@ ticks_of() { awk '{ print $14 + $15, $14, $15 }' "/proc/$1/stat"; }
 # /proc/net/snmp's second Tcp: line, field 7: PassiveOpens (connections the servers accepted).
 opens() { ip netns exec kbench awk '/^Tcp:/ { if (h) { print $7; exit } else h = 1 }' /proc/net/snmp; }
 hz=$(getconf CLK_TCK)
+# Context switches of every thread of a process (each a wake-up from a wait, or a preemption).
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }'; }
 
 # measure NAME PID: CPU ticks of PID and connections opened at the servers over T seconds.
 measure() {
-    local name=$1 pid=$2 t0 u0 s0 t1 u1 s1 o0 o1 w0 w1 b0 b1
+    local name=$1 pid=$2 t0 u0 s0 t1 u1 s1 o0 o1 w0 w1 b0 b1 x0 x1
     sleep "$WARM"
-    read -r t0 u0 s0 <<< "$(ticks_of "$pid")"; o0=$(opens); b0=$(busy); w0=$(date +%s%N)
+    read -r t0 u0 s0 <<< "$(ticks_of "$pid")"; o0=$(opens); b0=$(busy); x0=$(switches "$pid"); w0=$(date +%s%N)
     if [ -n "${PERF:-}" ]; then
         perf record -q -F 499 -g -o "$tmp/perf.$name" -p "$pid" -- sleep "$T" 2>/dev/null
     elif [ -n "${STRACE:-}" ]; then
@@ -87,13 +89,13 @@ measure() {
     else
         sleep "$T"
     fi
-    read -r t1 u1 s1 <<< "$(ticks_of "$pid")"; o1=$(opens); b1=$(busy); w1=$(date +%s%N)
-    awk -v n="$name" -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v c=$((o1 - o0)) -v b=$((b1 - b0)) \
+    read -r t1 u1 s1 <<< "$(ticks_of "$pid")"; o1=$(opens); b1=$(busy); x1=$(switches "$pid"); w1=$(date +%s%N)
+    awk -v n="$name" -v t=$((t1 - t0)) -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v c=$((o1 - o0)) -v b=$((b1 - b0)) -v x=$((x1 - x0)) \
         -v w=$(( (w1 - w0) / 1000000 )) -v hz="$hz" -v N="$N" 'BEGIN {
         cpu = t / hz
-        printf "%-10s servers=%d interval=1s wall=%.1fs checks=%d checks/s=%.0f cpu=%.2fs (user %.2fs, system %.2fs) cpu%%=%.1f cpu_us/check=%.1f all_cpu_us/check=%.1f\n",
+        printf "%-10s servers=%d interval=1s wall=%.1fs checks=%d checks/s=%.0f cpu=%.2fs (user %.2fs, system %.2fs) cpu%%=%.1f cpu_us/check=%.1f all_cpu_us/check=%.1f switches/check=%.2f\n",
             n, N, w / 1000, c, c / (w / 1000), cpu, u / hz, s / hz, cpu / (w / 1000) * 100, c ? cpu / c * 1e6 : 0,
-            c ? b / hz / c * 1e6 : 0 }' | tee -a "$tmp/results"
+            c ? b / hz / c * 1e6 : 0, c ? x / c : 0 }' | tee -a "$tmp/results"
     if [ -n "${PERF:-}" ]; then
         perf report -i "$tmp/perf.$name" --no-children --sort dso -g none 2>/dev/null | grep "%" | head -6 || true
         perf report -i "$tmp/perf.$name" --no-children --sort dso,sym -g none 2>/dev/null | grep "%" | head -"${PERF}" || true

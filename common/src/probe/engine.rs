@@ -270,9 +270,15 @@ impl Entry {
 /// A run in flight: its slot and era, and its outcome (`None`: stopped at its deadline).
 type Run = Pin<Box<dyn Future<Output = (u32, u64, Option<Outcome>)> + Send>>;
 
-/// A timer in the heap: when, its sequence number, the slot, and whether it is a run's deadline
-/// (else the next scheduled run).
-type Timer = Reverse<(Instant, u64, u32, bool)>;
+/// A scheduled run in the heap: when, its sequence number, the slot.
+type Timer = Reverse<(Instant, u64, u32)>;
+
+/// The deadlines of runs with one timeout, in the order the runs started, which is their order
+/// (a queue, not a heap: a deadline costs a push and a pop): when, sequence number, slot.
+struct Deadlines {
+    timeout: Duration,
+    queue: VecDeque<(Instant, u64, u32)>,
+}
 
 struct State {
     slots: Vec<Option<Entry>>,
@@ -280,6 +286,8 @@ struct State {
     index: HashMap<Arc<Probe>, u32>,
     by_sub: HashMap<SubId, u32>,
     timers: BinaryHeap<Timer>,
+    /// Run deadlines, a queue per timeout (probes use few different ones).
+    deadlines: Vec<Deadlines>,
     /// Due runs waiting for a slot: (slot, era).
     waiting: VecDeque<(u32, u64)>,
     seq: u64,
@@ -301,7 +309,7 @@ impl State {
             e.next_due = at;
             e.timer = seq;
         }
-        self.timers.push(Reverse((at, seq, slot, false)));
+        self.timers.push(Reverse((at, seq, slot)));
     }
 
     /// Starts the run of `slot` (if its entry is still the one of `era`): polled by the engine task
@@ -324,9 +332,21 @@ impl State {
         e.started = now;
         e.abort = Some(abort);
         e.deadline = seq;
-        let at = now + e.probe.spec.timeout.as_std();
+        let timeout = e.probe.spec.timeout.as_std();
         runs.push(Box::pin(async move { (slot, era, run.await.ok()) }));
-        self.timers.push(Reverse((at, seq, slot, true)));
+        let i = match self.deadlines.iter().position(|d| d.timeout == timeout) {
+            Some(i) => i,
+            None => {
+                self.deadlines.push(Deadlines {
+                    timeout,
+                    queue: VecDeque::new(),
+                });
+                self.deadlines.len() - 1
+            }
+        };
+        self.deadlines[i]
+            .queue
+            .push_back((now + timeout, seq, slot));
     }
 
     /// Whether a timer in the heap is still meant (not replaced, not for a removed probe).
@@ -336,15 +356,46 @@ impl State {
             .is_some_and(|e| seq == if deadline { e.deadline } else { e.timer })
     }
 
-    /// The next live timer's deadline, dropping stale ones.
+    /// When the next live timer (scheduled run or run deadline) is due, dropping stale ones.
     fn next_deadline(&mut self) -> Option<Instant> {
-        while let Some(&Reverse((at, seq, slot, deadline))) = self.timers.peek() {
-            if self.live(seq, slot, deadline) {
-                return Some(at);
+        let mut next = None;
+        while let Some(&Reverse((at, seq, slot))) = self.timers.peek() {
+            if self.live(seq, slot, false) {
+                next = Some(at);
+                break;
             }
             self.timers.pop();
         }
-        None
+        for i in 0..self.deadlines.len() {
+            while let Some(&(at, seq, slot)) = self.deadlines[i].queue.front() {
+                if self.live(seq, slot, true) {
+                    next = Some(next.map_or(at, |n: Instant| n.min(at)));
+                    break;
+                }
+                self.deadlines[i].queue.pop_front();
+            }
+        }
+        next
+    }
+
+    /// Stops the runs whose deadline has come (each reports when it comes out of `runs`).
+    fn stop_overdue(&mut self, now: Instant) {
+        for d in &mut self.deadlines {
+            while let Some(&(at, seq, slot)) = d.queue.front() {
+                if at > now {
+                    break;
+                }
+                d.queue.pop_front();
+                if let Some(e) = self.slots[slot as usize].as_mut()
+                    && e.deadline == seq
+                {
+                    e.deadline = 0;
+                    if let Some(abort) = e.abort.take() {
+                        abort.abort();
+                    }
+                }
+            }
+        }
     }
 
     fn watch(&mut self, id: SubId, tag: usize, probe: Probe, interval: Duration, tx: Tx) {
@@ -452,6 +503,7 @@ async fn run_loop<R: Runner>(
         index: HashMap::new(),
         by_sub: HashMap::new(),
         timers: BinaryHeap::new(),
+        deadlines: Vec::new(),
         waiting: VecDeque::new(),
         seq: 0,
         spread: options.spread,
@@ -504,25 +556,14 @@ async fn run_loop<R: Runner>(
                 let now = Instant::now();
                 // Every timer that is due, and those due within the slack: one wake-up starts
                 // several runs.
-                while let Some(Reverse((at, seq, slot, deadline))) = st.timers.peek().copied() {
-                    let live = st.live(seq, slot, deadline);
+                // A deadline is never taken early.
+                st.stop_overdue(now);
+                while let Some(Reverse((at, seq, slot))) = st.timers.peek().copied() {
+                    let live = st.live(seq, slot, false);
                     let Some(e) = st.slots[slot as usize].as_mut().filter(|_| live) else {
                         st.timers.pop();
                         continue;
                     };
-                    if deadline {
-                        // A deadline is never taken early: the run stops, and reports, when it
-                        // comes out of `runs`.
-                        if at > now {
-                            break;
-                        }
-                        st.timers.pop();
-                        e.deadline = 0;
-                        if let Some(abort) = e.abort.take() {
-                            abort.abort();
-                        }
-                        continue;
-                    }
                     if at > now + slack(e.interval) {
                         break;
                     }

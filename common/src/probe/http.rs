@@ -367,16 +367,15 @@ pub(super) fn request(h: &Http, addr: SocketAddr) -> Box<[u8]> {
 /// One plain-HTTP check without redirects: connect, send `req` ([`request`]'s), judge status (and
 /// body).
 pub(super) async fn plain(
+    conns: &super::conn::Pool,
     h: &Http,
     req: &[u8],
     addr: SocketAddr,
     source: Option<IpAddr>,
 ) -> Result<String, Down> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    // Not tcp::connect: the request is one write, so TCP_NODELAY would only cost a syscall, and
-    // the write itself waits for the connection. Reset: the check needs no orderly goodbye.
-    let mut stream = super::tcp::start(addr, source, super::tcp::Close::Reset)?;
+    // The request is one write, so TCP_NODELAY would only cost a syscall; the write itself waits
+    // for the connection. The connection ends with RST when `stream` is dropped.
+    let mut stream = conns.connect(addr, source)?;
     stream.write_all(req).await.map_err(|e| io_reason("", &e))?;
 
     // read_buf appends to a Vec's spare capacity: no buffer is zeroed per check.
@@ -385,8 +384,8 @@ pub(super) async fn plain(
     // Read heads until a final (non-1xx) one; `buf` then holds what followed it.
     let head = loop {
         let end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
+            if let Some(end) = head_end(&buf) {
+                break end;
             }
             if buf.len() >= HEAD_LIMIT {
                 return Err(Down(format!(
@@ -402,7 +401,8 @@ pub(super) async fn plain(
                 return Err(Down("connection closed before a response".into()));
             }
         };
-        let head = parse_head(&buf[..end])?;
+        // The framing headers matter only when the body is read.
+        let head = parse_head(&buf[..end], h.regex.is_some())?;
         buf.drain(..end);
         if !(100..200).contains(&head.status) || head.status == 101 {
             break head;
@@ -463,6 +463,15 @@ fn status_line(status: u16) -> String {
     line
 }
 
+/// Where a response head ends: just past its blank line (CRLF or bare LF line ends, RFC 9112 §2.2).
+fn head_end(buf: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'\n', buf).find_map(|i| {
+        let blank = i >= 1
+            && (buf[i - 1] == b'\n' || (i >= 2 && buf[i - 1] == b'\r' && buf[i - 2] == b'\n'));
+        blank.then_some(i + 1)
+    })
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -475,8 +484,9 @@ struct Head {
     chunked: bool,
 }
 
-/// Parses `HTTP/1.x NNN reason\r\n` and the header lines (only the framing headers are kept).
-fn parse_head(raw: &[u8]) -> Result<Head, Down> {
+/// Parses `HTTP/1.x NNN reason\r\n` and, with `headers`, the header lines (only the framing
+/// headers are kept; without, they are left unread and the head has none).
+fn parse_head(raw: &[u8], headers: bool) -> Result<Head, Down> {
     // Bytes, not text: a head is ASCII, and this runs once per check.
     let mut lines = raw
         .split(|&b| b == b'\n')
@@ -505,7 +515,7 @@ fn parse_head(raw: &[u8]) -> Result<Head, Down> {
         content_length: None,
         chunked: false,
     };
-    for line in lines {
+    for line in lines.take_while(|_| headers) {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
@@ -740,21 +750,25 @@ mod tests {
 
     #[test]
     fn heads_parse() {
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n").unwrap();
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", true).unwrap();
         assert_eq!(
             (h.status, h.content_length, h.chunked),
             (200, Some(12), false)
         );
-        let h = parse_head(b"HTTP/1.0 503\r\ntransfer-encoding: gzip, chunked\r\n\r\n").unwrap();
+        let h = parse_head(
+            b"HTTP/1.0 503\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            true,
+        )
+        .unwrap();
         assert_eq!((h.status, h.chunked), (503, true));
         assert!(
-            parse_head(b"SSH-2.0-OpenSSH\r\n\r\n")
+            parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", true)
                 .unwrap_err()
                 .0
                 .contains("not an HTTP status line")
         );
-        assert!(parse_head(b"HTTP/1.1 20 OK\r\n\r\n").is_err());
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 20 OK\r\n\r\n", true).is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", true).is_err());
         for bad in [
             &b"HTTP/1.1 2000 OK\r\n"[..],
             b"HTTP/1.1 099 X\r\n",
@@ -763,18 +777,34 @@ mod tests {
             b"",
         ] {
             assert!(
-                parse_head(bad).is_err(),
+                parse_head(bad, true).is_err(),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
         }
         // No reason phrase; bare LF line ends; blanks around a header's value.
-        let h = parse_head(b"HTTP/1.1 204\nContent-Length :  0 \n\n").unwrap();
+        let h = parse_head(b"HTTP/1.1 204\nContent-Length :  0 \n\n", true).unwrap();
         assert_eq!((h.status, h.content_length), (204, Some(0)));
-        let h =
-            parse_head(b"HTTP/1.1 301 Moved\r\nX: a:b\r\nTransfer-Encoding: chunked, gzip\r\n\r\n")
-                .unwrap();
+        let h = parse_head(
+            b"HTTP/1.1 301 Moved\r\nX: a:b\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            true,
+        )
+        .unwrap();
         assert_eq!((h.status, h.chunked, h.content_length), (301, false, None));
+        // Without headers (no body to read): the status line alone, a bad header not looked at.
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).unwrap();
+        assert_eq!((h.status, h.content_length, h.chunked), (200, None, false));
+        assert!(parse_head(b"HTTP/1.1 2000 OK\r\n\r\n", false).is_err());
+    }
+
+    #[test]
+    fn head_ends() {
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody"), Some(25));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\nA: b\n\nbody"), Some(22));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\nx"), Some(18));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r"), None);
+        assert_eq!(head_end(b""), None);
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod tcp;
 pub mod tls;
 pub mod udp;
 
+mod conn;
 mod line;
 mod text;
 
@@ -403,6 +404,8 @@ pub(crate) fn io_reason(what: &str, e: &std::io::Error) -> Down {
 #[derive(Default)]
 pub struct Prober {
     http: http::Clients,
+    /// Sockets of plain-HTTP checks, used again check after check.
+    conns: conn::Pool,
     ping: ping::Pingers,
     /// TLS settings of the non-HTTP kinds (no ALPN).
     tls: tls::TlsConfigs,
@@ -456,7 +459,7 @@ impl Prober {
             Check::Http(h) if !h.follow_redirects => {
                 let addr = need_addr()?;
                 let request = probe.memo.request.get_or_init(|| http::request(h, addr));
-                Box::pin(http::plain(h, request, addr, source))
+                Box::pin(http::plain(&self.conns, h, request, addr, source))
             }
             Check::Http(h) => Box::pin(self.http.check(h, false, need_addr()?, source)),
             Check::Https(h) => Box::pin(self.http.check(h, true, need_addr()?, source)),
