@@ -28,8 +28,9 @@ use tokio::sync::oneshot;
 
 use super::{Down, io_reason};
 
-/// Unconnected sockets kept for later checks at most; one per check in flight is what a steady
-/// schedule needs.
+/// Unconnected sockets kept for later checks at most (one per check in flight is what a steady
+/// schedule needs), and at most a quarter of the descriptors the process may open: the rest are
+/// for other checks and the tool itself.
 const IDLE_MAX: usize = 4096;
 
 /// Events taken from the pool's epoll instance at a time.
@@ -47,6 +48,7 @@ struct Shared {
     state: Mutex<State>,
     /// Cleared when the driver task ends (its runtime shut down).
     alive: AtomicBool,
+    idle_max: usize,
     /// Dropped with the pool: ends the driver task.
     _stop: oneshot::Sender<()>,
 }
@@ -98,6 +100,7 @@ impl Pool {
             registry,
             state: Mutex::default(),
             alive: AtomicBool::new(true),
+            idle_max: idle_max(nofile_soft()),
             _stop: stop,
         });
         tokio::spawn(drive(fd, Arc::downgrade(&shared), stopped));
@@ -147,6 +150,28 @@ impl Pool {
     #[cfg(test)]
     fn idle(&self) -> usize {
         self.shared().map(|s| s.lock().idle.len()).unwrap_or(0)
+    }
+}
+
+/// How many unconnected sockets the pool keeps: [`IDLE_MAX`], or a quarter of `nofile` (the
+/// soft limit on open descriptors) if that is less.
+fn idle_max(nofile: u64) -> usize {
+    usize::try_from(nofile / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(1, IDLE_MAX)
+}
+
+/// The soft limit on open descriptors (1024, the usual one, if it cannot be read).
+fn nofile_soft() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
     }
 }
 
@@ -347,7 +372,7 @@ impl Drop for Conn {
         };
         let mut st = self.shared.lock();
         st.slots[self.token].waker = None;
-        let keep = st.idle.len() < IDLE_MAX
+        let keep = st.idle.len() < self.shared.idle_max
             && self.shared.alive.load(Ordering::Acquire)
             && disconnect(&socket).is_ok();
         if keep {
@@ -427,7 +452,15 @@ mod tests {
     }
 
     async fn exchange(pool: &Pool, addr: SocketAddr) -> Result<Vec<u8>, String> {
-        let mut c = pool.connect(addr, None).map_err(|d| d.0)?;
+        exchange_from(pool, addr, None).await
+    }
+
+    async fn exchange_from(
+        pool: &Pool,
+        addr: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> Result<Vec<u8>, String> {
+        let mut c = pool.connect(addr, source).map_err(|d| d.0)?;
         c.write_all(b"GET / HTTP/1.1\r\n\r\n")
             .await
             .map_err(|e| e.to_string())?;
@@ -452,6 +485,37 @@ mod tests {
             ports.insert(port);
         }
         assert_eq!(ports.len(), 5, "each check a new connection (source port)");
+    }
+
+    #[tokio::test]
+    async fn sockets_bound_to_a_source_are_kept_apart_and_get_a_new_port_each_check() {
+        let (addr, mut ends) = server(true).await;
+        let pool = Pool::default();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut ports = HashSet::new();
+        for _ in 0..3 {
+            assert_eq!(
+                exchange_from(&pool, addr, Some(lo)).await.unwrap(),
+                b"HTTP/1.1 200 OK\r\n\r\n"
+            );
+            ports.insert(ends.recv().await.unwrap().0);
+        }
+        assert_eq!(ports.len(), 3);
+        assert_eq!(pool.idle(), 1);
+        // Unbound checks do not take the bound socket: a second one is made.
+        exchange(&pool, addr).await.unwrap();
+        assert_eq!(pool.idle(), 2);
+        let bad: IpAddr = "192.0.2.1".parse().unwrap();
+        let e = exchange_from(&pool, addr, Some(bad)).await.unwrap_err();
+        assert!(e.contains("bind 192.0.2.1"), "{e}");
+    }
+
+    #[test]
+    fn the_idle_sockets_stay_within_a_quarter_of_the_descriptor_limit() {
+        assert_eq!(idle_max(1024), 256);
+        assert_eq!(idle_max(1 << 20), IDLE_MAX);
+        assert_eq!(idle_max(libc::RLIM_INFINITY), IDLE_MAX);
+        assert_eq!(idle_max(2), 1);
     }
 
     #[tokio::test]
