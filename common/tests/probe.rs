@@ -50,18 +50,30 @@ async fn tcp_up_and_refused() {
     down(&o, "connection refused");
 }
 
+/// tcp and plain http (which has its own connections): from a source address, and a source that is
+/// not this host's.
 #[tokio::test]
-async fn tcp_from_a_source_address() {
+async fn tcp_and_http_from_a_source_address() {
     let s = support::http(Answer::ok("")).await;
-    up(
-        &run(s.addr, "kind = \"tcp\"\nsource = \"127.0.0.1\"").await,
-        "connected",
-    );
-    // 192.0.2.1 is not an address of this host: binding to it fails, the check says so.
-    down(
-        &run(s.addr, "kind = \"tcp\"\nsource = \"192.0.2.1\"").await,
-        "bind 192.0.2.1",
-    );
+    for (kind, reason) in [("tcp", "connected"), ("http", "200 OK")] {
+        up(
+            &run(
+                s.addr,
+                &format!("kind = \"{kind}\"\nsource = \"127.0.0.1\""),
+            )
+            .await,
+            reason,
+        );
+        // 192.0.2.1 is not an address of this host: binding to it fails, the check says so.
+        down(
+            &run(
+                s.addr,
+                &format!("kind = \"{kind}\"\nsource = \"192.0.2.1\""),
+            )
+            .await,
+            "bind 192.0.2.1",
+        );
+    }
 }
 
 // ---- http
@@ -196,19 +208,6 @@ async fn http_check_closes_with_a_reset() {
         .expect("the server saw the check end")
         .unwrap();
     assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset));
-}
-
-#[tokio::test]
-async fn http_from_a_source_address() {
-    let s = support::http(Answer::ok("")).await;
-    up(
-        &run(s.addr, "kind = \"http\"\nsource = \"127.0.0.1\"").await,
-        "200 OK",
-    );
-    down(
-        &run(s.addr, "kind = \"http\"\nsource = \"192.0.2.1\"").await,
-        "bind 192.0.2.1",
-    );
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 //! SO_LINGER 0 would) and leaves the socket unconnected, ready for the next check's `connect`. On
 //! the wire nothing changes: a new connection (new source port) per check, closed with RST. What
 //! the checks no longer pay is the socket's making and unmaking: `socket`, `close` (file, dentry,
-//! inode, sock freed and allocated again) and two `epoll_ctl`s per check — about a third of a
-//! plain-HTTP check's CPU (`tests/lab bench probe-keepalived`).
+//! inode and sock freed, then allocated again) and two `epoll_ctl`s per check. In
+//! `tests/lab bench probe-keepalived` that took the prober's system time per check from ~530 µs
+//! to ~400 µs.
 //!
 //! The sockets are registered once, edge-triggered, in an epoll instance of the pool's own, which
 //! is itself watched by the tokio runtime; a small task ([`drive`]) turns its events into wake-ups.
