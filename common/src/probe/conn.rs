@@ -554,6 +554,35 @@ mod tests {
         assert_eq!(pool.idle(), 1);
     }
 
+    /// A check stopped while its SYN is unanswered (a listener whose accept queue is full drops
+    /// SYNs): the socket goes back unconnected, and the next check on it is not told of the old one.
+    #[tokio::test]
+    async fn a_check_stopped_before_the_handshake_leaves_the_socket_clean() {
+        let full = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        full.bind(&SockAddr::from(
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        ))
+        .unwrap();
+        full.listen(0).unwrap();
+        let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+        // Fills the accept queue (never accepted).
+        let _queued = std::net::TcpStream::connect(full_addr).unwrap();
+        let (addr, _ends) = server(true).await;
+        let pool = Pool::default();
+        let stopped =
+            tokio::time::timeout(Duration::from_millis(200), exchange(&pool, full_addr)).await;
+        assert!(
+            stopped.is_err(),
+            "the SYN is dropped: the check can only be stopped"
+        );
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(
+            exchange(&pool, addr).await.unwrap(),
+            b"HTTP/1.1 200 OK\r\n\r\n"
+        );
+        assert_eq!(pool.idle(), 1);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_checks_on_several_threads() {
         let (addr, _ends) = server(true).await;
