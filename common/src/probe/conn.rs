@@ -470,6 +470,16 @@ mod tests {
         Ok(buf)
     }
 
+    /// A check through the pool's one idle socket works, and the socket is back after it.
+    async fn serves_again(pool: &Pool, addr: SocketAddr) {
+        assert_eq!(pool.idle(), 1);
+        assert_eq!(
+            exchange(pool, addr).await.unwrap(),
+            b"HTTP/1.1 200 OK\r\n\r\n"
+        );
+        assert_eq!(pool.idle(), 1);
+    }
+
     #[tokio::test]
     async fn a_socket_serves_check_after_check_each_a_new_connection_ended_by_reset() {
         let (addr, mut ends) = server(true).await;
@@ -529,12 +539,7 @@ mod tests {
         let pool = Pool::default();
         let e = exchange(&pool, dead).await.unwrap_err();
         assert!(e.contains("refused"), "{e}");
-        assert_eq!(pool.idle(), 1);
-        assert_eq!(
-            exchange(&pool, addr).await.unwrap(),
-            b"HTTP/1.1 200 OK\r\n\r\n"
-        );
-        assert_eq!(pool.idle(), 1);
+        serves_again(&pool, addr).await;
     }
 
     #[tokio::test]
@@ -547,11 +552,7 @@ mod tests {
         assert!(stopped.is_err(), "the silent server never answers");
         let (_, end) = silent_ends.recv().await.unwrap();
         assert_eq!(end.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
-        assert_eq!(
-            exchange(&pool, addr).await.unwrap(),
-            b"HTTP/1.1 200 OK\r\n\r\n"
-        );
-        assert_eq!(pool.idle(), 1);
+        serves_again(&pool, addr).await;
     }
 
     /// A check stopped while its SYN is unanswered (a listener whose accept queue is full drops
@@ -575,12 +576,7 @@ mod tests {
             stopped.is_err(),
             "the SYN is dropped: the check can only be stopped"
         );
-        assert_eq!(pool.idle(), 1);
-        assert_eq!(
-            exchange(&pool, addr).await.unwrap(),
-            b"HTTP/1.1 200 OK\r\n\r\n"
-        );
-        assert_eq!(pool.idle(), 1);
+        serves_again(&pool, addr).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
