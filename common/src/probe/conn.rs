@@ -120,18 +120,19 @@ impl Pool {
                 .idle
                 .iter()
                 .rposition(|s| s.v6 == v6 && s.source == source);
-            i.map(|i| st.idle.swap_remove(i))
+            i.map(|i| {
+                let idle = st.idle.swap_remove(i);
+                // What the events said of the last connection is no longer true. (A new socket's
+                // slot starts so: free slots are reset when their socket is closed.)
+                let slot = &mut st.slots[idle.token];
+                (slot.readable, slot.writable) = (false, false);
+                idle
+            })
         };
         let (socket, token) = match reused {
             Some(idle) => (idle.socket, idle.token),
             None => open(&shared, addr, source)?,
         };
-        {
-            // What the events said of the last connection is no longer true.
-            let mut st = shared.lock();
-            let slot = &mut st.slots[token];
-            (slot.readable, slot.writable) = (false, false);
-        }
         let conn = Conn {
             socket: Some(socket),
             token,

@@ -240,7 +240,7 @@ struct Entry {
     /// Running, or waiting for a run slot.
     running: bool,
     /// While a run is in flight: when it started, how to stop it, and the sequence number of its
-    /// deadline in the timer heap (0: none).
+    /// deadline in [`State::deadlines`] (0: none).
     started: Instant,
     abort: Option<AbortHandle>,
     deadline: u64,
@@ -349,7 +349,8 @@ impl State {
             .push_back((now + timeout, seq, slot));
     }
 
-    /// Whether a timer in the heap is still meant (not replaced, not for a removed probe).
+    /// Whether a timer (a scheduled run in the heap, or a run's deadline) is still meant: not
+    /// replaced, not for a removed probe.
     fn live(&self, seq: u64, slot: u32, deadline: bool) -> bool {
         self.slots[slot as usize]
             .as_ref()

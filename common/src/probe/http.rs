@@ -472,10 +472,6 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     })
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// What the parser keeps of a response head.
 #[derive(Debug, PartialEq, Eq)]
 struct Head {
@@ -621,7 +617,7 @@ impl Body {
                         }
                         continue;
                     }
-                    let Some(i) = find(&pending[pos..], b"\r\n") else {
+                    let Some(i) = memchr::memmem::find(&pending[pos..], b"\r\n") else {
                         if pending.len() - pos > 1024 {
                             return Err(Down("bad response: chunk size line too long".into()));
                         }
