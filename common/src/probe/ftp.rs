@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufRead, AsyncReadExt, AsyncWrite, BufReader};
 
 use super::line::{expect, read_reply, send};
 use super::simpletcp::{READ_LIMIT, preview};
+use super::text::WireText;
 use super::{Down, Pattern, io_reason};
 
 /// The user a download logs in as when none is configured (ldirectord's default login).
@@ -26,13 +27,13 @@ pub const ANONYMOUS: &str = "anonymous";
 pub struct Ftp {
     /// Log in as this user (e.g. `anonymous`); greeting only when absent (unless `retr` is set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<WireText>,
     /// The password for `user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
+    pub password: Option<WireText>,
     /// A file to download (ldirectord's `request`), e.g. `/health.txt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retr: Option<String>,
+    pub retr: Option<WireText>,
     /// A regex the file's content must match (ldirectord's `receive`); needs `retr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Pattern>,
@@ -50,9 +51,9 @@ impl Ftp {
             out.push(("password", "needs user".to_string()));
         }
         if let Some(f) = &self.retr
-            && (f.is_empty() || f.contains(['\r', '\n']))
+            && f.is_empty()
         {
-            out.push(("retr", "must be a file name on one line".to_string()));
+            out.push(("retr", "must be a file name".to_string()));
         }
     }
 }
@@ -130,10 +131,17 @@ async fn download<S: AsyncBufRead + AsyncWrite + Unpin>(
             return Ok(format!("RETR {file}: content matches"));
         }
         if got.len() >= READ_LIMIT {
+            if let Some(re) = re {
+                return Err(Down(format!(
+                    "RETR {file}: no match for /{}/ in the first {READ_LIMIT} bytes (the read cap)",
+                    re.as_str()
+                )));
+            }
             break;
         }
+        let room = buf.len().min(READ_LIMIT - got.len());
         let n = data
-            .read(&mut buf)
+            .read(&mut buf[..room])
             .await
             .map_err(|e| io_reason("reading the data connection", &e))?;
         if n == 0 {

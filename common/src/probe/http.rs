@@ -44,7 +44,11 @@ pub struct Http {
     #[serde(default = "default_path", deserialize_with = "de_path")]
     pub path: String,
     /// The Host header (ldirectord's and keepalived's `virtualhost`); by default the target's address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_host"
+    )]
     pub host: Option<String>,
     /// Statuses that count as up: `"200-299"` (default), `"200,301-302"`.
     #[serde(default)]
@@ -72,7 +76,15 @@ fn default_path() -> String {
 
 fn de_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let p = String::deserialize(d)?;
+    super::text::check_wire_text(&p).map_err(serde::de::Error::custom)?;
     Ok(normalize_path(&p))
+}
+
+/// The Host header goes into the request as is: no control characters (no header injection).
+fn de_host<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let h = String::deserialize(d)?;
+    super::text::check_wire_text(&h).map_err(serde::de::Error::custom)?;
+    Ok(Some(h))
 }
 
 /// Adds the leading `/` ldirectord adds to a `request`.
@@ -105,8 +117,20 @@ impl Http {
         if self.regex.is_some() && self.method == Method::Head {
             out.push(("regex", "a HEAD request has no body to match".to_string()));
         }
-        if self.path.contains(char::is_whitespace) {
+        // A path given on the command line (a URL) is set without serde: checked here too.
+        if let Err(e) = super::text::check_wire_text(&self.path) {
+            out.push(("path", e));
+        } else if self.path.contains(char::is_whitespace) {
             out.push(("path", "must not contain blanks".to_string()));
+        }
+        if let Some(Err(e)) = self.host.as_deref().map(super::text::check_wire_text) {
+            out.push(("host", e));
+        } else if self
+            .host
+            .as_ref()
+            .is_some_and(|h| h.contains(char::is_whitespace))
+        {
+            out.push(("host", "must not contain blanks".to_string()));
         }
     }
 }

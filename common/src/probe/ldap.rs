@@ -1,7 +1,10 @@
 //! `ldap`: a simple bind (anonymous by default) is answered with resultCode success (RFC 4511
 //! §4.2), then the session is closed with an unbindRequest (§4.3) — ldirectord's `service = ldap`
 //! binds the same way. The few BER elements (ITU-T X.690, definite lengths) are written and read
-//! here ([`bind_request`], [`bind_result`]); no LDAP library. Not here: LDAPS, StartTLS, a search.
+//! here ([`bind_request`], [`bind_result`]); no LDAP library. Lengths are bounded both ways: a
+//! request with content over 65535 bytes is an error (never truncated), and an answer is read up to
+//! [`READ_LIMIT`] bytes, a BER length announcing more being refused at once. Not here: LDAPS,
+//! StartTLS, a search.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -9,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::simpletcp::{READ_LIMIT, preview};
+use super::text::WireText;
 use super::{Down, io_reason};
 
 /// An LDAP bind check.
@@ -16,8 +20,8 @@ use super::{Down, io_reason};
 #[serde(deny_unknown_fields)]
 pub struct Ldap {
     /// The DN to bind as; empty (anonymous) by default.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub dn: String,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    pub dn: WireText,
     /// The password for `dn`; empty by default.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub password: String,
@@ -27,6 +31,9 @@ impl Ldap {
     pub(super) fn problems(&self, out: &mut Vec<(&'static str, String)>) {
         // RFC 4513 §5.1.2: a DN with an empty password is an unauthenticated bind, which servers
         // accept without checking anything: it would prove nothing the anonymous bind does not.
+        if let Err(e) = bind_request(&self.dn, &self.password) {
+            out.push(("dn", format!("dn and password too long: {e}")));
+        }
         if !self.dn.is_empty() && self.password.is_empty() {
             out.push((
                 "password",
@@ -49,31 +56,39 @@ const SIMPLE_AUTH: u8 = 0x80;
 /// The messageID of the bind; the unbind is the next.
 const BIND_ID: u8 = 1;
 
-fn tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
-    out.push(tag);
+/// The longest BER content written: lengths are encoded in at most two bytes (X.690 §8.1.3.5), and
+/// a bind request is far smaller; anything longer is refused, never truncated.
+pub const MAX_CONTENT: usize = 0xffff;
+
+/// Appends a TLV; content longer than [`MAX_CONTENT`] is an error.
+fn tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) -> Result<(), String> {
     let n = content.len();
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if n <= 0xff {
-        out.extend_from_slice(&[0x81, n as u8]);
-    } else {
-        out.extend_from_slice(&[0x82, (n >> 8) as u8, n as u8]);
+    let len = u16::try_from(n)
+        .map_err(|_| format!("BER content of {n} bytes is longer than {MAX_CONTENT}"))?;
+    let [hi, lo] = len.to_be_bytes();
+    out.push(tag);
+    match n {
+        0..0x80 => out.push(lo),
+        0x80..=0xff => out.extend_from_slice(&[0x81, lo]),
+        _ => out.extend_from_slice(&[0x82, hi, lo]),
     }
     out.extend_from_slice(content);
+    Ok(())
 }
 
-/// `LDAPMessage { messageID 1, bindRequest { version 3, name, simple password } }`.
-pub fn bind_request(dn: &str, password: &str) -> Vec<u8> {
+/// `LDAPMessage { messageID 1, bindRequest { version 3, name, simple password } }`; an error when
+/// `dn` and `password` make it longer than BER lengths of two bytes allow.
+pub fn bind_request(dn: &str, password: &str) -> Result<Vec<u8>, String> {
     let mut op = Vec::new();
-    tlv(&mut op, INTEGER, &[3]);
-    tlv(&mut op, OCTET_STRING, dn.as_bytes());
-    tlv(&mut op, SIMPLE_AUTH, password.as_bytes());
+    tlv(&mut op, INTEGER, &[3])?;
+    tlv(&mut op, OCTET_STRING, dn.as_bytes())?;
+    tlv(&mut op, SIMPLE_AUTH, password.as_bytes())?;
     let mut msg = Vec::new();
-    tlv(&mut msg, INTEGER, &[BIND_ID]);
-    tlv(&mut msg, BIND_REQUEST, &op);
+    tlv(&mut msg, INTEGER, &[BIND_ID])?;
+    tlv(&mut msg, BIND_REQUEST, &op)?;
     let mut out = Vec::new();
-    tlv(&mut out, SEQUENCE, &msg);
-    out
+    tlv(&mut out, SEQUENCE, &msg)?;
+    Ok(out)
 }
 
 /// `LDAPMessage { messageID 2, unbindRequest }`.
@@ -104,6 +119,12 @@ fn element(b: &[u8]) -> Result<Option<Element<'_>>, String> {
             (len, 2 + k)
         }
     };
+    // Said at once: waiting for gigabytes announced by a hostile length would only run into the cap.
+    if len > READ_LIMIT {
+        return Err(format!(
+            "BER length {len} is over the {READ_LIMIT}-byte cap of an answer"
+        ));
+    }
     if b.len() < head + len {
         return Ok(None);
     }
@@ -185,7 +206,7 @@ pub(super) async fn check(
     source: Option<IpAddr>,
 ) -> Result<String, Down> {
     let mut s = super::tcp::connect(addr, source).await?;
-    s.write_all(&bind_request(&c.dn, &c.password))
+    s.write_all(&bind_request(&c.dn, &c.password).map_err(Down)?)
         .await
         .map_err(|e| io_reason("send", &e))?;
     let mut got = Vec::new();
@@ -193,10 +214,16 @@ pub(super) async fn check(
     let (code, diag) = loop {
         match bind_result(&got).map_err(Down)? {
             Some(r) => break r,
-            None if got.len() >= READ_LIMIT => return Err(Down("answer too long".into())),
+            None if got.len() >= READ_LIMIT => {
+                return Err(Down(format!("answer longer than {READ_LIMIT} bytes")));
+            }
             None => {}
         }
-        let n = s.read(&mut buf).await.map_err(|e| io_reason("read", &e))?;
+        let room = buf.len().min(READ_LIMIT - got.len());
+        let n = s
+            .read(&mut buf[..room])
+            .await
+            .map_err(|e| io_reason("read", &e))?;
         if n == 0 {
             return Err(Down(if got.is_empty() {
                 "connection closed without an answer".into()
@@ -231,14 +258,64 @@ mod tests {
     fn anonymous_bind_bytes() {
         // RFC 4511 §4.2 encoded by hand: SEQUENCE { 1, [APPLICATION 0] { 3, "", [0] "" } }.
         assert_eq!(
-            bind_request("", ""),
+            bind_request("", "").unwrap(),
             [
                 0x30, 0x0c, 0x02, 0x01, 0x01, 0x60, 0x07, 0x02, 0x01, 0x03, 0x04, 0x00, 0x80, 0x00
             ]
         );
-        let long = bind_request(&"x".repeat(200), "pw");
+        let long = bind_request(&"x".repeat(200), "pw").unwrap();
         assert_eq!(&long[..2], &[0x30, 0x81]);
         assert_eq!(long.len(), 3 + long[2] as usize);
+        let longer = bind_request(&"x".repeat(1000), "pw").unwrap();
+        assert_eq!(&longer[..2], &[0x30, 0x82]);
+        assert_eq!(
+            longer.len(),
+            4 + u16::from_be_bytes([longer[2], longer[3]]) as usize
+        );
+    }
+
+    #[test]
+    fn lengths_that_do_not_fit_are_errors() {
+        // The DN's own content fits in 65535 bytes; the operation around it does not.
+        let e = bind_request(&"x".repeat(65530), "pw").unwrap_err();
+        assert!(e.contains("longer than 65535"), "{e}");
+        assert!(bind_request(&"x".repeat(70_000), "").is_err());
+        let mut out = Vec::new();
+        assert!(tlv(&mut out, OCTET_STRING, &[0; 0x1_0000]).is_err());
+        assert!(out.is_empty(), "nothing written on error");
+        tlv(&mut out, OCTET_STRING, &[0; 0xffff]).unwrap();
+        assert_eq!(&out[..4], &[OCTET_STRING, 0x82, 0xff, 0xff]);
+        let mut p = Vec::new();
+        let c = Ldap {
+            dn: WireText::new(&"x".repeat(70_000)).unwrap(),
+            password: "pw".into(),
+        };
+        c.problems(&mut p);
+        assert_eq!(p[0].0, "dn", "{p:?}");
+    }
+
+    #[test]
+    fn hostile_ber_is_an_error_not_an_allocation() {
+        // A length of 4 GiB - 1 in four bytes, and one in eight: refused at once.
+        let e = bind_result(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x02]).unwrap_err();
+        assert!(e.contains("over the 65536-byte cap"), "{e}");
+        assert!(bind_result(&[0x30, 0x88, 1, 2, 3, 4, 5, 6, 7, 8]).is_err());
+        assert!(bind_result(&[0x30, 0x80]).is_err(), "indefinite");
+        // Inner lengths that point past their container are truncation errors, not panics.
+        assert!(bind_result(&[0x30, 0x05, 0x02, 0x7f, 0x01, 0x61, 0x00]).is_err());
+        assert!(bind_result(&[0x30, 0x03, 0x02, 0x01, 0x01]).is_err());
+        // Every prefix and every single-byte corruption of a valid answer: no panic.
+        let ok = [
+            0x30, 0x0c, 0x02, 0x01, 0x01, 0x61, 0x07, 0x0a, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00,
+        ];
+        for n in 0..ok.len() {
+            let _ = bind_result(&ok[..n]);
+            for v in [0x00, 0x7f, 0x80, 0x81, 0x84, 0xff] {
+                let mut b = ok;
+                b[n] = v;
+                let _ = bind_result(&b);
+            }
+        }
     }
 
     #[test]

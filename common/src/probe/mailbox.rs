@@ -5,8 +5,8 @@
 //! 9051 §6.2.1), so a broken certificate or TLS setup is seen. Certificates are verified as for
 //! `https` ([`super::tls`]).
 //!
-//! ldirectord logs in only when given credentials; this check never does. Not here: login,
-//! mailbox selection.
+//! ldirectord logs in only when given credentials; this check never does. Lines are read with the
+//! caps of [`super::line`]. Not here: login, mailbox selection.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncWrite, BufReader};
 
 use super::Down;
-use super::line::{read_line, send};
+use super::line::{REPLY_LIMIT, read_line, read_line_within, send};
 use super::tls::{TlsConfigs, TlsParams};
 
 /// A POP3 or IMAP check.
@@ -156,8 +156,10 @@ async fn ask_starttls<S: AsyncBufRead + AsyncWrite + Unpin>(
         }
         Proto::Imap => {
             send(s, "a0 STARTTLS").await?;
+            // Untagged lines before the tagged answer count against one reply's cap.
+            let mut budget = REPLY_LIMIT;
             loop {
-                let line = read_line(s, "STARTTLS answer").await?;
+                let line = read_line_within(s, "STARTTLS answer", &mut budget).await?;
                 if line.starts_with("* ") {
                     continue;
                 }

@@ -319,7 +319,8 @@ impl Check {
             Check::Radius(c) => c.problems(out),
             Check::Ldap(c) => c.problems(out),
             Check::Pgsql(c) => c.problems(out),
-            Check::Tcp(_) | Check::Udp(_) | Check::SimpleTcp(_) | Check::Mysql(_) => {}
+            Check::Mysql(c) => c.problems(out),
+            Check::Tcp(_) | Check::Udp(_) | Check::SimpleTcp(_) => {}
         }
     }
 }

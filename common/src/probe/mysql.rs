@@ -7,8 +7,9 @@
 //! user`. Without it the connection is closed after the greeting, which the server counts as an
 //! interrupted connection: after `max_connect_errors` of them in a row it blocks the director's
 //! address until `FLUSH HOSTS`, so give a `user` (`CREATE USER 'probe'@'192.0.2.1'`, no
-//! privileges) when the server sees no other traffic from the director. Not here: passwords, TLS,
-//! queries.
+//! privileges) when the server sees no other traffic from the director. A packet announcing more
+//! than 64 KiB is down at once, before anything is read or allocated for it. Not here: passwords,
+//! TLS, queries.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -16,18 +17,33 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::simpletcp::preview;
+use super::text::WireText;
 use super::{Down, io_reason};
 
 /// A MySQL/MariaDB check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mysql {
-    /// Log in as this user, without a password; greeting only when absent.
+    /// Log in as this user, without a password; greeting only when absent. At most
+    /// [`MAX_USER`] bytes, no control characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<WireText>,
 }
 
-/// The largest packet accepted: greetings and OK/ERR packets are far smaller, and anything bigger
+/// The longest user name accepted: MariaDB's limit is 80 characters, MySQL's 32 (`mysql.user`).
+pub const MAX_USER: usize = 255;
+
+impl Mysql {
+    pub(super) fn problems(&self, out: &mut Vec<(&'static str, String)>) {
+        if let Some(u) = &self.user
+            && (u.is_empty() || u.len() > MAX_USER)
+        {
+            out.push(("user", format!("must be 1 to {MAX_USER} bytes")));
+        }
+    }
+}
+
+/// The largest packet accepted (and the cap of every read): greetings and OK/ERR packets are far smaller, and anything bigger
 /// is not a MySQL server talking.
 const MAX_PACKET: usize = 64 * 1024;
 // Capability flags (include/mysql_com.h): CLIENT_LONG_PASSWORD, CLIENT_PROTOCOL_41,
@@ -52,7 +68,10 @@ async fn read_packet<S: AsyncRead + Unpin>(s: &mut S, what: &str) -> Result<(u8,
     })?;
     let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
     if len > MAX_PACKET {
-        return Err(Down(format!("not a MySQL {what}: {}", preview(&head))));
+        return Err(Down(format!(
+            "{what}: packet of {len} bytes is over the {MAX_PACKET}-byte cap (not MySQL?): {}",
+            preview(&head)
+        )));
     }
     let mut payload = vec![0u8; len];
     s.read_exact(&mut payload)
@@ -66,7 +85,12 @@ async fn write_packet<S: AsyncWrite + Unpin>(
     seq: u8,
     payload: &[u8],
 ) -> Result<(), Down> {
-    let mut p = (payload.len() as u32).to_le_bytes();
+    // The length field has three bytes: a longer payload is an error, never truncated.
+    let mut p = u32::try_from(payload.len())
+        .ok()
+        .filter(|&n| n < 1 << 24)
+        .ok_or_else(|| Down(format!("packet of {} bytes is too long", payload.len())))?
+        .to_le_bytes();
     p[3] = seq;
     let mut out = p.to_vec();
     out.extend_from_slice(payload);

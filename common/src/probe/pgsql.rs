@@ -5,7 +5,8 @@
 //! authentication request (`R`) — it is up and reading its users — or an error (`E`) about the
 //! login (wrong user, database, pg_hba.conf rule): the server is up and says no to us. An error of
 //! class 57 (operator intervention: starting up, shutting down) or 53 (insufficient resources: too
-//! many connections) is down with its message. Not here: authenticating, TLS, queries.
+//! many connections) is down with its message. An answer announcing more than 16 KiB is down at
+//! once, before it is read. Not here: authenticating, TLS, queries.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::simpletcp::preview;
+use super::text::WireText;
 use super::{Down, io_reason};
 
 /// A PostgreSQL check.
@@ -21,10 +23,10 @@ use super::{Down, io_reason};
 pub struct Pgsql {
     /// Send a StartupMessage for this user instead of an SSLRequest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<WireText>,
     /// With `user`: the database named in the StartupMessage (default: the user's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
+    pub database: Option<WireText>,
 }
 
 impl Pgsql {
@@ -33,9 +35,14 @@ impl Pgsql {
             out.push(("database", "needs user".to_string()));
         }
         for (field, v) in [("user", &self.user), ("database", &self.database)] {
-            if v.as_ref().is_some_and(|v| v.is_empty() || v.contains('\0')) {
+            if v.as_ref().is_some_and(|v| v.is_empty()) {
                 out.push((field, "must be a non-empty name".to_string()));
             }
+        }
+        if let Some(user) = &self.user
+            && let Err(Down(e)) = startup_message(user, self.database.as_deref())
+        {
+            out.push(("user", e));
         }
     }
 }
@@ -53,8 +60,15 @@ pub fn ssl_request() -> [u8; 8] {
     m
 }
 
-/// A StartupMessage for `user` and `database`.
-pub fn startup_message(user: &str, database: Option<&str>) -> Vec<u8> {
+/// The longest StartupMessage a server accepts (`MAX_STARTUP_PACKET_LENGTH`, src/include/libpq/pqcomm.h).
+pub const MAX_STARTUP: usize = 10000;
+
+/// The longest answer read (and the cap of the read): an authentication request or an error.
+pub const MAX_ANSWER: usize = 16 * 1024;
+
+/// A StartupMessage for `user` and `database`; an error when it would be longer than
+/// [`MAX_STARTUP`] (never truncated).
+pub fn startup_message(user: &str, database: Option<&str>) -> Result<Vec<u8>, Down> {
     let mut body = PROTOCOL_3.to_be_bytes().to_vec();
     for (k, v) in [("user", Some(user)), ("database", database)] {
         if let Some(v) = v {
@@ -65,9 +79,15 @@ pub fn startup_message(user: &str, database: Option<&str>) -> Vec<u8> {
         }
     }
     body.push(0);
-    let mut m = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    let len = body.len() + 4;
+    if len > MAX_STARTUP {
+        return Err(Down(format!(
+            "user and database make a startup message of {len} bytes, over PostgreSQL's {MAX_STARTUP}"
+        )));
+    }
+    let mut m = (len as u32).to_be_bytes().to_vec();
     m.extend_from_slice(&body);
-    m
+    Ok(m)
 }
 
 /// The fields of an ErrorResponse body: SQLSTATE (`C`) and message (`M`).
@@ -136,7 +156,7 @@ pub(super) async fn check(
             ))),
         };
     };
-    s.write_all(&startup_message(user, c.database.as_deref()))
+    s.write_all(&startup_message(user, c.database.as_deref())?)
         .await
         .map_err(|e| io_reason("send", &e))?;
     let mut head = [0u8; 5];
@@ -148,8 +168,14 @@ pub(super) async fn check(
         }
     })?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-    if !(4..=16 * 1024).contains(&len) {
+    if len < 4 {
         return Err(Down(format!("not a PostgreSQL answer: {}", preview(&head))));
+    }
+    if len > MAX_ANSWER {
+        return Err(Down(format!(
+            "answer of {len} bytes is over the {MAX_ANSWER}-byte cap (not PostgreSQL?): {}",
+            preview(&head)
+        )));
     }
     let mut body = vec![0u8; len - 4];
     s.read_exact(&mut body)
@@ -168,13 +194,20 @@ mod tests {
     #[test]
     fn messages() {
         assert_eq!(ssl_request(), [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
-        let m = startup_message("probe", None);
+        let m = startup_message("probe", None).unwrap();
         assert_eq!(
             u32::from_be_bytes(m[..4].try_into().unwrap()) as usize,
             m.len()
         );
         assert_eq!(&m[4..8], &PROTOCOL_3.to_be_bytes());
         assert_eq!(&m[8..], b"user\0probe\0\0");
+        let long = "u".repeat(MAX_STARTUP);
+        assert!(
+            startup_message(&long, None)
+                .unwrap_err()
+                .0
+                .contains("over PostgreSQL's 10000")
+        );
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //!
 //! The request carries User-Name, User-Password hidden as in §5.2, NAS-Identifier (a request must
 //! carry it or NAS-IP-Address, §4.1) and Message-Authenticator (RFC 3579 §3.2, HMAC-MD5, placed
-//! first as servers hardened against BlastRADIUS, CVE-2024-3596, expect). The packet codec is pure
+//! first as servers hardened against BlastRADIUS, CVE-2024-3596, expect; the `hmac` crate). The packet codec is pure
 //! ([`access_request`], [`verify_answer`]); [`check`] only adds the UDP socket. Not here:
 //! accounting, RadSec, EAP, checking the answer's attributes.
 
 use std::net::{IpAddr, SocketAddr};
 
+use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 
@@ -91,15 +92,12 @@ fn md5(parts: &[&[u8]]) -> [u8; 16] {
 
 /// HMAC-MD5 (RFC 2104), for the Message-Authenticator.
 pub fn hmac_md5(key: &[u8], msg: &[u8]) -> [u8; 16] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..16].copy_from_slice(&md5(&[key]));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    md5(&[&opad, &md5(&[&ipad, msg])])
+    // HMAC takes keys of any length (a longer one is hashed first): this cannot fail.
+    let Ok(mut mac) = Hmac::<Md5>::new_from_slice(key) else {
+        unreachable!("HMAC accepts keys of any length")
+    };
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
 }
 
 /// User-Password hiding (RFC 2865 §5.2): the password padded with NULs to a multiple of 16, each
@@ -120,32 +118,43 @@ pub fn hide_password(password: &[u8], secret: &[u8], authenticator: &[u8; 16]) -
     out
 }
 
-fn attr(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
+/// Appends an attribute; a value over 253 bytes (RFC 2865 §5: the length is one octet, header
+/// included) is an error, never truncated.
+fn attr(out: &mut Vec<u8>, kind: u8, value: &[u8]) -> Result<(), Down> {
+    let len = u8::try_from(value.len() + 2).map_err(|_| {
+        Down(format!(
+            "attribute {kind} of {} bytes is over 253",
+            value.len()
+        ))
+    })?;
     out.push(kind);
-    out.push((value.len() + 2) as u8);
+    out.push(len);
     out.extend_from_slice(value);
+    Ok(())
 }
 
-/// An Access-Request with identifier `id` and Request Authenticator `auth` (random per request).
-pub fn access_request(r: &Radius, id: u8, auth: &[u8; 16]) -> Vec<u8> {
+/// An Access-Request with identifier `id` and Request Authenticator `auth` (random per request);
+/// an error if a value does not fit its length field (what [`Radius`]'s validation refuses).
+pub fn access_request(r: &Radius, id: u8, auth: &[u8; 16]) -> Result<Vec<u8>, Down> {
     let secret = r.secret.as_bytes();
     let mut p = vec![ACCESS_REQUEST, id, 0, 0];
     p.extend_from_slice(auth);
     let ma_at = p.len() + 2;
-    attr(&mut p, MESSAGE_AUTHENTICATOR, &[0; 16]);
-    attr(&mut p, USER_NAME, r.user.as_bytes());
+    attr(&mut p, MESSAGE_AUTHENTICATOR, &[0; 16])?;
+    attr(&mut p, USER_NAME, r.user.as_bytes())?;
     attr(
         &mut p,
         USER_PASSWORD,
         &hide_password(r.password.as_bytes(), secret, auth),
-    );
-    attr(&mut p, NAS_IDENTIFIER, r.nas_identifier.as_bytes());
-    let len = p.len() as u16;
+    )?;
+    attr(&mut p, NAS_IDENTIFIER, r.nas_identifier.as_bytes())?;
+    // Three attributes of at most 255 bytes and a 16-byte one: always under RFC 2865 §3's 4096.
+    let len = u16::try_from(p.len()).map_err(|_| Down("request too long".into()))?;
     p[2..4].copy_from_slice(&len.to_be_bytes());
     // RFC 3579 §3.2: HMAC over the whole packet with the Message-Authenticator's value zeroed.
     let mac = hmac_md5(secret, &p);
     p[ma_at..ma_at + 16].copy_from_slice(&mac);
-    p
+    Ok(p)
 }
 
 /// Checks an answer to the request `(id, auth)`: `Ok(None)` when it answers another request,
@@ -202,7 +211,7 @@ pub(super) async fn check(
     let id: u8 = rand::random();
     let auth: [u8; 16] = rand::random();
     let socket = super::udp::socket(addr, source).await?;
-    let request = access_request(r, id, &auth);
+    let request = access_request(r, id, &auth)?;
     super::udp::exchange(&socket, &request, 4096, |datagram| {
         match verify_answer(datagram, id, &auth, r.secret.as_bytes()) {
             Err(e) => Some(Err(e)),
@@ -292,7 +301,7 @@ mod tests {
             nas_identifier: "lb1".into(),
         };
         let auth = [1u8; 16];
-        let p = access_request(&r, 42, &auth);
+        let p = access_request(&r, 42, &auth).unwrap();
         assert_eq!((p[0], p[1]), (ACCESS_REQUEST, 42));
         assert_eq!(u16::from_be_bytes([p[2], p[3]]) as usize, p.len());
         assert_eq!((p[20], p[21]), (MESSAGE_AUTHENTICATOR, 18));
@@ -300,5 +309,41 @@ mod tests {
         zeroed[22..38].fill(0);
         assert_eq!(hmac_md5(b"s3cret", &zeroed), p[22..38]);
         assert_eq!(&p[38..45], b"\x01\x07probe");
+    }
+
+    /// RFC 2202 §2 test cases 6 and 7: keys longer than the block are hashed first.
+    #[test]
+    fn hmac_md5_long_key() {
+        let key = [0xaa; 80];
+        assert_eq!(
+            hmac_md5(
+                &key,
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )
+            .to_vec(),
+            hex("6b 1a b7 fe 4b d7 bf 8f 0b 62 e6 ce 61 b9 d0 cd")
+        );
+    }
+
+    #[test]
+    fn values_that_do_not_fit_are_errors() {
+        let mut r = Radius {
+            secret: "s".into(),
+            user: "u".repeat(254),
+            password: String::new(),
+            nas_identifier: "n".into(),
+        };
+        assert!(
+            access_request(&r, 1, &[0; 16])
+                .unwrap_err()
+                .0
+                .contains("over 253")
+        );
+        let mut p = Vec::new();
+        r.problems(&mut p);
+        assert_eq!(p[0].0, "user");
+        r.user = "u".repeat(253);
+        let req = access_request(&r, 1, &[0; 16]).unwrap();
+        assert_eq!(req[38..40], [USER_NAME, 255]);
     }
 }

@@ -1,7 +1,7 @@
 //! `simpletcp`: connect, send some bytes, and read until the answer matches a regex (ldirectord's
 //! `service = simpletcp` with `request`/`receive`). Reading stops at the first match, at end of
-//! stream, or after [`READ_LIMIT`] bytes; a stream that stays open without a match runs into the
-//! timeout.
+//! stream, or after [`READ_LIMIT`] bytes (the cap: down at once, naming it); a stream that stays
+//! open without a match runs into the timeout.
 //!
 //! [`exchange`] is the same read loop for other line-based kinds.
 
@@ -48,10 +48,15 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(got);
         }
         if got.len() >= READ_LIMIT {
-            break;
+            return Err(Down(format!(
+                "no match for /{}/ in the first {READ_LIMIT} bytes (the read cap): {}",
+                expect.as_str(),
+                preview(&got)
+            )));
         }
+        let room = buf.len().min(READ_LIMIT - got.len());
         let n = stream
-            .read(&mut buf)
+            .read(&mut buf[..room])
             .await
             .map_err(|e| io_reason("read", &e))?;
         if n == 0 {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Down;
 use super::simpletcp::preview;
+use super::text::WireText;
 
 /// A SIP OPTIONS check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,7 +18,7 @@ use super::simpletcp::preview;
 pub struct Sip {
     /// The user part of the Request-URI (`sip:user@target`); none by default (`sip:target`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
+    pub user: Option<WireText>,
 }
 
 impl Sip {

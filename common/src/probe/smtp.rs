@@ -11,6 +11,7 @@ use tokio::io::BufReader;
 
 use super::Down;
 use super::line::{expect, send};
+use super::text::WireText;
 use super::tls::{TlsConfigs, TlsParams};
 
 /// An SMTP check.
@@ -19,7 +20,7 @@ use super::tls::{TlsConfigs, TlsParams};
 pub struct Smtp {
     /// The name given in EHLO (keepalived's `helo_name`); `localhost` by default.
     #[serde(default = "localhost")]
-    pub helo: String,
+    pub helo: WireText,
     /// Upgrade to TLS with STARTTLS after EHLO and complete the handshake.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub starttls: bool,
@@ -34,8 +35,8 @@ pub struct Smtp {
     pub ca_file: Option<PathBuf>,
 }
 
-fn localhost() -> String {
-    "localhost".to_string()
+fn localhost() -> WireText {
+    WireText::new("localhost").unwrap_or_default()
 }
 
 impl Default for Smtp {
@@ -52,6 +53,10 @@ impl Default for Smtp {
 
 impl Smtp {
     pub(super) fn problems(&self, out: &mut Vec<(&'static str, String)>) {
+        // RFC 5321 §4.1.1.1: EHLO takes one domain or address literal.
+        if self.helo.is_empty() || self.helo.contains(char::is_whitespace) {
+            out.push(("helo", "must be one name without blanks".to_string()));
+        }
         super::mailbox::tls_field_problems(
             "",
             self.starttls,

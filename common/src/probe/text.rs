@@ -1,6 +1,7 @@
 //! Small text types shared by probe kinds: [`Pattern`] (a regex that compares and hashes by its
 //! source, so probes stay `Eq + Hash`), [`unescape`] for payloads written as text (`\r\n`, `\x00`),
-//! and a shell-like argv splitter for external commands. No I/O.
+//! [`WireText`] for values a probe sends as is (no control characters: no CR LF injection), and a
+//! shell-like argv splitter for external commands (`shlex`). No I/O.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -143,67 +144,65 @@ impl<'de> Deserialize<'de> for Payload {
     }
 }
 
-/// Splits a command line into words like a POSIX shell would, without running one: words are
-/// separated by blanks, `'…'` keeps everything literally, `"…"` keeps blanks and honours `\"` and
-/// `\\`, a backslash outside quotes escapes the next character. No variables, globs or operators.
+/// Splits a command line into words like a POSIX shell would, without running one (`shlex`):
+/// words are separated by blanks, `'…'` keeps everything literally, `"…"` keeps blanks and honours
+/// `\"`, `\\`, `\$` and `` \` ``, a backslash outside quotes escapes the next character, and a `#`
+/// at the start of a word begins a comment. No variables, globs or operators.
 pub fn split_words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => word.push(c),
-                        None => return Err("unterminated single quote".to_string()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
-                            Some(c) => {
-                                word.push('\\');
-                                word.push(c);
-                            }
-                            None => return Err("unterminated double quote".to_string()),
-                        },
-                        Some(c) => word.push(c),
-                        None => return Err("unterminated double quote".to_string()),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(c) => word.push(c),
-                    None => return Err("ends with a lone backslash".to_string()),
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
+    shlex::split(line)
+        .ok_or_else(|| "unterminated quote or a lone backslash at the end".to_string())
+}
+
+/// Text that a probe puts into a protocol message as is (an SMTP EHLO name, an FTP user, an LDAP
+/// DN, a SIP user): one line without control characters (C0, DEL, C1), so a configuration cannot
+/// smuggle a second command (`"probe\r\nDELE x"`) or cut a NUL-terminated field short.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct WireText(String);
+
+impl WireText {
+    /// Checks `s`; the error names the first control character and where it is.
+    pub fn new(s: &str) -> Result<WireText, String> {
+        check_wire_text(s)?;
+        Ok(WireText(s.to_string()))
     }
-    if in_word {
-        words.push(word);
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    Ok(words)
+}
+
+/// Why `s` cannot go onto the wire as is, if it cannot: the first control character.
+pub fn check_wire_text(s: &str) -> Result<(), String> {
+    match s.char_indices().find(|(_, c)| c.is_control()) {
+        None => Ok(()),
+        Some((at, c)) => Err(format!(
+            "contains the control character {} at byte {at}: a value sent to the server must be \
+             one line of printable text",
+            c.escape_unicode()
+        )),
+    }
+}
+
+impl std::ops::Deref for WireText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WireText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        WireText::new(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -233,6 +232,32 @@ mod tests {
             ["a", "b \"c\" d", "e f", ""]
         );
         assert!(split_words("'open").is_err());
+        assert!(split_words("a\\").is_err());
+        assert_eq!(split_words("check # a comment").unwrap(), ["check"]);
+    }
+
+    #[test]
+    fn wire_text_refuses_control_characters() {
+        assert_eq!(
+            WireText::new("lb1.example.org").unwrap().as_str(),
+            "lb1.example.org"
+        );
+        assert_eq!(
+            &*WireText::new("cn=probe, dc=example").unwrap(),
+            "cn=probe, dc=example"
+        );
+        for bad in ["a\rb", "a\nb", "\0", "tab\there", "del\u{7f}", "c1\u{85}"] {
+            let e = WireText::new(bad).unwrap_err();
+            assert!(e.contains("control character"), "{bad:?}: {e}");
+        }
+        assert!(
+            WireText::new("probe\r\nDELE x")
+                .unwrap_err()
+                .starts_with("contains the control character \\u{d} at byte 5")
+        );
+        let e = toml::from_str::<std::collections::HashMap<String, WireText>>("v = \"a\\nb\"")
+            .unwrap_err();
+        assert!(e.to_string().contains("control character"), "{e}");
     }
 
     #[test]
