@@ -1589,3 +1589,287 @@ async fn pgsql_ssl_request_and_startup() {
         "timeout after 300ms",
     );
 }
+
+// ---- hostile servers: endless streams (every read is capped) and trickles (the timeout bounds
+// the whole check)
+
+/// The most a flooding server writes: far past every cap, so a probe without one shows.
+const FLOOD_MAX: u64 = 256 << 20;
+
+/// What a probe with capped reads lets a flooding server write before it closes: its cap (64 KiB
+/// at most) plus what the kernel buffers on loopback (a few MiB each way, autotuned). A probe
+/// without a cap reads on until its timeout: hundreds of MiB.
+const FLOOD_BOUND: u64 = 24 << 20;
+
+/// A TCP server whose sessions report a number (the bytes a flood wrote) when they end.
+struct Hostile {
+    addr: SocketAddr,
+    ended: tokio::sync::mpsc::UnboundedReceiver<u64>,
+}
+
+async fn hostile<F, Fut>(session: F) -> Hostile
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u64> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, ended) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let (fut, tx) = (session(s), tx.clone());
+            tokio::spawn(async move {
+                let _ = tx.send(fut.await);
+            });
+        }
+    });
+    Hostile { addr, ended }
+}
+
+/// Writes `unit` again and again until the client goes away (a write fails) or [`FLOOD_MAX`];
+/// returns the bytes written.
+async fn flood<S: tokio::io::AsyncWrite + Unpin>(s: &mut S, unit: &[u8]) -> u64 {
+    use tokio::io::AsyncWriteExt;
+    let block: Vec<u8> = unit
+        .iter()
+        .copied()
+        .cycle()
+        .take((64 * 1024 / unit.len()) * unit.len())
+        .collect();
+    let mut n = 0;
+    while n < FLOOD_MAX {
+        match s.write(&block).await {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k as u64,
+        }
+    }
+    let _ = s.flush().await;
+    n
+}
+
+/// Writes `unit` one byte every 50 ms, cycling, until the client goes away.
+async fn trickle<S: tokio::io::AsyncWrite + Unpin>(s: &mut S, unit: &[u8]) -> u64 {
+    use tokio::io::AsyncWriteExt;
+    let mut n = 0;
+    for &b in unit.iter().cycle() {
+        if s.write_all(&[b]).await.is_err() || s.flush().await.is_err() {
+            break;
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    n
+}
+
+/// Reads up to and including a newline (a command of the probe); false if the client left.
+async fn client_line<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 1];
+    loop {
+        match s.read(&mut b).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if b[0] == b'\n' => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads what the client sent first (a request in one write).
+async fn client_request<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 4096];
+    matches!(s.read(&mut b).await, Ok(n) if n > 0)
+}
+
+/// Runs `toml` (with a 5 s timeout) against a flooding server: down with a reason naming the
+/// cap, and the server could write no more than [`FLOOD_BOUND`] before the probe closed.
+async fn flooded(mut h: Hostile, toml: &str, reason: &str) {
+    let o = run(h.addr, &format!("{toml}\ntimeout = \"5s\"")).await;
+    down(&o, reason);
+    let written = tokio::time::timeout(Duration::from_secs(30), h.ended.recv())
+        .await
+        .expect("the server saw the probe close within 30 s")
+        .expect("a session ended");
+    assert!(
+        written < FLOOD_BOUND,
+        "{toml}: the server wrote {written} bytes before the probe closed"
+    );
+}
+
+#[tokio::test]
+async fn endless_lines_are_capped_smtp_ftp_pop3_imap() {
+    use tokio::io::AsyncWriteExt;
+    let no_newline = || hostile(|mut s| async move { flood(&mut s, b"x").await });
+    for kind in ["smtp", "ftp", "pop3", "imap"] {
+        flooded(
+            no_newline().await,
+            &format!("kind = \"{kind}\""),
+            "greeting: line longer than 8192 bytes",
+        )
+        .await;
+    }
+    // Endless continuation lines: the reply is capped, not only its lines.
+    for kind in ["smtp", "ftp"] {
+        let h = hostile(|mut s| async move { flood(&mut s, b"220-more\r\n").await }).await;
+        flooded(
+            h,
+            &format!("kind = \"{kind}\""),
+            "greeting: reply longer than 65536 bytes",
+        )
+        .await;
+    }
+    let ehlo = hostile(|mut s| async move {
+        let _ = s.write_all(b"220 hi\r\n").await;
+        client_line(&mut s).await;
+        flood(&mut s, b"250-x\r\n").await
+    })
+    .await;
+    flooded(
+        ehlo,
+        "kind = \"smtp\"",
+        "EHLO: reply longer than 65536 bytes",
+    )
+    .await;
+    let login = hostile(|mut s| async move {
+        let _ = s.write_all(b"220 hi\r\n").await;
+        client_line(&mut s).await;
+        flood(&mut s, b"331 ").await
+    })
+    .await;
+    flooded(
+        login,
+        "kind = \"ftp\"\nuser = \"probe\"\npassword = \"pw\"",
+        "USER: line longer than 8192 bytes",
+    )
+    .await;
+    // IMAP's untagged lines before the tagged STARTTLS answer, POP3's STLS answer.
+    let untagged = hostile(|mut s| async move {
+        let _ = s.write_all(b"* OK hi\r\n").await;
+        client_line(&mut s).await;
+        flood(&mut s, b"* noise\r\n").await
+    })
+    .await;
+    flooded(
+        untagged,
+        "kind = \"imap\"\nstarttls = true",
+        "STARTTLS answer: reply longer than 65536 bytes",
+    )
+    .await;
+    let stls = hostile(|mut s| async move {
+        let _ = s.write_all(b"+OK hi\r\n").await;
+        client_line(&mut s).await;
+        flood(&mut s, b"+OK").await
+    })
+    .await;
+    flooded(
+        stls,
+        "kind = \"pop3\"\nstarttls = true",
+        "STLS answer: line longer than 8192 bytes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn endless_lines_over_tls_are_capped() {
+    use tokio::io::AsyncWriteExt;
+    let id = support::identity(&["mail.example.org"], CertKind::Good);
+    for kind in ["pop3s", "imaps"] {
+        let acceptor = id.acceptor();
+        let h = hostile(move |s| {
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(mut t) = acceptor.accept(s).await else {
+                    return 0;
+                };
+                flood(&mut t, b"x").await
+            }
+        })
+        .await;
+        flooded(
+            h,
+            &tls_toml(kind, &id.ca_file, ""),
+            "greeting: line longer than 8192 bytes",
+        )
+        .await;
+    }
+    // SMTP reads EHLO's answer again after STARTTLS, over TLS.
+    let acceptor = id.acceptor();
+    let h = hostile(move |mut s| {
+        let acceptor = acceptor.clone();
+        async move {
+            let _ = s.write_all(b"220 hi\r\n").await;
+            client_line(&mut s).await;
+            let _ = s.write_all(b"250 STARTTLS\r\n").await;
+            client_line(&mut s).await;
+            let _ = s.write_all(b"220 go\r\n").await;
+            let Ok(mut t) = acceptor.accept(s).await else {
+                return 0;
+            };
+            client_line(&mut t).await;
+            flood(&mut t, b"250-x\r\n").await
+        }
+    })
+    .await;
+    flooded(
+        h,
+        &tls_toml("smtp", &id.ca_file, "starttls = true"),
+        "EHLO after STARTTLS: reply longer than 65536 bytes",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn endless_answers_are_capped_simpletcp_ldap_mysql_pgsql() {
+    use tokio::io::AsyncWriteExt;
+    let h = hostile(|mut s| async move { flood(&mut s, b"x").await }).await;
+    flooded(
+        h,
+        "kind = \"simpletcp\"\nexpect = \"^OK\"",
+        "no match for /^OK/ in the first 65536 bytes (the read cap)",
+    )
+    .await;
+    // LDAP: a BER length of 2 GiB is refused before anything is read for it; a length under the
+    // cap whose content never ends runs into the cap.
+    let h = hostile(|mut s| async move {
+        client_request(&mut s).await;
+        let _ = s.write_all(&[0x30, 0x84, 0x7f, 0xff, 0xff, 0xff]).await;
+        flood(&mut s, b"x").await
+    })
+    .await;
+    flooded(
+        h,
+        "kind = \"ldap\"",
+        "BER length 2147483647 is over the 65536-byte cap",
+    )
+    .await;
+    let h = hostile(|mut s| async move {
+        client_request(&mut s).await;
+        let _ = s.write_all(&[0x30, 0x83, 0x00, 0xff, 0xff]).await;
+        flood(&mut s, b"x").await
+    })
+    .await;
+    flooded(h, "kind = \"ldap\"", "answer longer than 65536 bytes").await;
+    let h = hostile(|mut s| async move {
+        let _ = s.write_all(&[0xff, 0xff, 0xff, 0x00]).await;
+        flood(&mut s, b"x").await
+    })
+    .await;
+    flooded(
+        h,
+        "kind = \"mysql\"",
+        "greeting: packet of 16777215 bytes is over the 65536-byte cap",
+    )
+    .await;
+    let h = hostile(|mut s| async move {
+        client_request(&mut s).await;
+        let _ = s.write_all(&[b'R', 0x7f, 0xff, 0xff, 0xff]).await;
+        flood(&mut s, b"x").await
+    })
+    .await;
+    flooded(
+        h,
+        "kind = \"pgsql\"\nuser = \"probe\"",
+        "answer of 2147483647 bytes is over the 16384-byte cap",
+    )
+    .await;
+}
