@@ -1873,3 +1873,161 @@ async fn endless_answers_are_capped_simpletcp_ldap_mysql_pgsql() {
     )
     .await;
 }
+
+/// Runs `toml` with a 2 s timeout against a server that trickles (paused time): down with the
+/// timeout's reason, stopped at the timeout give or take a timer tick; the server did trickle.
+async fn trickled(h: &mut Hostile, toml: &str) {
+    let timeout = Duration::from_secs(2);
+    let start = tokio::time::Instant::now();
+    let o = run(h.addr, &format!("{toml}\ntimeout = \"2s\"")).await;
+    down(&o, "timeout after 2s");
+    let took = start.elapsed();
+    assert!(
+        took >= timeout && took <= timeout + Duration::from_millis(5),
+        "{toml}: the check took {took:?}"
+    );
+    let written = tokio::time::timeout(Duration::from_secs(30), h.ended.recv())
+        .await
+        .expect("the server saw the probe close")
+        .expect("a session ended");
+    assert!(
+        written >= 20,
+        "{toml}: the server trickled only {written} bytes"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn trickling_servers_run_into_the_timeout() {
+    use tokio::io::AsyncWriteExt;
+    // Endless continuation lines, one byte at a time.
+    let mut h = hostile(|mut s| async move { trickle(&mut s, b"220-slow\r\n").await }).await;
+    trickled(&mut h, "kind = \"smtp\"").await;
+    let mut h = hostile(|mut s| async move { trickle(&mut s, b"x").await }).await;
+    for kind in ["ftp", "pop3", "imap"] {
+        trickled(&mut h, &format!("kind = \"{kind}\"")).await;
+    }
+    trickled(&mut h, "kind = \"simpletcp\"\nexpect = \"^OK\"").await;
+    // Binary protocols: a header announcing more than ever comes.
+    let mut h = hostile(|mut s| async move {
+        client_request(&mut s).await;
+        trickle(&mut s, &[0x30, 0x7f]).await
+    })
+    .await;
+    trickled(&mut h, "kind = \"ldap\"").await;
+    let mut h = hostile(|mut s| async move { trickle(&mut s, &[0x40, 0, 0, 0]).await }).await;
+    trickled(&mut h, "kind = \"mysql\"").await;
+    let mut h = hostile(|mut s| async move {
+        client_request(&mut s).await;
+        trickle(&mut s, &[b'R', 0, 0, 0x40, 0]).await
+    })
+    .await;
+    trickled(&mut h, "kind = \"pgsql\"\nuser = \"probe\"").await;
+    // A TLS handshake that never completes: a record header announcing 16 KiB, then a trickle.
+    let tls_record = [0x16, 0x03, 0x03, 0x40, 0x00];
+    let mut h = hostile(move |mut s| async move {
+        client_request(&mut s).await;
+        trickle(&mut s, &tls_record).await
+    })
+    .await;
+    for kind in ["pop3s", "imaps"] {
+        trickled(&mut h, &format!("kind = \"{kind}\"\nverify = false")).await;
+    }
+    let mut h = hostile(move |mut s| async move {
+        let _ = s.write_all(b"220 hi\r\n").await;
+        client_line(&mut s).await;
+        let _ = s.write_all(b"250 STARTTLS\r\n").await;
+        client_line(&mut s).await;
+        let _ = s.write_all(b"220 go\r\n").await;
+        client_request(&mut s).await;
+        trickle(&mut s, &tls_record).await
+    })
+    .await;
+    trickled(&mut h, "kind = \"smtp\"\nstarttls = true\nverify = false").await;
+}
+
+/// The engine (what ldir and monitor's daemon run) stops a trickled run at its timeout as well.
+#[tokio::test(start_paused = true)]
+async fn the_engine_stops_a_trickled_check_at_its_timeout() {
+    let h = hostile(|mut s| async move { trickle(&mut s, b"220-slow\r\n").await }).await;
+    let engine = Engine::spawn(Arc::new(Prober::new()), EngineOptions::default());
+    let mut watch = engine.watch(
+        probe(h.addr, "kind = \"smtp\"\ntimeout = \"2s\""),
+        Duration::from_secs(10),
+    );
+    let r = tokio::time::timeout(Duration::from_secs(60), watch.recv())
+        .await
+        .expect("a report within 60 s")
+        .expect("the engine runs");
+    down(&r.outcome, "timeout after 2s");
+    assert!(
+        r.outcome.latency <= Duration::from_secs(2) + Duration::from_millis(5),
+        "{:?}",
+        r.outcome.latency
+    );
+}
+
+/// SIP: provisional answers (`100 Trying`) that never end in a final one.
+#[tokio::test(start_paused = true)]
+async fn sip_endless_provisional_answers_run_into_the_timeout() {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            return;
+        };
+        let answer = sip_answer(&buf[..n], "100 Trying");
+        for _ in 0..1000 {
+            if socket.send_to(&answer, from).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let o = run(addr, "kind = \"sip\"\ntimeout = \"2s\"").await;
+    down(&o, "timeout after 2s");
+    assert!(
+        o.latency <= Duration::from_secs(2) + Duration::from_millis(5),
+        "{:?}",
+        o.latency
+    );
+}
+
+/// An external check whose command ignores TERM (and every signal it can) and whose children
+/// hang on: stopped at the timeout all the same (SIGKILL to the process group).
+#[tokio::test]
+async fn external_ignoring_term_is_stopped_at_the_timeout() {
+    let dir = support::TempDir::new("ext-term");
+    let pid = dir.path().join("pid");
+    let stubborn = script(&format!(
+        "trap '' TERM INT HUP QUIT; echo $$ > {}; while :; do sleep 1; done",
+        pid.display()
+    ));
+    let ip: SocketAddr = "192.0.2.13:80".parse().unwrap();
+    let start = Instant::now();
+    let o = run(
+        ip,
+        &format!(
+            "kind = \"external\"\ncommand = \"{}\"\ntimeout = \"500ms\"",
+            stubborn.display()
+        ),
+    )
+    .await;
+    down(&o, "timeout after 500ms");
+    // A correctness bound (the check ends at its timeout), not a performance figure.
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(&pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!alive(pid), "pid {pid} ignores TERM and still runs");
+}
