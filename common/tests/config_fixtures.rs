@@ -38,6 +38,9 @@ struct Virtual {
     listen: Spanned<SocketAddr>,
     #[serde(default)]
     scheduler: Scheduler,
+    /// A probe spec as ldir and monitor embed it (`kind` and the kind's fields, flattened).
+    #[serde(default)]
+    check: Option<common::probe::Spec>,
     #[serde(default)]
     real: Vec<Real>,
 }

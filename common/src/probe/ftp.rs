@@ -26,17 +26,41 @@ pub const ANONYMOUS: &str = "anonymous";
 #[serde(deny_unknown_fields)]
 pub struct Ftp {
     /// Log in as this user (e.g. `anonymous`); greeting only when absent (unless `retr` is set).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_user"
+    )]
     pub user: Option<WireText>,
     /// The password for `user`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_password"
+    )]
     pub password: Option<WireText>,
     /// A file to download (ldirectord's `request`), e.g. `/health.txt`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_retr"
+    )]
     pub retr: Option<WireText>,
     /// A regex the file's content must match (ldirectord's `receive`); needs `retr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Pattern>,
+}
+
+fn de_user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
+    super::text::wire_opt(d, "user")
+}
+
+fn de_password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
+    super::text::wire_opt(d, "password")
+}
+
+fn de_retr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
+    super::text::wire_opt(d, "retr")
 }
 
 impl Ftp {

@@ -76,14 +76,14 @@ fn default_path() -> String {
 
 fn de_path<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let p = String::deserialize(d)?;
-    super::text::check_wire_text(&p).map_err(serde::de::Error::custom)?;
+    super::text::check_wire_text(&p).map_err(|e| serde::de::Error::custom(format!("path: {e}")))?;
     Ok(normalize_path(&p))
 }
 
 /// The Host header goes into the request as is: no control characters (no header injection).
 fn de_host<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let h = String::deserialize(d)?;
-    super::text::check_wire_text(&h).map_err(serde::de::Error::custom)?;
+    super::text::check_wire_text(&h).map_err(|e| serde::de::Error::custom(format!("host: {e}")))?;
     Ok(Some(h))
 }
 

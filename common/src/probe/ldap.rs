@@ -20,11 +20,19 @@ use super::{Down, io_reason};
 #[serde(deny_unknown_fields)]
 pub struct Ldap {
     /// The DN to bind as; empty (anonymous) by default.
-    #[serde(default, skip_serializing_if = "str::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "str::is_empty",
+        deserialize_with = "de_dn"
+    )]
     pub dn: WireText,
     /// The password for `dn`; empty by default.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub password: String,
+}
+
+fn de_dn<'de, D: serde::Deserializer<'de>>(d: D) -> Result<WireText, D::Error> {
+    super::text::wire(d, "dn")
 }
 
 impl Ldap {

@@ -583,6 +583,54 @@ mod tests {
         assert_ne!(Probe::new(ip, a), Probe::new(ip, c));
     }
 
+    /// Every value a kind sends as is refuses control characters, naming its field (issue 10).
+    #[test]
+    fn values_sent_on_the_wire_refuse_control_characters() {
+        for (kind, field, extra) in [
+            ("http", "path", ""),
+            ("http", "host", ""),
+            ("https", "host", ""),
+            ("smtp", "helo", ""),
+            ("ftp", "user", ""),
+            ("ftp", "password", "user = \"probe\"\n"),
+            ("ftp", "retr", ""),
+            ("ldap", "dn", "password = \"pw\"\n"),
+            ("mysql", "user", ""),
+            ("pgsql", "user", ""),
+            ("pgsql", "database", "user = \"probe\"\n"),
+            ("sip", "user", ""),
+        ] {
+            let good = format!("kind = \"{kind}\"\n{extra}{field} = \"probe.example\"\n");
+            config::parse_str::<Spec>("c.toml", &good).unwrap_or_else(|e| panic!("{e}"));
+            for bad in [
+                "probe\\r\\nQUIT",
+                "a\\nb",
+                "nul\\u0000",
+                "del\\u007f",
+                "c1\\u0085",
+            ] {
+                let toml = format!("kind = \"{kind}\"\n{extra}{field} = \"{bad}\"\n");
+                let e = config::parse_str::<Spec>("c.toml", &toml)
+                    .expect_err(&toml)
+                    .to_string();
+                assert!(
+                    e.contains(&format!("{field}: contains the control character")),
+                    "{toml}: {e}"
+                );
+            }
+        }
+        // A path set without serde (monitor's URL targets) is checked by the validation.
+        let mut spec = Spec::new(Check::Http(http::Http::default()));
+        if let Check::Http(h) = &mut spec.check {
+            h.path = "/x\r\nX-Injected: 1".into();
+        }
+        assert_eq!(spec.problems()[0].0, "path");
+        // Blanks in an EHLO name would split the command.
+        let e =
+            config::parse_str::<Spec>("c.toml", "kind = \"smtp\"\nhelo = \"a b\"\n").unwrap_err();
+        assert!(e.to_string().contains("helo: must be one name"), "{e}");
+    }
+
     #[test]
     fn reasons_are_one_line() {
         assert_eq!(one_line("\n  first line \nsecond"), "first line");

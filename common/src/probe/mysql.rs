@@ -26,8 +26,16 @@ use super::{Down, io_reason};
 pub struct Mysql {
     /// Log in as this user, without a password; greeting only when absent. At most
     /// [`MAX_USER`] bytes, no control characters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_user"
+    )]
     pub user: Option<WireText>,
+}
+
+fn de_user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
+    super::text::wire_opt(d, "user")
 }
 
 /// The longest user name accepted: MariaDB's limit is 80 characters, MySQL's 32 (`mysql.user`).

@@ -22,11 +22,27 @@ use super::{Down, io_reason};
 #[serde(deny_unknown_fields)]
 pub struct Pgsql {
     /// Send a StartupMessage for this user instead of an SSLRequest.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_user"
+    )]
     pub user: Option<WireText>,
     /// With `user`: the database named in the StartupMessage (default: the user's name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_database"
+    )]
     pub database: Option<WireText>,
+}
+
+fn de_user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
+    super::text::wire_opt(d, "user")
+}
+
+fn de_database<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
+    super::text::wire_opt(d, "database")
 }
 
 impl Pgsql {

@@ -17,8 +17,16 @@ use super::text::WireText;
 #[serde(deny_unknown_fields)]
 pub struct Sip {
     /// The user part of the Request-URI (`sip:user@target`); none by default (`sip:target`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_user"
+    )]
     pub user: Option<WireText>,
+}
+
+fn de_user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
+    super::text::wire_opt(d, "user")
 }
 
 impl Sip {

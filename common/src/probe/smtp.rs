@@ -19,7 +19,7 @@ use super::tls::{TlsConfigs, TlsParams};
 #[serde(deny_unknown_fields)]
 pub struct Smtp {
     /// The name given in EHLO (keepalived's `helo_name`); `localhost` by default.
-    #[serde(default = "localhost")]
+    #[serde(default = "localhost", deserialize_with = "de_helo")]
     pub helo: WireText,
     /// Upgrade to TLS with STARTTLS after EHLO and complete the handshake.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -33,6 +33,10 @@ pub struct Smtp {
     /// TLS: trust only the CA certificates of this PEM file instead of the system's roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+}
+
+fn de_helo<'de, D: serde::Deserializer<'de>>(d: D) -> Result<WireText, D::Error> {
+    super::text::wire(d, "helo")
 }
 
 fn localhost() -> WireText {

@@ -178,9 +178,9 @@ pub fn check_wire_text(s: &str) -> Result<(), String> {
     match s.char_indices().find(|(_, c)| c.is_control()) {
         None => Ok(()),
         Some((at, c)) => Err(format!(
-            "contains the control character {} at byte {at}: a value sent to the server must be \
-             one line of printable text",
-            c.escape_unicode()
+            "contains the control character {c:?} (U+{:04X}) at byte {at}: a value sent to the \
+             server must be one line of printable text",
+            c as u32
         )),
     }
 }
@@ -196,6 +196,21 @@ impl fmt::Display for WireText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Deserializes the [`WireText`] field `field`, naming it in the error: a probe's fields are
+/// flattened into the table that holds the probe, where serde loses the field's own path.
+pub(super) fn wire<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<WireText, D::Error> {
+    let s = String::deserialize(d)?;
+    WireText::new(&s).map_err(|e| serde::de::Error::custom(format!("{field}: {e}")))
+}
+
+/// [`wire`] for an optional field (with `#[serde(default)]`).
+pub(super) fn wire_opt<'de, D: Deserializer<'de>>(
+    d: D,
+    field: &str,
+) -> Result<Option<WireText>, D::Error> {
+    wire(d, field).map(Some)
 }
 
 impl<'de> Deserialize<'de> for WireText {
@@ -253,7 +268,7 @@ mod tests {
         assert!(
             WireText::new("probe\r\nDELE x")
                 .unwrap_err()
-                .starts_with("contains the control character \\u{d} at byte 5")
+                .starts_with("contains the control character '\\r' (U+000D) at byte 5")
         );
         let e = toml::from_str::<std::collections::HashMap<String, WireText>>("v = \"a\\nb\"")
             .unwrap_err();
