@@ -9,7 +9,10 @@
 //! [`Prober::run`] performs one check and returns an [`Outcome`]: up or down, the latency, and a
 //! one-line reason (`200 OK`, `connection refused`, `timeout after 2s`). It never panics and never
 //! blocks a thread; every check is bounded by its timeout, after which whatever it started (a
-//! connection, a child process and its process group) is torn down.
+//! connection, a child process and its process group) is torn down. Every read from the network is
+//! capped as well (each kind's module says how much), so a server that streams without end is
+//! down at once in bounded memory, and every value a check sends as is (a Host header, an EHLO
+//! name, a user, a DN) is one line without control characters, checked when the spec is read.
 //!
 //! Kinds, one module each: [`tcp`] connect, [`http`] (`http`, `https`), [`ping`] (ICMP echo),
 //! [`dns`], [`udp`], [`simpletcp`], [`external`] (ldirectord check scripts and mon monitors),

@@ -3,7 +3,9 @@
 //! connected socket reports it as `ECONNREFUSED`); silence makes it down at the timeout.
 //!
 //! [`socket`] and [`exchange`] are also the socket and request/answer steps of the other UDP kinds
-//! (dns, sip, radius).
+//! (dns, sip, radius). A read is one datagram into a buffer of fixed size (64 KiB, 4 KiB for dns
+//! and radius: a longer datagram is cut there); datagrams that answer something else are passed
+//! over until the timeout.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
