@@ -1857,7 +1857,7 @@ async fn endless_answers_are_capped_simpletcp_ldap_mysql_pgsql() {
     flooded(
         h,
         "kind = \"mysql\"",
-        "greeting: packet of 16777215 bytes is over the 65536-byte cap",
+        "not a MySQL greeting: packet of 16777215 bytes, over the 65536-byte cap",
     )
     .await;
     let h = hostile(|mut s| async move {
@@ -1869,7 +1869,7 @@ async fn endless_answers_are_capped_simpletcp_ldap_mysql_pgsql() {
     flooded(
         h,
         "kind = \"pgsql\"\nuser = \"probe\"",
-        "answer of 2147483647 bytes is over the 16384-byte cap",
+        "not a PostgreSQL answer: 2147483647 bytes, over the 16384-byte cap",
     )
     .await;
 }

@@ -77,7 +77,7 @@ async fn read_packet<S: AsyncRead + Unpin>(s: &mut S, what: &str) -> Result<(u8,
     let len = u32::from_le_bytes([head[0], head[1], head[2], 0]) as usize;
     if len > MAX_PACKET {
         return Err(Down(format!(
-            "{what}: packet of {len} bytes is over the {MAX_PACKET}-byte cap (not MySQL?): {}",
+            "not a MySQL {what}: packet of {len} bytes, over the {MAX_PACKET}-byte cap: {}",
             preview(&head)
         )));
     }

@@ -189,7 +189,7 @@ pub(super) async fn check(
     }
     if len > MAX_ANSWER {
         return Err(Down(format!(
-            "answer of {len} bytes is over the {MAX_ANSWER}-byte cap (not PostgreSQL?): {}",
+            "not a PostgreSQL answer: {len} bytes, over the {MAX_ANSWER}-byte cap: {}",
             preview(&head)
         )));
     }
