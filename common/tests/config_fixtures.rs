@@ -98,6 +98,9 @@ impl Validate for Sample {
 impl Validate for Virtual {
     fn validate(&self, v: &mut Validator) {
         let listen = self.listen.get_ref();
+        if let Some(check) = &self.check {
+            v.nested("check", check);
+        }
         if self.real.is_empty() {
             v.error(
                 "real",
