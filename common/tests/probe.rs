@@ -1999,17 +1999,16 @@ async fn sip_endless_provisional_answers_run_into_the_timeout() {
 async fn external_ignoring_term_is_stopped_at_the_timeout() {
     let dir = support::TempDir::new("ext-term");
     let pid = dir.path().join("pid");
-    let stubborn = script(&format!(
-        "trap '' TERM INT HUP QUIT; echo $$ > {}; while :; do sleep 1; done",
-        pid.display()
-    ));
+    // `sh -c`, not a script file: a file just written can be "text file busy" for an exec while
+    // another test's fork holds its descriptor.
     let ip: SocketAddr = "192.0.2.13:80".parse().unwrap();
     let start = Instant::now();
     let o = run(
         ip,
         &format!(
-            "kind = \"external\"\ncommand = \"{}\"\ntimeout = \"500ms\"",
-            stubborn.display()
+            "kind = \"external\"\nargs = \"none\"\ntimeout = \"500ms\"\n\
+             command = \"sh -c 'trap \\\"\\\" TERM INT HUP QUIT; echo $$ > {}; while :; do sleep 1; done'\"",
+            pid.display()
         ),
     )
     .await;
