@@ -211,6 +211,34 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn lengths_that_do_not_fit_are_errors() {
+        let mut out = Vec::new();
+        let max = vec![0u8; (1 << 24) - 1];
+        write_packet(&mut out, 3, &max).await.unwrap();
+        assert_eq!(out[..4], [0xff, 0xff, 0xff, 3]);
+        let mut out = Vec::new();
+        let e = write_packet(&mut out, 0, &vec![0u8; 1 << 24])
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("too long"), "{e}");
+        assert!(out.is_empty(), "nothing written");
+        let mut p = Vec::new();
+        let long = Mysql {
+            user: Some(WireText::new(&"u".repeat(MAX_USER + 1)).unwrap()),
+        };
+        long.problems(&mut p);
+        assert_eq!(p[0].0, "user");
+    }
+
+    #[tokio::test]
+    async fn a_packet_over_the_cap_is_refused_before_it_is_read() {
+        // The header announces 16 MiB; nothing of it follows.
+        let mut r: &[u8] = &[0xff, 0xff, 0xff, 0];
+        let e = read_packet(&mut r, "greeting").await.unwrap_err();
+        assert!(e.0.contains("over the 65536-byte cap"), "{e}");
+    }
+
     #[test]
     fn login_packet_layout() {
         let p = login_packet("probe");
