@@ -210,6 +210,105 @@ async fn http_check_closes_with_a_reset() {
     assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset));
 }
 
+/// A server that reads a request head, then sends `reply` and, with `endless`, `endless` over and
+/// over until the client goes away.
+async fn raw_http(reply: &'static [u8], endless: &'static [u8]) -> support::Server {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    support::tcp(move |mut c| async move {
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+        if c.write_all(reply).await.is_err() {
+            return;
+        }
+        while !endless.is_empty() && c.write_all(endless).await.is_ok() {}
+    })
+    .await
+}
+
+/// Heads and bodies as servers send them, parsed by httparse: accepted variants, malformed heads,
+/// and servers that never end a head or a chunk size line (down with the cap's reason, not at the
+/// timeout).
+#[tokio::test]
+async fn http_heads_and_chunked_bodies_from_raw_servers() {
+    let many_headers: &'static [u8] = {
+        let mut h = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..101 {
+            h.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        h.extend_from_slice(b"\r\n");
+        h.leak()
+    };
+    let cases: &[(&[u8], &[u8], &str, Result<&str, &str>)] = &[
+        (
+            b"HTTP/1.1 200 OK\nContent-Length: 5\n\nGREEN",
+            b"",
+            "regex = \"GREEN\"",
+            Ok("200 OK"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;v=1\r\nGRE\r\n2 ; x\r\nEN\r\n0\r\n\r\n",
+            b"",
+            "regex = \"GREEN\"",
+            Ok("200 OK"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+            b"",
+            "regex = \"ok\"",
+            Ok("200 OK"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+            b"",
+            "",
+            Err("bad response: invalid header name"),
+        ),
+        (
+            many_headers,
+            b"",
+            "",
+            Err("bad response: more than 100 header fields"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX: ",
+            b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "",
+            Err("response head longer than 65536 bytes"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;",
+            b"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+            "regex = \"GREEN\"",
+            Err("bad response: chunk size line longer than 1024 bytes"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"",
+            "regex = \"GREEN\"",
+            Err("bad response: chunk size \"zz\""),
+        ),
+    ];
+    for (reply, endless, extra, want) in cases {
+        let s = raw_http(reply, endless).await;
+        // The reason says which cap ended the check (a timeout would say "timeout after 20s").
+        let o = run(
+            s.addr,
+            &format!("kind = \"http\"\ntimeout = \"20s\"\n{extra}"),
+        )
+        .await;
+        match want {
+            Ok(reason) => up(&o, reason),
+            Err(reason) => down(&o, reason),
+        }
+    }
+}
+
 #[tokio::test]
 async fn http_refused() {
     down(
