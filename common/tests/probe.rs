@@ -461,6 +461,72 @@ async fn https_missing_ca_file_says_so() {
     );
 }
 
+/// A CA file replaced on disk is read again on `Prober::reload`, by https (reqwest's clients) and
+/// by the other TLS kinds (pop3s here) alike: a check that failed against the old CA passes with
+/// the new one, and the other way round; a broken file keeps the certificates read before.
+#[tokio::test]
+async fn a_replaced_ca_file_is_read_again_on_reload() {
+    let id = support::identity(&["rs1.example.org"], CertKind::Good);
+    let other = support::identity(&["rs1.example.org"], CertKind::Good);
+    let web = support::https(Answer::ok(""), &id).await;
+    let mail = support::line_server_tls(
+        "+OK ready\r\n",
+        vec![("QUIT", "+OK bye\r\n")],
+        support::LineTls::Implicit(id.acceptor()),
+    )
+    .await;
+    let right = std::fs::read(&*id.ca_file).unwrap();
+    let wrong = std::fs::read(&*other.ca_file).unwrap();
+    let dir = support::TempDir::new("reload");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &wrong).unwrap();
+    let toml = |kind: &str| {
+        format!(
+            "kind = \"{kind}\"\nca_file = \"{}\"\nsni = \"rs1.example.org\"",
+            ca.display()
+        )
+    };
+    let (web_probe, mail_probe) = (
+        probe(web.addr, &toml("https")),
+        probe(mail.addr, &toml("pop3s")),
+    );
+    let prober = Prober::new();
+    let check = async |want_up: bool| {
+        for p in [&web_probe, &mail_probe] {
+            let o = prober.run(p).await;
+            if want_up {
+                assert!(o.up, "{}: {}", p.target_display(), o.reason);
+            } else {
+                // Both test CAs have the same name: the wrong one is found, its signature fails.
+                down(&o, "invalid peer certificate: BadSignature");
+            }
+        }
+    };
+    check(false).await;
+    // Replaced, not yet reloaded: the configuration read before is still in use.
+    std::fs::write(&ca, &right).unwrap();
+    check(false).await;
+    assert_eq!(prober.reload(), []);
+    check(true).await;
+    // A broken file: reload says so, and the certificates read before stay.
+    std::fs::write(&ca, b"not a certificate").unwrap();
+    let errors = prober.reload();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert_eq!(e.ca_file, ca);
+        assert!(
+            e.to_string()
+                .contains(&format!("no certificate in CA file {}", ca.display())),
+            "{e}"
+        );
+    }
+    check(true).await;
+    // And back to the wrong CA.
+    std::fs::write(&ca, &wrong).unwrap();
+    assert_eq!(prober.reload(), []);
+    check(false).await;
+}
+
 // ---- simpletcp
 
 #[tokio::test]

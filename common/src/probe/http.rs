@@ -205,22 +205,86 @@ struct ClientKey {
     resolve: Option<(String, SocketAddr)>,
 }
 
-/// HTTP clients shared by checks with the same [`ClientKey`].
-#[derive(Default)]
+/// The most reqwest clients kept: one per distinct [`ClientKey`], which for `https` with a TLS
+/// name means one per target. Far more than the HTTPS targets of a usual director; past it, the
+/// least recently used client is dropped (its target's next check builds it again: correct, only
+/// dearer), so thousands of targets or a stream of reloads cannot grow the cache without bound.
+const CLIENTS_MAX: usize = 1024;
+
+/// HTTP clients shared by checks with the same [`ClientKey`], at most [`CLIENTS_MAX`].
 pub(super) struct Clients {
-    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    clients: Mutex<ClientCache>,
     tls: TlsConfigs,
 }
 
+impl Default for Clients {
+    fn default() -> Clients {
+        Clients::with_capacity(CLIENTS_MAX)
+    }
+}
+
+/// The clients by key, each with the time (a counter) of its last use.
+struct ClientCache {
+    map: HashMap<ClientKey, (reqwest::Client, u64)>,
+    clock: u64,
+    max: usize,
+}
+
+impl ClientCache {
+    fn get(&mut self, key: &ClientKey) -> Option<reqwest::Client> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.map.get_mut(key).map(|(c, used)| {
+            *used = clock;
+            c.clone()
+        })
+    }
+
+    /// Adds `client`, first dropping the least recently used one when full (a scan: it happens
+    /// only when a client is built, which costs far more).
+    fn insert(&mut self, key: ClientKey, client: reqwest::Client) {
+        if self.map.len() >= self.max && !self.map.contains_key(&key) {
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.map.remove(&k);
+            }
+        }
+        self.clock += 1;
+        self.map.insert(key, (client, self.clock));
+    }
+}
+
 impl Clients {
+    fn with_capacity(max: usize) -> Clients {
+        Clients {
+            clients: Mutex::new(ClientCache {
+                map: HashMap::new(),
+                clock: 0,
+                max: max.max(1),
+            }),
+            tls: TlsConfigs::default(),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, ClientCache> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the CA files again ([`TlsConfigs::reload`]) and drops every client: the next checks
+    /// build theirs with the new certificates.
+    pub(super) fn reload(&self) -> Vec<tls::ReloadError> {
+        let errors = self.tls.reload();
+        self.cache().map.clear();
+        errors
+    }
+
     fn client(&self, key: &ClientKey) -> Result<reqwest::Client, Down> {
-        if let Some(c) = self
-            .clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-        {
-            return Ok(c.clone());
+        if let Some(c) = self.cache().get(key) {
+            return Ok(c);
         }
         let mut b = reqwest::Client::builder()
             .no_proxy()
@@ -242,10 +306,7 @@ impl Clients {
         let client = b
             .build()
             .map_err(|e| Down(format!("http client setup: {}", chain(&e))))?;
-        self.clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.clone(), client.clone());
+        self.cache().insert(key.clone(), client.clone());
         Ok(client)
     }
 
@@ -1056,6 +1117,71 @@ mod tests {
         b.feed(b"xyz").unwrap();
         assert!(!b.done && b.close_delimited());
         assert_eq!(b.data, b"xyz");
+    }
+
+    fn key(port: u16) -> ClientKey {
+        ClientKey {
+            tls: TlsKey {
+                verify: true,
+                ca_file: None,
+            },
+            source: None,
+            follow_redirects: false,
+            resolve: Some((
+                "rs.example.org".into(),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            )),
+        }
+    }
+
+    #[test]
+    fn the_client_cache_drops_the_least_recently_used() {
+        let clients = Clients::with_capacity(3);
+        for port in 1..=3 {
+            clients.client(&key(port)).unwrap();
+        }
+        // 1 is used again: 2 is now the least recently used, and goes when 4 comes.
+        clients.client(&key(1)).unwrap();
+        clients.client(&key(4)).unwrap();
+        let kept = |port| clients.cache().map.contains_key(&key(port));
+        assert_eq!(
+            (kept(1), kept(2), kept(3), kept(4)),
+            (true, false, true, true)
+        );
+        assert_eq!(clients.cache().map.len(), 3);
+    }
+
+    /// Many HTTPS targets with a TLS name, each its own client: the cache stays at its bound.
+    #[tokio::test]
+    async fn many_targets_do_not_grow_the_client_cache_past_its_bound() {
+        let clients = Clients::with_capacity(8);
+        let h = Http {
+            host: Some("rs.example.org".into()),
+            ..Http::default()
+        };
+        // Ports nothing listens on: each check is refused, after its client was made.
+        let closed: Vec<SocketAddr> = (0..40)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+            })
+            .collect();
+        for (i, addr) in closed.iter().enumerate() {
+            let down = clients.check(&h, true, *addr, None).await.unwrap_err();
+            assert!(down.0.contains("refused"), "{down}");
+            assert_eq!(clients.cache().map.len(), (i + 1).min(8));
+        }
+        assert_eq!(CLIENTS_MAX, Clients::default().cache().max);
+    }
+
+    #[test]
+    fn reload_drops_the_clients() {
+        let clients = Clients::with_capacity(3);
+        clients.client(&key(1)).unwrap();
+        assert!(clients.reload().is_empty());
+        assert!(clients.cache().map.is_empty());
     }
 
     #[test]
