@@ -326,8 +326,9 @@ fn suggestion(name: &str, known: &[&str]) -> String {
     }
 }
 
-/// The candidate closest to `name` (Levenshtein distance, ASCII case-insensitive), if it is close
-/// enough to be a likely typo: at most a third of the candidate's length, and at least 1, apart.
+/// The candidate closest to `name`, if it is close enough to be a likely typo: at most a third of
+/// the candidate's length, and at least 1, apart. The distance counts a swap of two neighbouring
+/// characters as one edit (optimal string alignment), ASCII case-insensitively.
 /// Used for "did you mean" in configuration errors and on command lines.
 pub fn did_you_mean<'a>(
     name: &str,
@@ -336,7 +337,7 @@ pub fn did_you_mean<'a>(
     let name = name.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|k| (strsim::levenshtein(&name, &k.to_ascii_lowercase()), k))
+        .map(|k| (strsim::osa_distance(&name, &k.to_ascii_lowercase()), k))
         .filter(|&(d, k)| d <= (k.chars().count() / 3).max(1))
         .min_by_key(|&(d, _)| d)
         .map(|(_, k)| k)
@@ -487,6 +488,9 @@ mod tests {
         assert_eq!(did_you_mean("htp", kinds), Some("http"));
         assert_eq!(did_you_mean("HTTPS", kinds), Some("https"));
         assert_eq!(did_you_mean("extrenal", kinds), Some("external"));
+        // A swap is one edit: within a third of a short name.
+        assert_eq!(did_you_mean("pnig", kinds), Some("ping"));
+        assert_eq!(did_you_mean("gnip", kinds), None);
         assert_eq!(did_you_mean("gopher", kinds), None);
         assert_eq!(did_you_mean("x", kinds), None);
         assert_eq!(did_you_mean("x", []), None);
