@@ -244,7 +244,9 @@ async fn http_heads_and_chunked_bodies_from_raw_servers() {
         h.extend_from_slice(b"\r\n");
         h.leak()
     };
-    let cases: &[(&[u8], &[u8], &str, Result<&str, &str>)] = &[
+    /// What the server sends, then sends on and on; the spec's extra lines; up or down, and why.
+    type Case<'a> = (&'a [u8], &'a [u8], &'a str, Result<&'a str, &'a str>);
+    let cases: &[Case] = &[
         (
             b"HTTP/1.1 200 OK\nContent-Length: 5\n\nGREEN",
             b"",
