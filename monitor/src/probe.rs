@@ -16,7 +16,7 @@
 //! The options are turned into a [`Spec`] through the same serde schema as the configuration files,
 //! so the command line and `ldir`/`monitor` configurations accept and reject the same things: each
 //! option is a field of the kind, and the schema's verdict comes back as data
-//! ([`options`]) that names the option, what is wrong and what the option is for.
+//! (the `options` module) that names the option, what is wrong and what the option is for.
 //! Targets run concurrently (`--concurrency`). With `--every`, the probes run on the shared engine
 //! ([`common::probe::Engine`]) until `--rounds` results per target were printed (or forever).
 //! `out` may be buffered: it is flushed whenever no further result is waiting (with `--every`, at
