@@ -210,6 +210,109 @@ async fn http_check_closes_with_a_reset() {
     assert_eq!(end, Err(std::io::ErrorKind::ConnectionReset));
 }
 
+/// A server that reads a request head, then sends `reply` and, with `endless`, `endless` over and
+/// over until the client goes away.
+async fn raw_http(reply: &'static [u8], endless: &'static [u8]) -> support::Server {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    support::tcp(move |mut c| async move {
+        let mut buf = vec![0u8; 4096];
+        let mut got = 0;
+        while !buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf[got..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+        if c.write_all(reply).await.is_err() {
+            return;
+        }
+        while !endless.is_empty() && c.write_all(endless).await.is_ok() {}
+    })
+    .await
+}
+
+/// Heads and bodies as servers send them, parsed by httparse: accepted variants, malformed heads,
+/// and servers that never end a head or a chunk size line (down with the cap's reason, not at the
+/// timeout).
+#[tokio::test]
+async fn http_heads_and_chunked_bodies_from_raw_servers() {
+    let many_headers: &'static [u8] = {
+        let mut h = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..101 {
+            h.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        h.extend_from_slice(b"\r\n");
+        h.leak()
+    };
+    /// What the server sends, then sends on and on; the spec's extra lines; up or down, and why.
+    type Case<'a> = (&'a [u8], &'a [u8], &'a str, Result<&'a str, &'a str>);
+    let cases: &[Case] = &[
+        (
+            b"HTTP/1.1 200 OK\nContent-Length: 5\n\nGREEN",
+            b"",
+            "regex = \"GREEN\"",
+            Ok("200 OK"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;v=1\r\nGRE\r\n2 ; x\r\nEN\r\n0\r\n\r\n",
+            b"",
+            "regex = \"GREEN\"",
+            Ok("200 OK"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+            b"",
+            "regex = \"ok\"",
+            Ok("200 OK"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+            b"",
+            "regex = \"x\"",
+            Err("bad response: invalid header name"),
+        ),
+        (
+            many_headers,
+            b"",
+            "regex = \"x\"",
+            Err("bad response: more than 100 header fields"),
+        ),
+        // Without a regex only the status line is read: up, whatever follows.
+        (many_headers, b"", "", Ok("200 OK")),
+        (
+            b"HTTP/1.1 200 OK\r\nX: ",
+            b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "",
+            Err("response head longer than 65536 bytes"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;",
+            b"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee",
+            "regex = \"GREEN\"",
+            Err("bad response: chunk size line longer than 1024 bytes"),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"",
+            "regex = \"GREEN\"",
+            Err("bad response: chunk size \"zz\""),
+        ),
+    ];
+    for (reply, endless, extra, want) in cases {
+        let s = raw_http(reply, endless).await;
+        // The reason says which cap ended the check (a timeout would say "timeout after 20s").
+        let o = run(
+            s.addr,
+            &format!("kind = \"http\"\ntimeout = \"20s\"\n{extra}"),
+        )
+        .await;
+        match want {
+            Ok(reason) => up(&o, reason),
+            Err(reason) => down(&o, reason),
+        }
+    }
+}
+
 #[tokio::test]
 async fn http_refused() {
     down(
@@ -360,6 +463,72 @@ async fn https_missing_ca_file_says_so() {
         .await,
         "cannot read CA file /nonexistent/ca.pem",
     );
+}
+
+/// A CA file replaced on disk is read again on `Prober::reload`, by https (reqwest's clients) and
+/// by the other TLS kinds (pop3s here) alike: a check that failed against the old CA passes with
+/// the new one, and the other way round; a broken file keeps the certificates read before.
+#[tokio::test]
+async fn a_replaced_ca_file_is_read_again_on_reload() {
+    let id = support::identity(&["rs1.example.org"], CertKind::Good);
+    let other = support::identity(&["rs1.example.org"], CertKind::Good);
+    let web = support::https(Answer::ok(""), &id).await;
+    let mail = support::line_server_tls(
+        "+OK ready\r\n",
+        vec![("QUIT", "+OK bye\r\n")],
+        support::LineTls::Implicit(id.acceptor()),
+    )
+    .await;
+    let right = std::fs::read(&*id.ca_file).unwrap();
+    let wrong = std::fs::read(&*other.ca_file).unwrap();
+    let dir = support::TempDir::new("reload");
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &wrong).unwrap();
+    let toml = |kind: &str| {
+        format!(
+            "kind = \"{kind}\"\nca_file = \"{}\"\nsni = \"rs1.example.org\"",
+            ca.display()
+        )
+    };
+    let (web_probe, mail_probe) = (
+        probe(web.addr, &toml("https")),
+        probe(mail.addr, &toml("pop3s")),
+    );
+    let prober = Prober::new();
+    let check = async |want_up: bool| {
+        for p in [&web_probe, &mail_probe] {
+            let o = prober.run(p).await;
+            if want_up {
+                assert!(o.up, "{}: {}", p.target_display(), o.reason);
+            } else {
+                // Both test CAs have the same name: the wrong one is found, its signature fails.
+                down(&o, "invalid peer certificate: BadSignature");
+            }
+        }
+    };
+    check(false).await;
+    // Replaced, not yet reloaded: the configuration read before is still in use.
+    std::fs::write(&ca, &right).unwrap();
+    check(false).await;
+    assert_eq!(prober.reload(), []);
+    check(true).await;
+    // A broken file: reload says so, and the certificates read before stay.
+    std::fs::write(&ca, b"not a certificate").unwrap();
+    let errors = prober.reload();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for e in &errors {
+        assert_eq!(e.ca_file, ca);
+        assert!(
+            e.to_string()
+                .contains(&format!("no certificate in CA file {}", ca.display())),
+            "{e}"
+        );
+    }
+    check(true).await;
+    // And back to the wrong CA.
+    std::fs::write(&ca, &wrong).unwrap();
+    assert_eq!(prober.reload(), []);
+    check(false).await;
 }
 
 // ---- simpletcp

@@ -14,7 +14,9 @@
 //! an option that does not apply to the kind).
 //!
 //! The options are turned into a [`Spec`] through the same serde schema as the configuration files,
-//! so the command line and `ldir`/`monitor` configurations accept and reject the same things.
+//! so the command line and `ldir`/`monitor` configurations accept and reject the same things: each
+//! option is a field of the kind, and the schema's verdict comes back as data
+//! (the `options` module) that names the option, what is wrong and what the option is for.
 //! Targets run concurrently (`--concurrency`). With `--every`, the probes run on the shared engine
 //! ([`common::probe::Engine`]) until `--rounds` results per target were printed (or forever).
 //! `out` may be buffered: it is flushed whenever no further result is waiting (with `--every`, at
@@ -27,8 +29,12 @@ use std::sync::Arc;
 use clap::Args;
 use common::config::Duration;
 use common::daemon::Exit;
-use common::probe::{Engine, EngineOptions, Outcome, Probe, Prober, Spec};
-use serde_json::{Map, Value, json};
+use common::probe::{Check, Engine, EngineOptions, Outcome, Probe, Prober, Spec};
+use serde_json::json;
+
+mod options;
+
+use options::{FieldError, Given, Value, fields};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 use tokio::sync::mpsc;
 
@@ -210,145 +216,314 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     ))
 }
 
-/// Which option set which spec field, to name the option in errors.
-const OPTION_OF: &[(&str, &str)] = &[
-    ("path", "--path"),
-    ("method", "--method"),
-    ("host", "--host"),
-    ("expect", "--expect/--regex"),
-    ("regex", "--regex"),
-    ("sni", "--sni"),
-    ("verify", "--insecure"),
-    ("ca_file", "--ca-file"),
-    ("follow_redirects", "--follow-redirects"),
-    ("name", "--name"),
-    ("type", "--type"),
-    ("count", "--count"),
-    ("send", "--send"),
-    ("command", "--command"),
-    ("args", "--args"),
-    ("virtual", "--virtual"),
-    ("helo", "--helo"),
-    ("user", "--user"),
-    ("password", "--password"),
-    ("starttls", "--starttls"),
-    ("retr", "--retr"),
-    ("secret", "--secret"),
-    ("nas_identifier", "--nas-identifier"),
-    ("dn", "--dn"),
-    ("database", "--database"),
-    ("timeout", "--timeout"),
-    ("source", "--source"),
+/// The probe kinds, as `monitor probe` and configuration files name them ([`Check::name`]).
+pub const KINDS: &[&str] = &[
+    "tcp",
+    "http",
+    "https",
+    "ping",
+    "dns",
+    "udp",
+    "simpletcp",
+    "external",
+    "smtp",
+    "ftp",
+    "pop3",
+    "imap",
+    "pop3s",
+    "imaps",
+    "sip",
+    "radius",
+    "ldap",
+    "mysql",
+    "pgsql",
 ];
+
+/// An option that sets a field of the probe kinds: the option, the field, and its value if given.
+struct Opt {
+    option: &'static str,
+    field: &'static str,
+    value: fn(&ProbeArgs) -> Option<Value>,
+}
+
+fn text(v: &Option<String>) -> Option<Value> {
+    v.as_ref().map(|v| Value::Text(v.clone()))
+}
+
+/// The kinds' fields each option sets. `--regex` is `expect` for the kinds whose answer is
+/// matched by a regex (see [`spec_from_args`]); `--insecure` sets `verify` to false.
+const OPTIONS: &[Opt] = &[
+    Opt {
+        option: "--path",
+        field: "path",
+        value: |a| text(&a.path),
+    },
+    Opt {
+        option: "--method",
+        field: "method",
+        value: |a| {
+            a.method
+                .as_ref()
+                .map(|m| Value::Text(m.to_ascii_uppercase()))
+        },
+    },
+    Opt {
+        option: "--host",
+        field: "host",
+        value: |a| text(&a.host),
+    },
+    Opt {
+        option: "--expect",
+        field: "expect",
+        value: |a| text(&a.expect),
+    },
+    Opt {
+        option: "--regex",
+        field: "regex",
+        value: |a| text(&a.regex),
+    },
+    Opt {
+        option: "--sni",
+        field: "sni",
+        value: |a| text(&a.sni),
+    },
+    Opt {
+        option: "--insecure",
+        field: "verify",
+        value: |a| a.insecure.then_some(Value::Flag(false)),
+    },
+    Opt {
+        option: "--ca-file",
+        field: "ca_file",
+        value: |a| text(&a.ca_file),
+    },
+    Opt {
+        option: "--follow-redirects",
+        field: "follow_redirects",
+        value: |a| a.follow_redirects.then_some(Value::Flag(true)),
+    },
+    Opt {
+        option: "--name",
+        field: "name",
+        value: |a| text(&a.name),
+    },
+    Opt {
+        option: "--type",
+        field: "type",
+        value: |a| text(&a.qtype),
+    },
+    Opt {
+        option: "--count",
+        field: "count",
+        value: |a| a.count.map(|n| Value::Number(n.into())),
+    },
+    Opt {
+        option: "--send",
+        field: "send",
+        value: |a| text(&a.send),
+    },
+    Opt {
+        option: "--command",
+        field: "command",
+        value: |a| text(&a.command),
+    },
+    Opt {
+        option: "--args",
+        field: "args",
+        value: |a| text(&a.args),
+    },
+    Opt {
+        option: "--virtual",
+        field: "virtual",
+        value: |a| text(&a.virtual_addr),
+    },
+    Opt {
+        option: "--helo",
+        field: "helo",
+        value: |a| text(&a.helo),
+    },
+    Opt {
+        option: "--user",
+        field: "user",
+        value: |a| text(&a.user),
+    },
+    Opt {
+        option: "--password",
+        field: "password",
+        value: |a| text(&a.password),
+    },
+    Opt {
+        option: "--starttls",
+        field: "starttls",
+        value: |a| a.starttls.then_some(Value::Flag(true)),
+    },
+    Opt {
+        option: "--retr",
+        field: "retr",
+        value: |a| text(&a.retr),
+    },
+    Opt {
+        option: "--secret",
+        field: "secret",
+        value: |a| text(&a.secret),
+    },
+    Opt {
+        option: "--nas-identifier",
+        field: "nas_identifier",
+        value: |a| text(&a.nas_identifier),
+    },
+    Opt {
+        option: "--dn",
+        field: "dn",
+        value: |a| text(&a.dn),
+    },
+    Opt {
+        option: "--database",
+        field: "database",
+        value: |a| text(&a.database),
+    },
+];
+
+/// The kinds whose answer `--regex` matches (their field `expect`); `--expect` is http's statuses.
+const REGEX_IS_EXPECT: &[&str] = &["simpletcp", "udp", "ftp"];
+
+/// The check of `kind` with the fields `given`, each kind through its own schema.
+fn check_of(kind: &str, given: &[Given]) -> Option<Result<Check, FieldError>> {
+    let f = given;
+    Some(match kind {
+        "tcp" => fields(f).map(Check::Tcp),
+        "http" => fields(f).map(Check::Http),
+        "https" => fields(f).map(Check::Https),
+        "ping" => fields(f).map(Check::Ping),
+        "dns" => fields(f).map(Check::Dns),
+        "udp" => fields(f).map(Check::Udp),
+        "simpletcp" => fields(f).map(Check::SimpleTcp),
+        "external" => fields(f).map(Check::External),
+        "smtp" => fields(f).map(Check::Smtp),
+        "ftp" => fields(f).map(Check::Ftp),
+        "pop3" => fields(f).map(Check::Pop3),
+        "imap" => fields(f).map(Check::Imap),
+        "pop3s" => fields(f).map(Check::Pop3s),
+        "imaps" => fields(f).map(Check::Imaps),
+        "sip" => fields(f).map(Check::Sip),
+        "radius" => fields(f).map(Check::Radius),
+        "ldap" => fields(f).map(Check::Ldap),
+        "mysql" => fields(f).map(Check::Mysql),
+        "pgsql" => fields(f).map(Check::Pgsql),
+        _ => return None,
+    })
+}
+
+/// The kinds that have `field` (for "it applies to …"): those whose schema does not call it unknown.
+fn kinds_with(field: &'static str, value: &Value) -> Vec<&'static str> {
+    let given = [Given {
+        option: "",
+        field,
+        value: value.clone(),
+    }];
+    KINDS
+        .iter()
+        .copied()
+        .filter(|k| !matches!(check_of(k, &given), Some(Err(FieldError::Unknown(f))) if f == field))
+        .collect()
+}
+
+/// `unknown probe kind "htp": did you mean http? use tcp, http, …`.
+fn unknown_kind(kind: &str) -> String {
+    let close = common::config::did_you_mean(kind, KINDS.iter().copied())
+        .map(|k| format!("did you mean {k}? "))
+        .unwrap_or_default();
+    format!(
+        "unknown probe kind {kind:?}: {close}use {}",
+        KINDS.join(", ")
+    )
+}
 
 /// Builds the spec the options describe for `kind`, through the configuration schema.
 pub fn spec_from_args(kind: &str, a: &ProbeArgs) -> Result<Spec, String> {
-    // Values whose parse errors do not name their field in serde's message: checked here first.
-    a.timeout
+    if !KINDS.contains(&kind) {
+        return Err(unknown_kind(kind));
+    }
+    let timeout = a
+        .timeout
         .parse::<Duration>()
         .map_err(|e| format!("--timeout: {e}"))?;
-    if let Some(s) = &a.source {
-        s.parse::<common::config::IpAddr>()
-            .map_err(|e| format!("--source: {e}"))?;
-    }
-    if let Some(v) = &a.virtual_addr {
-        v.parse::<common::config::SocketAddr>()
-            .map_err(|e| format!("--virtual: {e}"))?;
-    }
-    let mut m = Map::new();
-    m.insert("kind".into(), json!(kind));
-    m.insert("timeout".into(), json!(a.timeout));
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            m.insert(k.to_string(), v);
-        }
+    let source = match &a.source {
+        Some(s) => Some(
+            s.parse::<common::config::IpAddr>()
+                .map_err(|e| format!("--source: {e}"))?,
+        ),
+        None => None,
     };
-    put("source", a.source.as_ref().map(|v| json!(v)));
-    put("port", a.port.map(|v| json!(v)));
-    put("path", a.path.as_ref().map(|v| json!(v)));
-    put(
-        "method",
-        a.method.as_ref().map(|v| json!(v.to_ascii_uppercase())),
-    );
-    put("host", a.host.as_ref().map(|v| json!(v)));
-    put("sni", a.sni.as_ref().map(|v| json!(v)));
-    put("verify", a.insecure.then_some(json!(false)));
-    put("ca_file", a.ca_file.as_ref().map(|v| json!(v)));
-    put(
-        "follow_redirects",
-        a.follow_redirects.then_some(json!(true)),
-    );
-    put("name", a.name.as_ref().map(|v| json!(v)));
-    put("type", a.qtype.as_ref().map(|v| json!(v)));
-    put("count", a.count.map(|v| json!(v)));
-    put("send", a.send.as_ref().map(|v| json!(v)));
-    put("command", a.command.as_ref().map(|v| json!(v)));
-    put("args", a.args.as_ref().map(|v| json!(v)));
-    put("virtual", a.virtual_addr.as_ref().map(|v| json!(v)));
-    put("helo", a.helo.as_ref().map(|v| json!(v)));
-    put("user", a.user.as_ref().map(|v| json!(v)));
-    put("password", a.password.as_ref().map(|v| json!(v)));
-    put("starttls", a.starttls.then_some(json!(true)));
-    put("retr", a.retr.as_ref().map(|v| json!(v)));
-    put("secret", a.secret.as_ref().map(|v| json!(v)));
-    put(
-        "nas_identifier",
-        a.nas_identifier.as_ref().map(|v| json!(v)),
-    );
-    put("dn", a.dn.as_ref().map(|v| json!(v)));
-    put("database", a.database.as_ref().map(|v| json!(v)));
-    match kind {
-        // The regex is what simpletcp, udp and ftp expect; http's `expect` is status ranges.
-        "simpletcp" | "udp" | "ftp" => put("expect", a.regex.as_ref().map(|v| json!(v))),
-        _ => {
-            put("expect", a.expect.as_ref().map(|v| json!(v)));
-            put("regex", a.regex.as_ref().map(|v| json!(v)));
-        }
-    }
-    if matches!(kind, "simpletcp" | "udp" | "ftp") && a.expect.is_some() {
+    let regex_is_expect = REGEX_IS_EXPECT.contains(&kind);
+    if regex_is_expect && a.expect.is_some() {
         return Err(format!(
             "--expect does not apply to {kind} (use --regex for the answer)"
         ));
     }
-    let spec: Spec =
-        serde_json::from_value(Value::Object(m)).map_err(|e| explain(kind, &e.to_string()))?;
-    if let Some((field, msg)) = spec.problems().into_iter().find(|(f, _)| *f != "port") {
-        let opt = OPTION_OF
+    let given: Vec<Given> = OPTIONS
+        .iter()
+        .filter_map(|o| {
+            let value = (o.value)(a)?;
+            let field = if regex_is_expect && o.field == "regex" {
+                "expect"
+            } else {
+                o.field
+            };
+            Some(Given {
+                option: o.option,
+                field,
+                value,
+            })
+        })
+        .collect();
+    let option_of = |field: &str| {
+        given
             .iter()
-            .find(|(f, _)| *f == field)
-            .map_or(field, |(_, o)| o);
-        return Err(format!("{opt}: {msg}"));
+            .find(|g| g.field == field)
+            .map(|g| g.option)
+            .or_else(|| (regex_is_expect && field == "expect").then_some("--regex"))
+            .or_else(|| OPTIONS.iter().find(|o| o.field == field).map(|o| o.option))
+    };
+    let check = match check_of(kind, &given) {
+        None => return Err(unknown_kind(kind)),
+        Some(Ok(c)) => c,
+        Some(Err(FieldError::Unknown(field))) => {
+            let g = given.iter().find(|g| g.field == field);
+            let opt = g.map_or(field.as_str(), |g| g.option);
+            let others = g.map(|g| kinds_with(g.field, &g.value)).unwrap_or_default();
+            return Err(if others.is_empty() {
+                format!("{opt} does not apply to a {kind} probe")
+            } else {
+                format!(
+                    "{opt} does not apply to a {kind} probe (only to {})",
+                    others.join(", ")
+                )
+            });
+        }
+        Some(Err(FieldError::Missing(field))) => {
+            return Err(format!(
+                "a {kind} probe needs {}",
+                option_of(field).unwrap_or(field)
+            ));
+        }
+        Some(Err(FieldError::Invalid { field, message })) => {
+            return Err(match field.and_then(option_of) {
+                Some(opt) => format!("{opt}: {message}"),
+                None => format!("{kind}: {message}"),
+            });
+        }
+    };
+    let spec = Spec {
+        port: a.port,
+        timeout,
+        source,
+        check,
+    };
+    if let Some((field, msg)) = spec.problems().into_iter().find(|(f, _)| *f != "port") {
+        return Err(format!("{}: {msg}", option_of(field).unwrap_or(field)));
     }
     Ok(spec)
-}
-
-fn explain(kind: &str, e: &str) -> String {
-    if let Some(rest) = e.strip_prefix("unknown field `") {
-        let field = rest.split('`').next().unwrap_or("");
-        let opt = OPTION_OF
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map_or(field, |(_, o)| o);
-        return format!("{opt} does not apply to a {kind} probe");
-    }
-    if e.starts_with("unknown variant `") && e.contains("expected one of `tcp`") {
-        return format!(
-            "unknown probe kind {kind:?}: use tcp, http, https, ping, dns, udp, simpletcp, external, smtp, ftp, pop3, imap, pop3s, imaps, sip, radius, ldap, mysql or pgsql"
-        );
-    }
-    if e.starts_with("missing field `") {
-        let field = e
-            .trim_start_matches("missing field `")
-            .split('`')
-            .next()
-            .unwrap_or("");
-        let opt = OPTION_OF
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map_or(field, |(_, o)| o);
-        return format!("a {kind} probe needs {opt}");
-    }
-    format!("{kind}: {e}")
 }
 
 /// The probe for one target.
@@ -689,7 +864,7 @@ mod tests {
         ] {
             assert_eq!(format_result(&probe, &outcome(up, us, reason), false), line);
         }
-        let json: Value = serde_json::from_str(&format_result(
+        let json: serde_json::Value = serde_json::from_str(&format_result(
             &probe,
             &outcome(true, 12_340, "200 OK"),
             true,
@@ -699,6 +874,120 @@ mod tests {
             json,
             json!({"target": "192.0.2.13:8080", "kind": "http", "up": true, "latency_ms": 12.3, "reason": "200 OK"})
         );
+    }
+
+    fn args(argv: &[&str]) -> ProbeArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ProbeArgs,
+        }
+        let mut full = vec!["probe", "x"];
+        full.extend_from_slice(argv);
+        <Cli as clap::Parser>::parse_from(full).args
+    }
+
+    #[test]
+    fn the_kinds_are_the_schemas() {
+        for kind in KINDS {
+            match check_of(kind, &[]) {
+                Some(Ok(c)) => assert_eq!(c.name(), *kind),
+                Some(Err(FieldError::Missing(_))) => {}
+                other => panic!("{kind}: {other:?}"),
+            }
+        }
+        // The same kinds, in the same order, as the configuration schema's.
+        let kind = [Given {
+            option: "",
+            field: "kind",
+            value: Value::Text("?".into()),
+        }];
+        assert_eq!(
+            fields::<Check>(&kind).unwrap_err(),
+            FieldError::Invalid {
+                field: Some("kind"),
+                message: format!("\"?\" is not one of the values: use {}", KINDS.join(", ")),
+            }
+        );
+    }
+
+    #[test]
+    fn option_errors_name_the_option_and_what_is_expected() {
+        let err = |kind: &str, argv: &[&str]| spec_from_args(kind, &args(argv)).unwrap_err();
+        assert_eq!(
+            err("htp", &[]),
+            format!(
+                "unknown probe kind \"htp\": did you mean http? use {}",
+                KINDS.join(", ")
+            )
+        );
+        assert_eq!(
+            err("http", &["--name", "x"]),
+            "--name does not apply to a http probe (only to dns)"
+        );
+        assert_eq!(
+            err("tcp", &["--starttls"]),
+            "--starttls does not apply to a tcp probe (only to smtp, pop3, imap, pop3s, imaps)"
+        );
+        assert_eq!(err("dns", &[]), "a dns probe needs --name");
+        assert_eq!(err("simpletcp", &[]), "a simpletcp probe needs --regex");
+        assert_eq!(
+            err("http", &["--method", "PUT"]),
+            "--method: \"PUT\" is not one of the values: use GET, HEAD"
+        );
+        assert_eq!(
+            err("external", &["--command", "true", "--args", "mom"]),
+            "--args: \"mom\" is not one of the values: did you mean mon? use mon, ldirectord, none"
+        );
+        assert!(
+            err("http", &["--expect", "2xx"]).starts_with("--expect: \"2xx\" is not a status code"),
+        );
+        assert!(err("udp", &["--send", "x", "--regex", "("]).starts_with("--regex: "));
+        assert!(
+            err("external", &["--command", "true", "--virtual", "x"]).starts_with("--virtual: ")
+        );
+        assert!(err("http", &["--timeout", "2"]).starts_with("--timeout: "));
+        assert!(err("http", &["--source", "nowhere"]).starts_with("--source: "));
+        assert_eq!(
+            err("ftp", &["--expect", "200"]),
+            "--expect does not apply to ftp (use --regex for the answer)"
+        );
+        assert_eq!(
+            err("https", &["--method", "head", "--regex", "x"]),
+            "--regex: a HEAD request has no body to match"
+        );
+    }
+
+    #[test]
+    fn options_become_the_kinds_fields() {
+        let spec = spec_from_args(
+            "udp",
+            &args(&[
+                "--send",
+                "ping\\n",
+                "--regex",
+                "^pong",
+                "--port",
+                "7",
+                "--timeout",
+                "2s",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (spec.port, spec.timeout.to_string()),
+            (Some(7), "2s".to_string())
+        );
+        let Check::Udp(u) = &spec.check else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(u.expect.as_ref().map(|p| p.as_str()), Some("^pong"));
+        let spec = spec_from_args("https", &args(&["--insecure", "--method", "head"])).unwrap();
+        let Check::Https(h) = &spec.check else {
+            panic!("{spec:?}")
+        };
+        assert!(!h.verify);
+        assert_eq!(h.method, common::probe::http::Method::Head);
     }
 
     #[test]

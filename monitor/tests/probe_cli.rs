@@ -197,8 +197,24 @@ async fn usage_errors_exit_2_and_say_what_is_wrong() {
     let cases: &[(&[&str], &str)] = &[
         (&["gopher", "192.0.2.13"], "unknown probe kind \"gopher\""),
         (
+            &["htps", "192.0.2.13"],
+            "unknown probe kind \"htps\": did you mean https?",
+        ),
+        (
             &["http", "192.0.2.13", "--name", "x"],
-            "--name does not apply to a http probe",
+            "--name does not apply to a http probe (only to dns)",
+        ),
+        (
+            &["http", "192.0.2.13", "--method", "PUT"],
+            "--method: \"PUT\" is not one of the values: use GET, HEAD",
+        ),
+        (
+            &["http", "192.0.2.13", "--expect", "2xx"],
+            "--expect: \"2xx\" is not a status code",
+        ),
+        (
+            &["simpletcp", "192.0.2.13:25"],
+            "a simpletcp probe needs --regex",
         ),
         (&["tcp", "192.0.2.13"], "a tcp check needs a port"),
         (&["dns", "192.0.2.53"], "a dns probe needs --name"),

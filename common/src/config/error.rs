@@ -320,31 +320,27 @@ fn suggestion(name: &str, known: &[&str]) -> String {
             format!("one of {}", quoted.join(", "))
         }
     };
-    let close = known
-        .iter()
-        .map(|k| (edit_distance(name, k), *k))
-        .filter(|&(d, k)| d <= (k.chars().count() / 3).max(1))
-        .min_by_key(|&(d, _)| d);
-    match close {
-        Some((_, k)) => format!(", did you mean `{k}`? expected {list}"),
+    match did_you_mean(name, known.iter().copied()) {
+        Some(k) => format!(", did you mean `{k}`? expected {list}"),
         None => format!(", expected {list}"),
     }
 }
 
-/// Levenshtein distance over characters, ASCII case-insensitive.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let b: Vec<char> = b.chars().map(|c| c.to_ascii_lowercase()).collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
+/// The candidate closest to `name`, if it is close enough to be a likely typo: at most a third of
+/// the candidate's length, and at least 1, apart. The distance counts a swap of two neighbouring
+/// characters as one edit (optimal string alignment), ASCII case-insensitively.
+/// Used for "did you mean" in configuration errors and on command lines.
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let name = name.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|k| (strsim::osa_distance(&name, &k.to_ascii_lowercase()), k))
+        .filter(|&(d, k)| d <= (k.chars().count() / 3).max(1))
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, k)| k)
 }
 
 /// The range of serde's primitive integer names.
@@ -484,6 +480,20 @@ mod tests {
         assert_eq!(missing.extra_field.as_deref(), Some("address"));
         assert_eq!(missing.message, "required field is missing");
         assert_eq!(h("something else"), "something else");
+    }
+
+    #[test]
+    fn suggestions_are_close_names_only() {
+        let kinds = ["tcp", "http", "https", "ping", "external"];
+        assert_eq!(did_you_mean("htp", kinds), Some("http"));
+        assert_eq!(did_you_mean("HTTPS", kinds), Some("https"));
+        assert_eq!(did_you_mean("extrenal", kinds), Some("external"));
+        // A swap is one edit: within a third of a short name.
+        assert_eq!(did_you_mean("pnig", kinds), Some("ping"));
+        assert_eq!(did_you_mean("gnip", kinds), None);
+        assert_eq!(did_you_mean("gopher", kinds), None);
+        assert_eq!(did_you_mean("x", kinds), None);
+        assert_eq!(did_you_mean("x", []), None);
     }
 
     #[test]

@@ -76,7 +76,7 @@ mod load;
 mod validate;
 mod values;
 
-pub use error::{ConfigError, ConfigErrors, Location, Position};
+pub use error::{ConfigError, ConfigErrors, Location, Position, did_you_mean};
 pub use load::{load_dir, load_file, parse_str};
 pub use validate::{Validate, Validator};
 pub use values::{Cidr, Duration, IfName, IpAddr, SocketAddr, ValueError};

@@ -421,6 +421,15 @@ impl Prober {
         Prober::default()
     }
 
+    /// Reads every CA file in use again (and the system's roots), for a daemon's reload (SIGHUP):
+    /// later checks trust what the files hold now. A file that cannot be read keeps the
+    /// certificates read before and is returned, for the daemon to log; the checks using it go on.
+    pub fn reload(&self) -> Vec<tls::ReloadError> {
+        let mut errors = self.http.reload();
+        errors.extend(self.tls.reload());
+        errors
+    }
+
     /// Performs one check of `probe`, bounded by its timeout.
     pub async fn run(&self, probe: &Probe) -> Outcome {
         let start = Instant::now();

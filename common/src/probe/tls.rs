@@ -9,8 +9,11 @@
 //! from the presented key, so "TLS is up" keeps its meaning. Unlike ldirectord (whose HTTPS check
 //! never verifies hostnames, classic-tools.md §1.5) nothing is skipped silently.
 //!
-//! Configurations are built once per distinct `(verify, ca_file)` and shared. Not here: client
-//! certificates, revocation lists, pinning.
+//! Configurations are built once per distinct `(verify, ca_file)` and shared; a CA file is read
+//! when its configuration is first needed and again on [`TlsConfigs::reload`] (a daemon's SIGHUP,
+//! through [`super::Prober::reload`]), never per check. A file that cannot be read on reload keeps
+//! the certificates read before: a broken file put in place by mistake does not take every server
+//! checked with it down. Not here: client certificates, revocation lists, pinning.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,19 +42,75 @@ pub struct TlsKey {
 /// Built client configurations, one per [`TlsKey`].
 #[derive(Default)]
 pub struct TlsConfigs {
-    built: Mutex<HashMap<TlsKey, Arc<ClientConfig>>>,
+    built: Mutex<HashMap<TlsKey, Built>>,
+}
+
+/// A built configuration and the ALPN protocols it was built with (to build it again on reload).
+struct Built {
+    config: Arc<ClientConfig>,
+    alpn: Vec<Vec<u8>>,
+}
+
+/// A CA file that could not be read again on [`TlsConfigs::reload`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} (the certificates read from it before stay in use)")]
+pub struct ReloadError {
+    /// The file.
+    pub ca_file: PathBuf,
+    /// What is wrong with it, naming the file: `cannot read CA file /etc/ldir/ca.pem: …`.
+    pub reason: String,
 }
 
 impl TlsConfigs {
     /// The configuration for `key`, built on first use. `alpn` is set on it (e.g. `http/1.1`).
     pub fn get(&self, key: &TlsKey, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, Down> {
         let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = built.get(key) {
-            return Ok(c.clone());
+        if let Some(b) = built.get(key) {
+            return Ok(b.config.clone());
         }
-        let config = Arc::new(build(key, alpn)?);
-        built.insert(key.clone(), config.clone());
+        let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
+        let config = Arc::new(build(key, &alpn)?);
+        built.insert(
+            key.clone(),
+            Built {
+                config: config.clone(),
+                alpn,
+            },
+        );
         Ok(config)
+    }
+
+    /// Reads the certificates of every configuration built so far again (each `ca_file`, and the
+    /// system's roots), so that later [`get`](Self::get)s return configurations that trust what the
+    /// files hold now. A `ca_file` that cannot be read or holds no certificate keeps its previous
+    /// configuration and is returned as an error. Checks in flight finish with what they had.
+    pub fn reload(&self) -> Vec<ReloadError> {
+        let keys: Vec<(TlsKey, Vec<Vec<u8>>)> = self
+            .built
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(k, _)| k.verify)
+            .map(|(k, b)| (k.clone(), b.alpn.clone()))
+            .collect();
+        let mut errors = Vec::new();
+        // Files are read without the lock held: checks go on meanwhile.
+        for (key, alpn) in keys {
+            match build(&key, &alpn) {
+                Ok(config) => {
+                    let config = Arc::new(config);
+                    self.built
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, Built { config, alpn });
+                }
+                Err(Down(reason)) => errors.push(ReloadError {
+                    ca_file: key.ca_file.unwrap_or_else(|| PathBuf::from(SYSTEM_ROOTS)),
+                    reason,
+                }),
+            }
+        }
+        errors
     }
 }
 
@@ -59,7 +118,7 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn build(key: &TlsKey, alpn: &[&[u8]]) -> Result<ClientConfig, Down> {
+fn build(key: &TlsKey, alpn: &[Vec<u8>]) -> Result<ClientConfig, Down> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -79,7 +138,7 @@ fn build(key: &TlsKey, alpn: &[&[u8]]) -> Result<ClientConfig, Down> {
             )))
             .with_no_client_auth()
     };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = alpn.to_vec();
     Ok(config)
 }
 
