@@ -23,7 +23,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,8 @@ const MAIL: &str = "mail.example.org";
 fn require_root() {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
+    assert!(
+        euid == 0,
         "real_daemons needs root (it starts daemons that drop to their own users): run it as root, as `tests/lab all` does"
     );
 }
@@ -83,8 +83,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("lvs-real-daemons-{}-{name}", std::process::id()));
+        // /tmp, not $TMPDIR: the daemons' own users must be able to reach it.
+        let dir = Path::new("/tmp").join(format!("lvs-real-daemons-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         // The daemons' own users (nobody, postgres, mysql, ...) must reach their files.
@@ -638,7 +638,13 @@ fn mariadb_mysql() {
     // Small InnoDB files: the instance holds nothing, and writing them is most of the start-up.
     let innodb = ["--innodb-buffer-pool-size=16M", "--innodb-log-file-size=8M"];
     let out = Command::new(install_db)
-        .args(["--no-defaults", "--user=mysql", "--skip-test-db"])
+        // --skip-name-resolve: no host name lookups (a CI machine's own name may not resolve).
+        .args([
+            "--no-defaults",
+            "--user=mysql",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ])
         .arg(format!("--datadir={}", data.display()))
         .args(innodb)
         .output()
@@ -753,6 +759,8 @@ fn postgresql_pgsql() {
             "--auth-host=scram-sha-256",
             "--no-sync",
         ])
+        // The C locale: a fresh machine may have no other generated.
+        .args(["--locale=C", "--encoding=UTF8"])
         .current_dir(&home)
         .uid(uid)
         .gid(gid)
