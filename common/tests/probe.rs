@@ -533,32 +533,7 @@ fn dns_bad_type_is_a_config_error() {
     );
 }
 
-// ---- ping (ICMP sockets: root here, or net.ipv4.ping_group_range)
-
-#[tokio::test]
-async fn ping_loopback_v4_and_v6() {
-    let spec = |count| {
-        let mut s: Spec = config::parse_str("p.toml", "kind = \"ping\"\n").unwrap();
-        if let common::probe::Check::Ping(p) = &mut s.check {
-            p.count = count;
-        }
-        s
-    };
-    let prober = Prober::new();
-    let o = prober
-        .run(&Probe::new("127.0.0.1".parse().unwrap(), spec(1)))
-        .await;
-    assert!(
-        o.up,
-        "{} (ICMP sockets need root or net.ipv4.ping_group_range)",
-        o.reason
-    );
-    assert!(o.reason.starts_with("echo reply seq=0"), "{}", o.reason);
-    let o = prober
-        .run(&Probe::new("::1".parse().unwrap(), spec(3)))
-        .await;
-    assert!(o.up, "{}", o.reason);
-}
+// ---- ping: ICMP sockets need root (or net.ipv4.ping_group_range): `ping_root.rs`
 
 // ---- external
 
