@@ -369,6 +369,7 @@ fn notify_session(extra_env: &[(&str, &str)], keepalives: bool) -> (Vec<String>,
                     return;
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => panic!("waiting {TIMEOUT:?} for the datagram {what}: {e}; got {got:?}"),
         }
     };

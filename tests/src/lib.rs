@@ -48,13 +48,12 @@ pub fn tool(name: &str) -> PathBuf {
     target.join("debug").join(name)
 }
 
-/// Fails the test at once, in one line, when not root: namespaces cannot be made otherwise.
-pub fn require_root() {
+/// Fails the test at once, in one line, when not root, saying `why` root is needed.
+pub fn require_root(why: &str) {
     let uid = Command::new("id").arg("-u").output().expect("run `id -u`");
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         panic!(
-            "needs root (it creates network namespaces): run as root `cargo test --workspace --test '*_root'` \
-             (part of `tests/lab all`)"
+            "needs root ({why}): run as root `cargo test --workspace --test '*_root'` (part of `tests/lab all`)"
         );
     }
 }
@@ -83,7 +82,7 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 impl Topology {
     /// Builds the topology with `args` (`--hb`, `--no-http`) under a prefix unique to this process and call.
     pub fn up(args: &[&str]) -> Topology {
-        require_root();
+        require_root("it creates network namespaces");
         require_tool("ip", "iproute2");
         let prefix = format!(
             "t{}-{}-",
