@@ -1,23 +1,20 @@
 //! Process-level tests of `common::daemon`: logging output, signal delivery and sd-notify
 //! datagrams, each observed from outside a real child process.
 //!
-//! The child is this test binary itself, re-executed with `COMMON_DAEMON_TEST_CHILD=<role>` and
-//! told to run only [`child_entry`]; without the variable `child_entry` is an empty test. The
-//! child's environment is built from scratch for the variables that matter, so the tests neither
-//! mutate this process's environment nor depend on where they run (e.g. under systemd with
-//! `JOURNAL_STREAM` set).
+//! The child is the fixture binary `daemon-test-child` (`tests/bin/daemon_child.rs`), started with
+//! its role as argument. Its environment is built from scratch for the variables that matter, so the
+//! tests neither mutate this process's environment nor depend on where they run (e.g. under systemd
+//! with `JOURNAL_STREAM` set). Every wait is on an event (a line, a datagram, an exit) with a
+//! generous deadline that fails naming the event.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use common::daemon::{self, Exit, LogArgs, LogEnv, Notifier, SdNotifier, SignalError, SignalEvent};
-
-const CHILD_ENV: &str = "COMMON_DAEMON_TEST_CHILD";
+const CHILD: &str = env!("CARGO_BIN_EXE_daemon-test-child");
 const ARGS_ENV: &str = "COMMON_DAEMON_TEST_ARGS";
 const MARK: &str = "child: ";
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,152 +31,15 @@ const SCRUBBED: [&str; 7] = [
 ];
 
 // ---------------------------------------------------------------------------------------------
-// Child side
-
-#[test]
-fn child_entry() {
-    let Ok(role) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let code = match role.as_str() {
-        "log" => child_log(),
-        "signals" => child_signals(),
-        "shutdown-future" => child_shutdown_future(),
-        "notify" => child_notify(),
-        other => {
-            eprintln!("unknown child role {other:?}");
-            99
-        }
-    };
-    std::process::exit(code);
-}
-
-/// Prints a mark for the parent. libtest may have left "test child_entry ... " unterminated on
-/// stdout, so the parent looks for [`MARK`] anywhere in a line.
-fn say(what: impl std::fmt::Display) {
-    println!("{MARK}{what}");
-}
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    log: LogArgs,
-}
-
-fn child_init_log() -> Result<(), i32> {
-    let args = std::env::var(ARGS_ENV).unwrap_or_default();
-    let argv = std::iter::once("child").chain(args.split_whitespace());
-    let cli = Cli::try_parse_from(argv).map_err(|e| {
-        eprintln!("{e}");
-        i32::from(Exit::Usage.code())
-    })?;
-    daemon::log::init(&cli.log, &LogEnv::from_process()).map_err(|e| {
-        eprintln!("child: {e}");
-        i32::from(Exit::Usage.code())
-    })?;
-    Ok(())
-}
-
-fn child_log() -> i32 {
-    if let Err(code) = child_init_log() {
-        return code;
-    }
-    tracing::debug!(probe = "tcp", "steady state");
-    tracing::info!(
-        vip = "192.0.2.100",
-        reason = "deadtime expired",
-        "taking over"
-    );
-    0
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-fn child_signals() -> i32 {
-    runtime().block_on(async {
-        let mut sigs = daemon::signals().expect("install signal handlers");
-        match daemon::signals() {
-            Err(SignalError::AlreadyInstalled) => say("second install refused"),
-            other => {
-                say(format!("second install: {other:?}"));
-                return 1;
-            }
-        }
-        say("ready");
-        while let Some(ev) = sigs.recv().await {
-            say(ev.name());
-            if ev == SignalEvent::Shutdown {
-                drop(sigs);
-                // Dropping releases the slot: a new instance may be created.
-                return match daemon::signals() {
-                    Ok(_) => 0,
-                    Err(e) => {
-                        say(format!("reinstall failed: {e}"));
-                        1
-                    }
-                };
-            }
-        }
-        say("stream ended");
-        1
-    })
-}
-
-fn child_shutdown_future() -> i32 {
-    if let Err(code) = child_init_log() {
-        return code;
-    }
-    runtime().block_on(async {
-        let sigs = daemon::signals().expect("install signal handlers");
-        say("ready");
-        sigs.shutdown().await;
-        say("stopped");
-        0
-    })
-}
-
-fn child_notify() -> i32 {
-    runtime().block_on(async {
-        let notifier = std::sync::Arc::new(SdNotifier::from_env());
-        say(format!("watchdog {:?}", notifier.watchdog_period()));
-        let watchdog = daemon::spawn_watchdog(notifier.clone());
-        let pause = || tokio::time::sleep(Duration::from_millis(300));
-        let steps: [&dyn Fn() -> Result<(), daemon::NotifyError>; 4] = [
-            &|| notifier.ready(),
-            &|| notifier.status("serving 2 virtuals\nREADY=1"),
-            &|| notifier.reloading(),
-            &|| notifier.stopping(),
-        ];
-        for step in steps {
-            if let Err(e) = step() {
-                say(format!("error: {e}"));
-                return 1;
-            }
-            pause().await;
-        }
-        if let Some(w) = watchdog {
-            w.abort();
-        }
-        say("done");
-        0
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // Parent side: harness
 
 fn child(role: &str, args: &str, envs: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(std::env::current_exe().expect("test binary path"));
-    c.args(["child_entry", "--exact", "--nocapture", "--test-threads=1"]);
+    let mut c = Command::new(CHILD);
+    c.arg(role);
     for v in SCRUBBED {
         c.env_remove(v);
     }
-    c.env(CHILD_ENV, role).env(ARGS_ENV, args);
+    c.env(ARGS_ENV, args);
     for (k, v) in envs {
         c.env(k, v);
     }
@@ -210,7 +70,7 @@ fn run(cmd: Command) -> Output {
 }
 
 fn mark_of(line: &str) -> Option<&str> {
-    line.find(MARK).map(|i| &line[i + MARK.len()..])
+    line.strip_prefix(MARK)
 }
 
 /// A running child whose stdout marks and stderr lines arrive on channels.
@@ -484,55 +344,73 @@ fn signals_shutdown_future_ignores_reload_and_ends_on_term() {
 // sd-notify
 
 /// Runs the notify child against a fresh datagram socket; returns its marks and every datagram
-/// received, in order.
-fn notify_session(extra_env: &[(&str, &str)]) -> (Vec<String>, Vec<String>) {
+/// received, in order. After each of the child's four messages the child waits for a go-ahead on
+/// stdin: it is given once that message has arrived and, with `keepalives`, once a `WATCHDOG=1` has
+/// arrived after it, so keepalives are proven to run alongside the main flow by events, not by time.
+fn notify_session(extra_env: &[(&str, &str)], keepalives: bool) -> (Vec<String>, Vec<String>) {
+    const STEPS: [&str; 4] = ["READY=1\n", "STATUS=", "RELOADING=1\n", "STOPPING=1\n"];
     let dir = TempDir::new("notify");
     let path = dir.0.join("notify.sock");
     let sock = UnixDatagram::bind(&path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    sock.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut envs = vec![("NOTIFY_SOCKET", path.to_str().unwrap())];
     envs.extend_from_slice(extra_env);
-    let mut ch = Live::spawn(child("notify", "", &envs));
-    let mut got = Vec::new();
+    let mut cmd = child("notify", "", &envs);
+    cmd.stdin(Stdio::piped());
+    let mut ch = Live::spawn(cmd);
+    let mut go = ch.child.stdin.take().unwrap();
+    let mut got: Vec<String> = Vec::new();
     let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + TIMEOUT;
-    let mut exited = None;
-    loop {
+    let mut recv_until = |got: &mut Vec<String>, what: &str, pred: &dyn Fn(&str) -> bool| loop {
         match sock.recv(&mut buf) {
-            Ok(n) => got.push(String::from_utf8(buf[..n].to_vec()).unwrap()),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                // Quiet for 100 ms: done once the child has exited.
-                if exited.is_some() {
-                    break;
+            Ok(n) => {
+                got.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+                if pred(got.last().unwrap()) {
+                    return;
                 }
             }
-            Err(e) => panic!("recv: {e}"),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("waiting {TIMEOUT:?} for the datagram {what}: {e}; got {got:?}"),
         }
-        if exited.is_none() {
-            exited = ch.child.try_wait().unwrap();
+    };
+    for step in STEPS {
+        recv_until(&mut got, step, &|d| d.starts_with(step));
+        if keepalives {
+            recv_until(&mut got, &format!("WATCHDOG=1 after {step:?}"), &|d| {
+                d == "WATCHDOG=1\n"
+            });
         }
-        assert!(
-            Instant::now() < deadline,
-            "notify child did not finish: {got:?}"
-        );
+        writeln!(go, "go").expect("give the child its go-ahead");
     }
-    let marks: Vec<String> = ch.marks.try_iter().collect();
-    assert_eq!(exited.unwrap().code(), Some(0), "{marks:?}");
+    drop(go);
+    let code = ch.wait();
+    // Everything the child sent is queued on the socket by now: read what is left without waiting.
+    sock.set_nonblocking(true).unwrap();
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+    }
+    // The reader thread ends at the child's end of output: every mark is in.
+    let marks: Vec<String> = ch.marks.iter().collect();
+    assert_eq!(code, Some(0), "{marks:?}");
     (marks, got)
 }
 
 #[test]
 fn notify_sends_exact_datagrams_and_watchdog_keepalives() {
     let before = monotonic_usec();
-    let (marks, got) = notify_session(&[("WATCHDOG_USEC", "200000")]);
+    let (marks, got) = notify_session(&[("WATCHDOG_USEC", "200000")], true);
     let after = monotonic_usec();
-    assert_eq!(marks, ["watchdog Some(100ms)", "done"]);
+    assert_eq!(
+        marks,
+        [
+            "watchdog Some(100ms)",
+            "sent 0",
+            "sent 1",
+            "sent 2",
+            "sent 3",
+            "done"
+        ]
+    );
 
     let (keepalives, others): (Vec<_>, Vec<_>) = got.iter().partition(|d| *d == "WATCHDOG=1\n");
     assert_eq!(others.len(), 4, "{got:?}");
@@ -550,23 +428,35 @@ fn notify_sends_exact_datagrams_and_watchdog_keepalives() {
     );
     assert_eq!(others[3], "STOPPING=1\n");
 
-    // The child runs about 1.2 s with a 100 ms period: about 12 keepalives. Loose bounds only.
-    let n = keepalives.len();
-    assert!((4..=40).contains(&n), "{n} keepalives: {got:?}");
-    // Keepalives run alongside the main flow, not only at its ends.
+    // Keepalives run alongside the main flow, not only at its ends: the session waited for one
+    // after each message, so at least three lie between READY and STOPPING.
+    assert!(keepalives.len() >= 4, "{got:?}");
     let pos = |d: &str| got.iter().position(|g| g.as_str() == d).unwrap();
     let between = got[pos("READY=1\n")..pos("STOPPING=1\n")]
         .iter()
         .filter(|d| *d == "WATCHDOG=1\n")
         .count();
-    assert!(between >= 2, "{got:?}");
+    assert!(between >= 3, "{got:?}");
 }
 
 #[test]
 fn notify_watchdog_pid_of_another_process_means_no_keepalives() {
     let parent = std::process::id().to_string();
-    let (marks, got) = notify_session(&[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", &parent)]);
-    assert_eq!(marks, ["watchdog None", "done"]);
+    let (marks, got) = notify_session(
+        &[("WATCHDOG_USEC", "200000"), ("WATCHDOG_PID", &parent)],
+        false,
+    );
+    assert_eq!(
+        marks,
+        [
+            "watchdog None",
+            "sent 0",
+            "sent 1",
+            "sent 2",
+            "sent 3",
+            "done"
+        ]
+    );
     assert_eq!(got.len(), 4, "{got:?}");
     assert!(!got.iter().any(|d| d.contains("WATCHDOG")), "{got:?}");
 }
@@ -575,7 +465,17 @@ fn notify_watchdog_pid_of_another_process_means_no_keepalives() {
 fn notify_without_socket_succeeds_silently() {
     let out = run(child("notify", "", &[("WATCHDOG_USEC", "200000")]));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert_eq!(out.marks, ["watchdog None", "done"]);
+    assert_eq!(
+        out.marks,
+        [
+            "watchdog None",
+            "sent 0",
+            "sent 1",
+            "sent 2",
+            "sent 3",
+            "done"
+        ]
+    );
 }
 
 fn monotonic_usec() -> i128 {

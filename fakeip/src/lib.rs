@@ -3,7 +3,7 @@
 //!
 //! Each command is a function taking the privileged edges as traits ([`Deps`]: interfaces,
 //! addresses, announcer from [`common::net`]), so that the logic is unit-tested with the recording
-//! fakes on paused tokio time, and proven on real veth links by `tests/tests/fakeip.rs`.
+//! fakes on paused tokio time, and proven on real veth links by `tests/tests/fakeip_root.rs`.
 //! [`target`] turns the `ADDR dev IFACE` words into validated values before anything is touched;
 //! [`ops`] holds `up`, `down`, `status`, `announce` and `probe`; [`hold`] the long-running form
 //! that hbeat supervises. `main.rs` only parses the command line and prints.

@@ -2,7 +2,8 @@
 //! the lab topology of `tests/topo.sh` under a unique name prefix, runs commands in its nodes, and removes
 //! it when dropped. Tests that need IPVS run in the lab VM instead (`tests/lab test`), not here.
 //!
-//! These tests need root (they create namespaces); without it they fail and say so, never skip.
+//! These tests need root (they create namespaces): they are the `*_root` test targets, which a plain
+//! `cargo test` does not build; without root they fail at once and say so, never skip.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -47,14 +48,28 @@ pub fn tool(name: &str) -> PathBuf {
     target.join("debug").join(name)
 }
 
-/// Fails the test, loudly, when not root: namespaces cannot be made otherwise.
-pub fn require_root() {
+/// Fails the test at once, in one line, when not root, saying `why` root is needed.
+pub fn require_root(why: &str) {
     let uid = Command::new("id").arg("-u").output().expect("run `id -u`");
-    assert_eq!(
-        String::from_utf8_lossy(&uid.stdout).trim(),
-        "0",
-        "host-netns tests need root (they create network namespaces): run `cargo test` as root"
-    );
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        panic!(
+            "needs root ({why}): run as root `cargo test --workspace --test '*_root'` (part of `tests/lab all`)"
+        );
+    }
+}
+
+/// Fails the test at once, in one line, when `tool` is not on the PATH (or in /usr/sbin, /sbin):
+/// names the Debian `package` that has it.
+pub fn require_tool(tool: &str, package: &str) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .any(|d| d.join(tool).is_file());
+    if !found {
+        panic!(
+            "{tool} is missing: install {package} (apt-get install {package}, or `tests/lab deps`)"
+        );
+    }
 }
 
 /// A lab topology (see `tests/topo.sh`) on the host kernel, removed on drop.
@@ -67,7 +82,8 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 impl Topology {
     /// Builds the topology with `args` (`--hb`, `--no-http`) under a prefix unique to this process and call.
     pub fn up(args: &[&str]) -> Topology {
-        require_root();
+        require_root("it creates network namespaces");
+        require_tool("ip", "iproute2");
         let prefix = format!(
             "t{}-{}-",
             std::process::id(),

@@ -9,9 +9,9 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// One captured frame.
 #[derive(Debug, Clone)]
@@ -24,11 +24,16 @@ pub struct Packet {
 
 /// A packet capture on one interface of a namespace, by a thread of this test process with its own
 /// `AF_PACKET` socket (every EtherType, incoming frames only, kernel receive timestamps).
-/// [`Capture::stop`] ends it and returns what it saw.
+/// [`Capture::wait_until`] waits for the frames a test expects; [`Capture::stop`] ends it and
+/// returns what it saw.
 pub struct Capture {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<Packet>>>,
+    seen: Arc<Mutex<Vec<Packet>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// How long [`Capture::wait_until`] waits before it fails: generous, the machine may be busy.
+pub const CAPTURE_WAIT: Duration = Duration::from_secs(10);
 
 /// `asm-generic/sockios.h: SIOCGSTAMP_OLD`: the receive time of the last packet read.
 const SIOCGSTAMP: libc::Ioctl = 0x8906;
@@ -39,13 +44,14 @@ impl Capture {
     /// Starts capturing on `iface` in namespace `netns`; returns once the socket is bound.
     pub fn start(netns: &str, iface: &str) -> Capture {
         let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (netns, iface, flag) = (netns.to_owned(), iface.to_owned(), stop.clone());
+        let out = seen.clone();
         let thread = std::thread::spawn(move || {
             enter_netns(&netns);
             let fd = bind_packet_socket(&iface);
             ready_tx.send(()).expect("the test waits");
-            let mut out = Vec::new();
             let mut buf = vec![0u8; 65536];
             loop {
                 // SAFETY: sockaddr_ll is plain old data.
@@ -78,34 +84,53 @@ impl Capture {
                 };
                 // SAFETY: SIOCGSTAMP writes one timeval.
                 unsafe { libc::ioctl(fd, SIOCGSTAMP, &mut tv) };
-                out.push(Packet {
+                out.lock().unwrap().push(Packet {
                     ts: Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000),
                     data: buf[..n as usize].to_vec(),
                 });
             }
             // SAFETY: closing the descriptor this thread opened.
             unsafe { libc::close(fd) };
-            out
         });
         ready_rx
             .recv()
             .expect("the capture thread failed to start (see its panic above)");
         Capture {
             stop,
+            seen,
             thread: Some(thread),
+        }
+    }
+
+    /// Waits until the frames received so far satisfy `done`; fails naming `what` after
+    /// [`CAPTURE_WAIT`]. Frames sent a moment ago may still be on their way through the bridge:
+    /// a test waits for those it expects before [`Capture::stop`].
+    pub fn wait_until(&self, what: &str, done: impl Fn(&[Packet]) -> bool) {
+        let deadline = Instant::now() + CAPTURE_WAIT;
+        loop {
+            let seen = self.seen.lock().unwrap();
+            if done(&seen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {CAPTURE_WAIT:?} for {what}; captured {} frames: {seen:?}",
+                seen.len()
+            );
+            drop(seen);
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
     /// Stops the capture and returns the frames received, in order.
     pub fn stop(mut self) -> Vec<Packet> {
-        // Frames sent a moment ago may still be on their way through the bridge.
-        std::thread::sleep(Duration::from_millis(100));
         self.stop.store(true, Ordering::SeqCst);
         self.thread
             .take()
             .expect("running")
             .join()
-            .expect("the capture thread panicked")
+            .expect("the capture thread panicked");
+        std::mem::take(&mut *self.seen.lock().unwrap())
     }
 }
 

@@ -7,7 +7,7 @@
 //! fake: [`Interfaces`] (`SystemInterfaces` / `FakeInterfaces`), [`Addresses`] (`Rtnetlink` /
 //! `RecordingAddresses`), [`Garp`] (`PacketGarp` / `RecordingGarp`). The fakes are for unit tests of
 //! the tools' logic; the real implementations are proven on veth links in network namespaces
-//! (`tests/tests/fakeip.rs`).
+//! (`tests/tests/fakeip_root.rs`).
 //!
 //! Deliberately not here: routes, neighbour-table edits, links (creating, renaming), and any
 //! policy (how often to announce, what to do on conflict): that belongs to the tools.

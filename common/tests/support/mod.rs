@@ -57,6 +57,32 @@ impl Server {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
+
+    /// The requests recorded, once there are at least `n`: the server may still be reading when
+    /// the check already has its answer. Fails after [`WAIT`] naming what it waited for.
+    pub async fn requests_when(&self, n: usize) -> Vec<String> {
+        let r = &self.requests;
+        wait_for(&format!("{n} requests at the test server"), || {
+            r.lock().unwrap().len() >= n
+        })
+        .await;
+        r.lock().unwrap().clone()
+    }
+}
+
+/// How long a test waits for an event before it fails: generous, the machine may be busy.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until `done()` holds, checking every few milliseconds; fails after [`WAIT`] naming `what`.
+pub async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn read_head<S: AsyncReadExt + Unpin>(s: &mut S) -> String {

@@ -215,6 +215,9 @@ fn ipv4_takeover_moves_the_observer_within_the_first_burst_with_exact_request_re
         moved.is_some(),
         "O's entry did not move to B's MAC during the burst"
     );
+    cap.wait_until("B's 5 ARP pairs at O", |pk| {
+        arp_from(pk, VIP4, b).len() >= 10
+    });
     let frames = arp_from(&cap.stop(), VIP4, b);
     check_garp_pairs(&frames, 5, VIP4, b, Duration::from_millis(200));
     assert!(addrs(&t, "d2").contains("192.0.2.100/24"));
@@ -241,6 +244,9 @@ fn ipv4_takeover_moves_the_observer_within_the_first_burst_with_exact_request_re
         "{}",
         text(&out)
     );
+    cap.wait_until("B's 2 ARP pairs at O", |pk| {
+        arp_from(pk, VIP4, b).len() >= 4
+    });
     let pk = cap.stop();
     check_garp_pairs(
         &arp_from(&pk, VIP4, b),
@@ -294,34 +300,38 @@ fn locktime_ignores_a_plain_reply_from_the_old_holder_until_it_expires() {
     }
     .to_bytes();
     let send_from_a = || in_netns(&t.netns("d1"), || send_raw("eth0", &stale));
+    // A sends its plain reply again and again until O's entry names A. Within locktime every one is
+    // ignored; the first honoured is past it: the entry moves back, but not before ~2 s. (What
+    // failover must prevent by releasing the VIP on the old node, or `hold --refresh`.)
+    let deadline = Duration::from_secs(10);
     send_from_a();
-    std::thread::sleep(Duration::from_millis(100));
     assert!(
-        took.elapsed() < Duration::from_secs(2),
-        "the test was too slow to act within locktime"
+        took.elapsed() < Duration::from_millis(1500),
+        "the test was too slow to send within locktime ({:?})",
+        took.elapsed()
     );
-    assert_eq!(
-        neigh(&t, "c", VIP4).map(|n| n.0),
-        Some(b),
-        "within locktime the old holder's plain reply is ignored"
-    );
-    // Past locktime the same reply takes the VIP back: what failover must prevent by releasing
-    // the VIP on the old node (or re-announcing with `hold --refresh`).
-    std::thread::sleep(
-        Duration::from_secs(2).saturating_sub(took.elapsed()) + Duration::from_millis(300),
-    );
-    send_from_a();
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(
-        neigh(&t, "c", VIP4).map(|n| n.0),
-        Some(a),
-        "past locktime the old holder's reply wins again"
+    let back = loop {
+        if neigh(&t, "c", VIP4).is_some_and(|(m, _)| m == a) {
+            break took.elapsed();
+        }
+        assert!(
+            took.elapsed() < deadline,
+            "waited {deadline:?} for the old holder's plain reply to win past locktime"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        send_from_a();
+    };
+    // B's update happened before `took`, by at most the time fakeip took to exit: some slack.
+    assert!(
+        back >= Duration::from_millis(1500),
+        "the old holder's plain reply won {back:?} after B's announcement, within the 2 s locktime"
     );
 }
 
 #[test]
 fn ipv6_takeover_moves_the_observer_neighbour_cache_with_unsolicited_nas() {
     let t = Topology::up(&["--no-http"]);
+    tests::require_tool("tcpdump", "tcpdump");
     let (a, b) = (mac(&t, "d1"), mac(&t, "d2"));
     let out = fakeip(
         &t,
@@ -359,17 +369,17 @@ fn ipv6_takeover_moves_the_observer_neighbour_cache_with_unsolicited_nas() {
         moved.is_some(),
         "O's IPv6 entry did not move to B's MAC during the burst"
     );
-    let pkts = cap.stop();
+    let is_na_from_b = |p: &Packet| {
+        p.data.len() > 54
+            && p.data[6..12] == b.0
+            && p.data[12..14] == [0x86, 0xdd]
+            && p.data[54] == 136
+    };
+    cap.wait_until("B's 5 unsolicited NAs at O", |pk| {
+        pk.iter().filter(|p| is_na_from_b(p)).count() >= 5
+    });
     let vip: std::net::Ipv6Addr = VIP6.parse().unwrap();
-    let nas: Vec<Packet> = pkts
-        .into_iter()
-        .filter(|p| {
-            p.data.len() > 54
-                && p.data[6..12] == b.0
-                && p.data[12..14] == [0x86, 0xdd]
-                && p.data[54] == 136
-        })
-        .collect();
+    let nas: Vec<Packet> = cap.stop().into_iter().filter(is_na_from_b).collect();
     assert_eq!(nas.len(), 5, "{nas:?}");
     for p in &nas {
         let d = &p.data;
@@ -510,7 +520,9 @@ fn hold_is_ready_after_the_first_burst_reannounces_on_hup_and_cleans_up_on_term(
     // SIGHUP: a second burst.
     // SAFETY: signalling the `ip netns exec` process this test started, which execs fakeip.
     unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
-    std::thread::sleep(Duration::from_millis(1200));
+    cap.wait_until("the second burst after SIGHUP", |pk| {
+        arp_from(pk, VIP4, b).len() >= 20
+    });
     let frames = arp_from(&cap.stop(), VIP4, b);
     assert_eq!(
         frames.len(),
@@ -538,6 +550,54 @@ fn hold_is_ready_after_the_first_burst_reannounces_on_hup_and_cleans_up_on_term(
     let _ = std::fs::remove_file(&sock_path);
 }
 
+/// The ARP frames in `pkts` from MAC `from` whose sender IP is 0.0.0.0 (probes, RFC 5227 §2.1.1).
+fn arp_probes(pkts: &[Packet], from: MacAddr) -> Vec<Packet> {
+    pkts.iter()
+        .filter(|p| {
+            p.data.len() >= 42
+                && p.data[6..12] == from.0
+                && p.data[12..14] == [0x08, 0x06]
+                && p.data[28..32] == [0, 0, 0, 0]
+        })
+        .cloned()
+        .collect()
+}
+
+/// Checks that `frames` are exactly `n` RFC 5227 §2.1.1 ARP probes for `ip` from `mac`, field by
+/// field, probe i at least `i * spacing` after the first (they are spread over the timeout).
+fn check_probes(frames: &[Packet], n: usize, ip: &str, mac: MacAddr, spacing: Duration) {
+    assert_eq!(frames.len(), n, "probes: {frames:?}");
+    for (i, p) in frames.iter().enumerate() {
+        let d = &p.data;
+        assert_eq!(
+            d[0..6],
+            [0xff; 6],
+            "probe {i}: Ethernet destination is broadcast"
+        );
+        assert_eq!(d[6..12], mac.0, "probe {i}: Ethernet source is B's MAC");
+        assert_eq!(d[12..14], [0x08, 0x06], "probe {i}: EtherType ARP");
+        assert_eq!(
+            d[14..20],
+            [0, 1, 0x08, 0x00, 6, 4],
+            "probe {i}: Ethernet/IPv4 ARP"
+        );
+        assert_eq!(d[20..22], [0, 1], "probe {i}: a request");
+        assert_eq!(d[22..28], mac.0, "probe {i}: sender MAC = B's");
+        assert_eq!(d[28..32], [0, 0, 0, 0], "probe {i}: sender IP 0.0.0.0");
+        assert_eq!(d[32..38], [0; 6], "probe {i}: target MAC zero");
+        assert_eq!(
+            d[38..42],
+            ip4(ip),
+            "probe {i}: target IP = the address probed"
+        );
+        let at = p.ts.saturating_sub(frames[0].ts);
+        assert!(
+            at + Duration::from_millis(5) >= spacing * i as u32,
+            "probe {i} at {at:?} after the first"
+        );
+    }
+}
+
 #[test]
 fn probe_sees_a_holder_and_a_free_address_and_check_conflict_refuses() {
     let t = Topology::up(&["--no-http"]);
@@ -556,25 +616,14 @@ fn probe_sees_a_holder_and_a_free_address_and_check_conflict_refuses() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("192.0.2.100 is in use by {a}")
     );
-    // The probe on the wire: RFC 5227, sender IP 0.0.0.0, target MAC zero.
+    // The probe on the wire: exactly one (A answers it at once), RFC 5227 §2.1.1.
     let b = mac(&t, "d2");
-    let probes: Vec<Packet> = cap
-        .stop()
-        .into_iter()
-        .filter(|p| p.data.len() >= 42 && p.data[6..12] == b.0 && p.data[12..14] == [0x08, 0x06])
-        .collect();
-    assert!(!probes.is_empty());
-    for p in &probes {
-        let d = &p.data;
-        assert_eq!(d[0..6], [0xff; 6]);
-        assert_eq!(d[20..22], [0, 1]);
-        assert_eq!(d[22..28], b.0);
-        assert_eq!(d[28..32], [0, 0, 0, 0], "sender IP 0.0.0.0");
-        assert_eq!(d[32..38], [0; 6]);
-        assert_eq!(d[38..42], ip4(VIP4));
-    }
+    cap.wait_until("B's ARP probe at O", |pk| !arp_probes(pk, b).is_empty());
+    check_probes(&arp_probes(&cap.stop(), b), 1, VIP4, b, Duration::ZERO);
     let out = fakeip(&t, "d2", &["probe", "192.0.2.1", "dev", "eth0"]);
     assert_eq!(code(&out), 1, "A's own address: {}", text(&out));
+    // Nobody answers for a free address: all 3 probes (PROBE_NUM) go out, spread over the timeout.
+    let cap = Capture::start(&t.netns("c"), "eth0");
     let out = fakeip(
         &t,
         "d2",
@@ -584,6 +633,14 @@ fn probe_sees_a_holder_and_a_free_address_and_check_conflict_refuses() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "192.0.2.77 is free on eth0"
+    );
+    cap.wait_until("B's 3 ARP probes at O", |pk| arp_probes(pk, b).len() >= 3);
+    check_probes(
+        &arp_probes(&cap.stop(), b),
+        3,
+        "192.0.2.77",
+        b,
+        Duration::from_millis(100),
     );
 
     let out = fakeip(

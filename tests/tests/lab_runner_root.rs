@@ -26,7 +26,8 @@ fn lab_run(script: &str) -> (Option<i32>, String, String) {
 
 #[test]
 fn lab_run_streams_output_and_carries_exit_status_and_detects_a_crashed_vm() {
-    tests::require_root();
+    tests::require_root("it boots the lab VM with `tests/lab run`");
+    tests::require_tool("qemu-system-x86_64", "qemu-system-x86");
     // A script's own status comes out, whatever it is, with its output and the VM's kernel.
     let (code, stdout, stderr) =
         lab_run("echo \"in the vm: $LAB $(uname -r) $(cat /proc/net/ip_vs | head -1)\"\nexit 7\n");
