@@ -7,4 +7,5 @@ pub mod config;
 pub mod daemon;
 pub mod ipvs;
 pub mod net;
+pub mod netlink;
 pub mod probe;

@@ -714,6 +714,20 @@ fn a_service_added_by_ipvsadm_is_left_untouched() {
     );
 }
 
+/// The available half of family resolution (the unavailable half, nlctrl's `ENOENT`, is a unit
+/// test in `common/src/ipvs/socket.rs`): on a kernel with IPVS the lookup gives a dynamic id.
+#[test]
+fn family_resolves_on_a_kernel_with_ipvs() {
+    let ns = Netns::new("family");
+    let ipvs = ns.ipvs();
+    assert!(
+        ipvs.family_id() >= 16,
+        "generic netlink ids start at GENL_MIN_ID (16), got {}",
+        ipvs.family_id()
+    );
+    assert_eq!(ipvs.timeout(), std::time::Duration::from_secs(5));
+}
+
 #[test]
 fn namespaces_are_separate() {
     let a = Netns::new("ns-a");

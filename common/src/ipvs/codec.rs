@@ -195,7 +195,35 @@ fn malformed(s: impl Into<String>) -> CodecError {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/// Longest attribute, header included: `nla_len` is a u16 (`netlink.h: struct nlattr`). neli
+/// would wrap a longer length silently.
+pub const MAX_ATTR_LEN: usize = u16::MAX as usize;
+/// Longest scheduler name, persistence engine name and sync interface name: the kernel's buffers
+/// hold 16 bytes with the NUL (`ip_vs.h: IP_VS_SCHEDNAME_MAXLEN`, `IP_VS_PENAME_MAXLEN`,
+/// `IP_VS_IFNAME_MAXLEN`), and its policy refuses longer ones (`ip_vs_ctl.c`, `NLA_NUL_STRING`).
+pub const MAX_NAME_LEN: usize = 15;
+
+/// `name` fits a kernel name buffer: at most [`MAX_NAME_LEN`] bytes, no NUL (which would cut it).
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "{what} {name:?} is {} bytes long; the kernel takes at most {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if name.contains('\0') {
+        return Err(format!("{what} {name:?} contains a NUL byte"));
+    }
+    Ok(())
+}
+
 fn attr<P: Size + ToBytes>(ty: u16, payload: P) -> Result<Nlattr<u16, Buffer>, String> {
+    let len = 4 + payload.unpadded_size();
+    if len > MAX_ATTR_LEN {
+        return Err(format!(
+            "attribute {ty} would be {len} bytes long; netlink attributes hold at most {MAX_ATTR_LEN}"
+        ));
+    }
     let t = AttrTypeBuilder::default()
         .nla_type(ty)
         .build()
@@ -218,6 +246,12 @@ fn nest(ty: u16, children: Vec<Nlattr<u16, Buffer>>) -> Result<Nlattr<u16, Buffe
         .nla_payload(Buffer::new())
         .build()
         .map_err(|e| e.to_string())?;
+    let len = 4 + children.iter().map(|c| c.padded_size()).sum::<usize>();
+    if len > MAX_ATTR_LEN {
+        return Err(format!(
+            "nested attribute {ty} would be {len} bytes long; netlink attributes hold at most {MAX_ATTR_LEN}"
+        ));
+    }
     for c in &children {
         parent = parent.nest(c).map_err(|e| e.to_string())?;
     }
@@ -268,8 +302,10 @@ fn service_id(key: &ServiceKey) -> Result<Nlattr<u16, Buffer>, String> {
 
 fn service_full(s: &Service) -> Result<Nlattr<u16, Buffer>, String> {
     let mut v = service_id_attrs(&s.key)?;
+    check_name("scheduler name", s.scheduler.name())?;
     v.push(attr(attr::SVC_SCHED_NAME, s.scheduler.name())?);
     if let Some(pe) = &s.pe_name {
+        check_name("persistence engine name", pe)?;
         v.push(attr(attr::SVC_PE_NAME, pe.as_str())?);
     }
     // struct ip_vs_flags { flags; mask }: an all-ones mask makes the flags absolute.
@@ -314,6 +350,7 @@ fn dest_full(d: &Destination) -> Result<Nlattr<u16, Buffer>, String> {
 }
 
 fn daemon_full(d: &SyncDaemon) -> Result<Nlattr<u16, Buffer>, String> {
+    check_name("sync interface name", &d.interface)?;
     let mut v = vec![
         attr(attr::DAEMON_STATE, d.role.state())?,
         attr(attr::DAEMON_MCAST_IFN, d.interface.as_str())?,
@@ -373,6 +410,51 @@ pub fn encode(op: &Op) -> Result<Message, CodecError> {
         what: op.to_string(),
         reason,
     })
+}
+
+/// nlctrl's fixed family id (`genetlink.h: GENL_ID_CTRL`).
+pub const GENL_ID_CTRL: u16 = 0x10;
+/// nlctrl: `CTRL_CMD_GETFAMILY`, `CTRL_ATTR_FAMILY_ID`, `CTRL_ATTR_FAMILY_NAME` (`genetlink.h`).
+const CTRL_CMD_GETFAMILY: u8 = 3;
+const CTRL_ATTR_FAMILY_ID: u16 = 1;
+const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+/// `genetlink.h: GENL_NAMSIZ` minus the NUL.
+const MAX_FAMILY_NAME_LEN: usize = 15;
+
+/// The framed nlctrl request for the id of generic netlink family `name` (`REQUEST | ACK`).
+pub fn family_request(name: &str, seq: u32) -> Result<Vec<u8>, CodecError> {
+    let encode_err = |reason: String| CodecError::Encode {
+        what: format!("the lookup of generic netlink family {name:?}"),
+        reason,
+    };
+    if name.len() > MAX_FAMILY_NAME_LEN {
+        return Err(encode_err(format!(
+            "the name is {} bytes long; the kernel takes at most {MAX_FAMILY_NAME_LEN}",
+            name.len()
+        )));
+    }
+    let a = attr(CTRL_ATTR_FAMILY_NAME, name).map_err(encode_err)?;
+    let mut attrs = GenlBuffer::new();
+    attrs.push(a);
+    let msg = GenlmsghdrBuilder::<u8, u16>::default()
+        .cmd(CTRL_CMD_GETFAMILY)
+        .version(2)
+        .attrs(attrs)
+        .build()
+        .map_err(|e| encode_err(e.to_string()))?;
+    let mut out = Vec::new();
+    frame(GENL_ID_CTRL, seq, false, msg, &mut out)?;
+    Ok(out)
+}
+
+/// The family id in nlctrl's reply to [`family_request`], if the message has one.
+pub fn decode_family_id(msg: &Message) -> Result<Option<u16>, CodecError> {
+    match find(&attrs_of(msg.attrs()), CTRL_ATTR_FAMILY_ID) {
+        None => Ok(None),
+        Some(p) => Ok(Some(u16::from_ne_bytes(p.try_into().map_err(|_| {
+            malformed(format!("nlctrl family id of {} bytes, not 2", p.len()))
+        })?))),
+    }
 }
 
 /// The dump request for every service (sent with `NLM_F_DUMP`).

@@ -212,9 +212,32 @@ pub enum IpvsError {
     /// The kernel sent something this module cannot read, or a request could not be built.
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
-    /// The kernel's replies did not match the requests (lost replies, unexpected sequence numbers).
+    /// The kernel's replies did not match the requests (unexpected sequence numbers, missing
+    /// answers).
     #[error("netlink protocol error: {0}")]
     Protocol(String),
+    /// The netlink socket failed or stayed silent: no reply within the timeout, replies dropped
+    /// by a full receive buffer, an oversized datagram.
+    #[error("{context}: {source}")]
+    Netlink {
+        /// What was being done.
+        context: String,
+        /// What went wrong.
+        source: crate::netlink::NlError,
+    },
+    /// Every services dump of a call was contradicted by the next (kernel 6.1 resumes a dump by
+    /// position in the service table that all namespaces share; see [`socket::judge_dump`]).
+    #[error(
+        "dump services: the service table changed during each of {attempts} dumps ({duplicates} of them \
+         repeated services), so none can be trusted; another namespace or process is changing IPVS \
+         services: try again"
+    )]
+    Inconsistent {
+        /// Dumps made.
+        attempts: usize,
+        /// Dumps that listed a service twice.
+        duplicates: usize,
+    },
 }
 
 fn apply_message(failed: &[OpError], applied: usize, total: usize) -> String {
