@@ -1345,4 +1345,67 @@ mod tests {
                 .contains("SERVICE attribute is missing")
         );
     }
+
+    #[test]
+    fn names_beyond_the_kernel_limits_are_errors_not_truncations() {
+        let key = ServiceKey::tcp(sa("192.0.2.100:80"));
+        let long = Scheduler::Other("a-scheduler-name-of-23".into());
+        let err = encode(&Op::AddService(Service::new(key, long))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot encode add service tcp 192.0.2.100:80: scheduler name \"a-scheduler-name-of-23\" is 22 \
+             bytes long; the kernel takes at most 15"
+        );
+        // 15 bytes is the most the kernel's 16-byte buffer takes with its NUL.
+        let fits = Scheduler::Other("fifteen-bytes-x".into());
+        assert!(encode(&Op::AddService(Service::new(key, fits))).is_ok());
+        let mut pe = Service::new(key, Scheduler::Rr);
+        pe.pe_name = Some("sip\0x".into());
+        assert!(
+            encode(&Op::EditService(pe))
+                .unwrap_err()
+                .to_string()
+                .ends_with("persistence engine name \"sip\\0x\" contains a NUL byte")
+        );
+        let d = SyncDaemon::new(DaemonRole::Master, "an-interface-name", 1);
+        assert!(
+            encode(&Op::StartDaemon(d))
+                .unwrap_err()
+                .to_string()
+                .ends_with("sync interface name \"an-interface-name\" is 17 bytes long; the kernel takes at most 15")
+        );
+        let long_family = "A-FAMILY-NAME-TOO-LONG";
+        assert!(family_request(long_family, 1).is_err());
+    }
+
+    #[test]
+    fn payloads_beyond_u16_nla_len_are_errors_not_wrapped_lengths() {
+        let err = attr(1, vec![0u8; MAX_ATTR_LEN - 3]).unwrap_err();
+        assert_eq!(
+            err,
+            "attribute 1 would be 65536 bytes long; netlink attributes hold at most 65535"
+        );
+        assert!(attr(1, vec![0u8; MAX_ATTR_LEN - 4]).is_ok());
+        // Two children that each fit make a nest that does not.
+        let half = || attr(2, vec![0u8; 40_000]).unwrap();
+        let err = nest(3, vec![half(), half()]).unwrap_err();
+        assert_eq!(
+            err,
+            "nested attribute 3 would be 80012 bytes long; netlink attributes hold at most 65535"
+        );
+    }
+
+    #[test]
+    fn the_family_lookup_has_the_bytes_nlctrl_expects() {
+        let b = family_request("IPVS", 7).unwrap();
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            &32u32.to_ne_bytes()[..], &0x10u16.to_ne_bytes(), &5u16.to_ne_bytes(), // GENL_ID_CTRL, REQUEST|ACK
+            &7u32.to_ne_bytes(), &0u32.to_ne_bytes(),
+            &[3, 2, 0, 0],                                 // CTRL_CMD_GETFAMILY, version 2
+            &9u16.to_ne_bytes(), &2u16.to_ne_bytes(), b"IPVS\0", &[0, 0, 0], // CTRL_ATTR_FAMILY_NAME
+        ]
+        .concat();
+        assert_eq!(b, want);
+    }
 }
