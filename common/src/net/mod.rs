@@ -16,6 +16,7 @@ pub mod addr;
 pub mod frame;
 pub mod garp;
 pub mod iface;
+pub mod rtcodec;
 
 use std::io;
 
