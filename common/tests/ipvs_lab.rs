@@ -714,6 +714,110 @@ fn a_service_added_by_ipvsadm_is_left_untouched() {
     );
 }
 
+/// Kernel 6.1 resumes a services dump by position in the table all namespaces share: while
+/// another namespace adds and removes services, a dump of this namespace's 10k services repeats or
+/// misses some. `services()` must never return such a dump: each one it returns equals the table
+/// (witness: what was applied, and `ipvsadm -Sn`), the others are a worded error.
+#[test]
+fn dumps_during_changes_in_another_namespace_are_right_or_an_error() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let ns = Netns::new("dumpquirk");
+    let other = Netns::new("churn");
+    let mut ipvs = ns.ipvs();
+    let desired = synthetic_table(10_000, 0);
+    sync(&mut ipvs, &desired);
+    assert_eq!(ns.ipvsadm_table(), desired, "ipvsadm -Sn disagrees");
+    let want: Vec<Service> = desired
+        .services
+        .values()
+        .map(|v| v.service.clone())
+        .collect();
+    let sorted = |mut v: Vec<Service>| {
+        v.sort_by_key(|s| s.key);
+        v
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let changes = Arc::new(AtomicUsize::new(0));
+    let churn = {
+        let (stop, changes) = (stop.clone(), changes.clone());
+        let mut theirs = other.ipvs();
+        std::thread::spawn(move || {
+            let keys: Vec<ServiceKey> = (0..20u16)
+                .map(|i| ServiceKey::tcp(SocketAddr::from(([198, 18, 7, 1], 1000 + i))))
+                .collect();
+            while !stop.load(Ordering::Relaxed) {
+                // A burst of changes, then a quiet spell, so that some dumps see none.
+                for k in &keys {
+                    theirs
+                        .apply(&[Op::AddService(Service::new(*k, Scheduler::Rr))])
+                        .unwrap();
+                    theirs.apply(&[Op::DelService(*k)]).unwrap();
+                    changes.fetch_add(2, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(700));
+            }
+        })
+    };
+
+    let (mut right, mut refused, mut raw_wrong) = (0, 0, 0);
+    for _ in 0..12 {
+        let raw: Vec<Service> = ipvs
+            .services_unchecked()
+            .unwrap()
+            .into_iter()
+            .map(|s| s.service)
+            .collect();
+        if sorted(raw) != want {
+            raw_wrong += 1;
+        }
+        match ipvs.services() {
+            Ok(list) => {
+                let got: Vec<Service> = list.into_iter().map(|s| s.service).collect();
+                assert_eq!(
+                    got.len(),
+                    want.len(),
+                    "a checked dump has the wrong number of services"
+                );
+                assert!(sorted(got) == want, "a checked dump differs from the table");
+                right += 1;
+            }
+            Err(e @ IpvsError::Inconsistent { .. }) => {
+                assert!(
+                    e.to_string()
+                        .starts_with("dump services: the service table changed"),
+                    "{e}"
+                );
+                refused += 1;
+            }
+            Err(e) => panic!("dump services: {e}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    churn.join().unwrap();
+    println!(
+        "12 checked dumps: {right} equal to the table, {refused} refused; 12 unchecked dumps: {raw_wrong} wrong; \
+         {} changes in the other namespace",
+        changes.load(Ordering::Relaxed)
+    );
+    assert!(
+        raw_wrong > 0,
+        "no unchecked dump was disturbed: the churn did not exercise the quirk"
+    );
+    assert!(
+        right > 0,
+        "no checked dump came back: the churn left no quiet spell"
+    );
+    assert_eq!(
+        ns.ipvsadm_table(),
+        desired,
+        "ipvsadm -Sn disagrees after the churn"
+    );
+    ipvs.apply(&[Op::Flush]).unwrap();
+}
+
 /// The available half of family resolution (the unavailable half, nlctrl's `ENOENT`, is a unit
 /// test in `common/src/ipvs/socket.rs`): on a kernel with IPVS the lookup gives a dynamic id.
 #[test]

@@ -334,8 +334,10 @@ impl NetlinkIpvs {
         }
     }
 
-    /// One services dump, as it came.
-    fn services_once(&mut self) -> Result<Vec<ServiceStatus>, IpvsError> {
+    /// One services dump exactly as the kernel gave it, unchecked: it may repeat or miss services
+    /// while the table changes (see the module docs). For diagnostics and the lab test that shows
+    /// the quirk; use [`NetlinkIpvs::services`].
+    pub fn services_unchecked(&mut self) -> Result<Vec<ServiceStatus>, IpvsError> {
         let msgs = self.dump(
             codec::dump_services()?,
             "dump services",
@@ -354,7 +356,7 @@ impl NetlinkIpvs {
         let mut previous: Option<Vec<Service>> = None;
         let mut duplicates = 0;
         for _ in 0..DUMP_ATTEMPTS {
-            let dump = self.services_once()?;
+            let dump = self.services_unchecked()?;
             let config: Vec<Service> = dump.iter().map(|s| s.service.clone()).collect();
             match judge_dump(previous.as_deref(), &config) {
                 DumpVerdict::Confirmed => return Ok(dump),
