@@ -243,6 +243,61 @@ impl Addresses for Rtnetlink {
     }
 }
 
+/// [`Addresses`] for async code: each call runs on tokio's blocking pool
+/// ([`crate::blocking::off_runtime`]), never on a runtime worker.
+#[derive(Debug)]
+pub struct AsyncAddresses<A: ?Sized> {
+    inner: std::sync::Arc<A>,
+}
+
+impl<A: ?Sized> Clone for AsyncAddresses<A> {
+    fn clone(&self) -> Self {
+        AsyncAddresses {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<A: Addresses + ?Sized + 'static> AsyncAddresses<A> {
+    /// Shares `inner` (e.g. `Arc<Rtnetlink>`, or an `Arc<dyn Addresses>`).
+    pub fn new(inner: std::sync::Arc<A>) -> AsyncAddresses<A> {
+        AsyncAddresses { inner }
+    }
+
+    /// The blocking implementation inside.
+    pub fn inner(&self) -> &std::sync::Arc<A> {
+        &self.inner
+    }
+
+    /// [`Addresses::list`].
+    pub async fn list(&self, iface: Interface) -> Result<Vec<IfAddr>, NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.list(&iface)).await
+    }
+
+    /// [`Addresses::add`].
+    pub async fn add(
+        &self,
+        iface: Interface,
+        addr: Cidr,
+        label: Option<String>,
+    ) -> Result<Change, NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.add(&iface, addr, label.as_deref())).await
+    }
+
+    /// [`Addresses::remove`].
+    pub async fn remove(
+        &self,
+        iface: Interface,
+        addr: IpAddr,
+        prefix_len: u8,
+    ) -> Result<Change, NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.remove(&iface, addr, prefix_len)).await
+    }
+}
+
 /// One call made to [`RecordingAddresses`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AddrCall {
@@ -467,5 +522,60 @@ mod tests {
             refused.unwrap_err().to_string(),
             "remove 192.0.2.100/24 from e0: the kernel refused: Invalid prefix (Invalid argument (os error 22))"
         );
+    }
+
+    /// An [`Addresses`] whose `list` blocks until the test opens the gate (or 20 s pass).
+    struct Gated(Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl Addresses for Gated {
+        fn list(&self, _: &Interface) -> Result<Vec<IfAddr>, NetError> {
+            let gate = self.0.lock().unwrap();
+            gate.recv_timeout(std::time::Duration::from_secs(20))
+                .map_err(|_| NetError::Privilege {
+                    op: "the gate stayed shut".into(),
+                })?;
+            Ok(vec![])
+        }
+        fn add(&self, _: &Interface, _: Cidr, _: Option<&str>) -> Result<Change, NetError> {
+            Ok(Change::Done)
+        }
+        fn remove(&self, _: &Interface, _: IpAddr, _: u8) -> Result<Change, NetError> {
+            Ok(Change::Done)
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_addresses_keep_the_runtime_free_while_the_kernel_call_blocks() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let a = AsyncAddresses::new(std::sync::Arc::new(Gated(Mutex::new(gate))));
+        let call = tokio::spawn({
+            let a = a.clone();
+            async move { a.list(veth()).await }
+        });
+        tokio::task::yield_now().await;
+        open.send(()).unwrap();
+        assert_eq!(call.await.unwrap().unwrap(), vec![]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_addresses_answer_like_the_blocking_ones() {
+        let fake = std::sync::Arc::new(RecordingAddresses::new());
+        let a: AsyncAddresses<dyn Addresses> = AsyncAddresses::new(fake.clone());
+        let vip: Cidr = "192.0.2.100/24".parse().unwrap();
+        assert_eq!(
+            a.add(veth(), vip, Some("e0:vip".into())).await.unwrap(),
+            Change::Done
+        );
+        assert_eq!(a.add(veth(), vip, None).await.unwrap(), Change::Unchanged);
+        assert_eq!(a.list(veth()).await.unwrap().len(), 1);
+        assert_eq!(
+            a.remove(veth(), vip.addr(), 24).await.unwrap(),
+            Change::Done
+        );
+        assert_eq!(
+            fake.changes()[0],
+            AddrCall::Add("e0".into(), vip, Some("e0:vip".into()))
+        );
+        assert_eq!(fake.calls().len(), 4);
     }
 }

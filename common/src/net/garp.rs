@@ -8,7 +8,8 @@
 //!
 //! [`PacketGarp`] sends the frames through an `AF_PACKET` socket (`packet(7)`; needs
 //! `CAP_NET_RAW`), bypassing the kernel's ARP and NDP code so that the bytes on the wire are
-//! exactly ours. [`RecordingGarp`] records calls (with the tokio clock, so that tests on paused time
+//! exactly ours; its calls block their thread (a probe for its whole `wait`): async code uses
+//! [`AsyncGarp`]. [`RecordingGarp`] records calls (with the tokio clock, so that tests on paused time
 //! can check the spacing) and answers probes as told.
 //!
 //! Deliberately not here: IPv6 duplicate address detection (the kernel's job; addresses are added
@@ -271,6 +272,52 @@ fn listen(
     }
 }
 
+/// [`Garp`] for async code: announcements and probes run on tokio's blocking pool
+/// ([`crate::blocking::off_runtime`]); a probe listens for up to its `wait` there, never on a
+/// runtime worker.
+#[derive(Debug)]
+pub struct AsyncGarp<G: ?Sized> {
+    inner: std::sync::Arc<G>,
+}
+
+impl<G: ?Sized> Clone for AsyncGarp<G> {
+    fn clone(&self) -> Self {
+        AsyncGarp {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<G: Garp + ?Sized + 'static> AsyncGarp<G> {
+    /// Shares `inner` (e.g. `Arc<PacketGarp>`, or an `Arc<dyn Garp>`).
+    pub fn new(inner: std::sync::Arc<G>) -> AsyncGarp<G> {
+        AsyncGarp { inner }
+    }
+
+    /// The blocking implementation inside.
+    pub fn inner(&self) -> &std::sync::Arc<G> {
+        &self.inner
+    }
+
+    /// [`Garp::announce`].
+    pub async fn announce(&self, iface: Interface, ip: IpAddr) -> Result<(), NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.announce(&iface, ip)).await
+    }
+
+    /// [`Garp::probe`].
+    pub async fn probe(
+        &self,
+        iface: Interface,
+        ip: Ipv4Addr,
+        probes: u32,
+        wait: Duration,
+    ) -> Result<Option<MacAddr>, NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.probe(&iface, ip, probes, wait)).await
+    }
+}
+
 /// One call made to [`RecordingGarp`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GarpCall {
@@ -428,6 +475,67 @@ mod tests {
         assert_eq!(
             g.calls()[2],
             GarpCall::Announce("eth0".into(), IpAddr::V4(ip))
+        );
+    }
+
+    /// A [`Garp`] whose probe blocks until the test opens the gate (or 20 s pass), then answers.
+    struct Gated(Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl Garp for Gated {
+        fn announce(&self, _: &Interface, _: IpAddr) -> Result<(), NetError> {
+            Ok(())
+        }
+        fn probe(
+            &self,
+            _: &Interface,
+            _: Ipv4Addr,
+            _: u32,
+            _: Duration,
+        ) -> Result<Option<MacAddr>, NetError> {
+            let gate = self.0.lock().unwrap();
+            gate.recv_timeout(Duration::from_secs(20))
+                .map_err(|_| NetError::Privilege {
+                    op: "the gate stayed shut".into(),
+                })?;
+            Ok(Some(OTHER))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_async_probe_keeps_the_runtime_free_while_it_listens() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let g = AsyncGarp::new(std::sync::Arc::new(Gated(Mutex::new(gate))));
+        let eth0 = Interface::ethernet("eth0", 2, MAC);
+        let ip = Ipv4Addr::new(192, 0, 2, 100);
+        let call = tokio::spawn({
+            let g = g.clone();
+            async move { g.probe(eth0, ip, 3, Duration::from_secs(1)).await }
+        });
+        tokio::task::yield_now().await;
+        open.send(()).unwrap();
+        assert_eq!(call.await.unwrap().unwrap(), Some(OTHER));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn async_garp_answers_like_the_blocking_one() {
+        let fake = std::sync::Arc::new(RecordingGarp::new());
+        let g: AsyncGarp<dyn Garp> = AsyncGarp::new(fake.clone());
+        let eth0 = Interface::ethernet("eth0", 2, MAC);
+        let ip = Ipv4Addr::new(192, 0, 2, 100);
+        fake.answer(ip, OTHER);
+        assert_eq!(
+            g.probe(eth0.clone(), ip, 3, Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Some(OTHER)
+        );
+        g.announce(eth0, IpAddr::V4(ip)).await.unwrap();
+        assert_eq!(
+            fake.calls(),
+            vec![
+                GarpCall::Probe("eth0".into(), ip, 3, Duration::from_secs(1)),
+                GarpCall::Announce("eth0".into(), IpAddr::V4(ip))
+            ]
         );
     }
 }
