@@ -729,7 +729,7 @@ mod tests {
         assert!(n >= 3, "the capture has {n} services");
         let all: Vec<usize> = (0..n).collect();
         let (nl, peer) = pair();
-        let answers = vec![
+        let answers = [
             vec![0, 1, 1, 2],  // a repeat: another namespace inserted before the resume point
             all[1..].to_vec(), // a miss, seen only against the next dump
             all.clone(),       // differs from the previous: unconfirmed
