@@ -720,15 +720,19 @@ fn a_service_added_by_ipvsadm_is_left_untouched() {
 /// (witness: what was applied, and `ipvsadm -Sn`), the others are a worded error.
 #[test]
 fn dumps_during_changes_in_another_namespace_are_right_or_an_error() {
+    const ROUNDS: usize = 6;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+    let t0 = Instant::now();
     let ns = Netns::new("dumpquirk");
     let other = Netns::new("churn");
     let mut ipvs = ns.ipvs();
     let desired = synthetic_table(10_000, 0);
     sync(&mut ipvs, &desired);
+    eprintln!("{:?}: 10k services applied", t0.elapsed());
     assert_eq!(ns.ipvsadm_table(), desired, "ipvsadm -Sn disagrees");
+    eprintln!("{:?}: ipvsadm -Sn agrees", t0.elapsed());
     let want: Vec<Service> = desired
         .services
         .values()
@@ -739,17 +743,19 @@ fn dumps_during_changes_in_another_namespace_are_right_or_an_error() {
         v
     };
 
+    // Bursts of changes with quiet spells, so that some checked dumps see none; continuous
+    // changes while the unchecked dump runs, to show what the check is for.
     let stop = Arc::new(AtomicBool::new(false));
+    let continuous = Arc::new(AtomicBool::new(false));
     let changes = Arc::new(AtomicUsize::new(0));
     let churn = {
-        let (stop, changes) = (stop.clone(), changes.clone());
+        let (stop, continuous, changes) = (stop.clone(), continuous.clone(), changes.clone());
         let mut theirs = other.ipvs();
         std::thread::spawn(move || {
             let keys: Vec<ServiceKey> = (0..20u16)
                 .map(|i| ServiceKey::tcp(SocketAddr::from(([198, 18, 7, 1], 1000 + i))))
                 .collect();
             while !stop.load(Ordering::Relaxed) {
-                // A burst of changes, then a quiet spell, so that some dumps see none.
                 for k in &keys {
                     theirs
                         .apply(&[Op::AddService(Service::new(*k, Scheduler::Rr))])
@@ -757,19 +763,27 @@ fn dumps_during_changes_in_another_namespace_are_right_or_an_error() {
                     theirs.apply(&[Op::DelService(*k)]).unwrap();
                     changes.fetch_add(2, Ordering::Relaxed);
                 }
-                std::thread::sleep(std::time::Duration::from_millis(700));
+                for _ in 0..7 {
+                    if continuous.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
             }
         })
     };
 
     let (mut right, mut refused, mut raw_wrong) = (0, 0, 0);
-    for _ in 0..12 {
+    for round in 0..ROUNDS {
+        eprintln!("{:?}: round {round}", t0.elapsed());
+        continuous.store(true, Ordering::Relaxed);
         let raw: Vec<Service> = ipvs
             .services_unchecked()
             .unwrap()
             .into_iter()
             .map(|s| s.service)
             .collect();
+        continuous.store(false, Ordering::Relaxed);
         if sorted(raw) != want {
             raw_wrong += 1;
         }
@@ -798,8 +812,8 @@ fn dumps_during_changes_in_another_namespace_are_right_or_an_error() {
     stop.store(true, Ordering::Relaxed);
     churn.join().unwrap();
     println!(
-        "12 checked dumps: {right} equal to the table, {refused} refused; 12 unchecked dumps: {raw_wrong} wrong; \
-         {} changes in the other namespace",
+        "{ROUNDS} checked dumps: {right} equal to the table, {refused} refused; {ROUNDS} unchecked dumps: \
+         {raw_wrong} wrong; {} changes in the other namespace",
         changes.load(Ordering::Relaxed)
     );
     assert!(
