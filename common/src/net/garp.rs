@@ -81,11 +81,14 @@ pub struct PacketGarp {
     fd: OwnedFd,
 }
 
-fn packet_socket(protocol: u16, op: &str) -> Result<OwnedFd, NetError> {
-    // The protocol goes in network byte order (packet(7)); non-blocking: reads follow a poll.
+/// An `AF_PACKET` raw socket for `protocol`; a receiving one is non-blocking (its reads follow a
+/// poll), a sending-only one blocking (a full device queue waits instead of failing).
+fn packet_socket(protocol: u16, nonblocking: bool, op: &str) -> Result<OwnedFd, NetError> {
+    let ty = socket2::Type::RAW.cloexec();
+    // The protocol goes in network byte order (packet(7)).
     let sock = socket2::Socket::new(
         socket2::Domain::PACKET,
-        socket2::Type::RAW.nonblocking().cloexec(),
+        if nonblocking { ty.nonblocking() } else { ty },
         Some(socket2::Protocol::from(i32::from(protocol.to_be()))),
     )
     .map_err(|e| NetError::io(op, e))?;
@@ -144,7 +147,7 @@ impl PacketGarp {
     pub fn open() -> Result<PacketGarp, NetError> {
         // Protocol 0: this socket only sends, the kernel queues nothing to it.
         Ok(PacketGarp {
-            fd: packet_socket(0, "open a packet socket to send ARP/NA")?,
+            fd: packet_socket(0, false, "open a packet socket to send ARP/NA")?,
         })
     }
 }
@@ -168,7 +171,7 @@ impl Garp for PacketGarp {
     ) -> Result<Option<MacAddr>, NetError> {
         let mac = iface.ethernet_mac()?;
         let op = format!("probe {ip} on {}", iface.name);
-        let rx = packet_socket(frame::ETHERTYPE_ARP, &op)?;
+        let rx = packet_socket(frame::ETHERTYPE_ARP, true, &op)?;
         let here = link_addr(iface.index, frame::ETHERTYPE_ARP, MacAddr::ZERO);
         bind(rx.as_raw_fd(), &here).map_err(|e| NetError::io(&op, e.into()))?;
         let probe = ArpFrame::probe(mac, ip).to_bytes();
