@@ -3,8 +3,10 @@
 //! exit codes). Later subjects (IPVS netlink, addresses and ARP, probes, the control socket) join as
 //! their own modules. Nothing here starts threads or touches the system on its own: callers decide.
 
+pub mod blocking;
 pub mod config;
 pub mod daemon;
 pub mod ipvs;
 pub mod net;
+pub mod netlink;
 pub mod probe;

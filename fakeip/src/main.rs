@@ -184,7 +184,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 fn run(cmd: Cmd) -> Result<Exit, Error> {
     let interfaces = SystemInterfaces;
-    let addresses = Rtnetlink;
+    let addresses = Rtnetlink::default();
     match cmd {
         Cmd::Status { target, json } => {
             let t = parse(&target, false, false)?;

@@ -195,7 +195,35 @@ fn malformed(s: impl Into<String>) -> CodecError {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
+/// Longest attribute, header included: `nla_len` is a u16 (`netlink.h: struct nlattr`). neli
+/// would wrap a longer length silently.
+pub const MAX_ATTR_LEN: usize = u16::MAX as usize;
+/// Longest scheduler name, persistence engine name and sync interface name: the kernel's buffers
+/// hold 16 bytes with the NUL (`ip_vs.h: IP_VS_SCHEDNAME_MAXLEN`, `IP_VS_PENAME_MAXLEN`,
+/// `IP_VS_IFNAME_MAXLEN`), and its policy refuses longer ones (`ip_vs_ctl.c`, `NLA_NUL_STRING`).
+pub const MAX_NAME_LEN: usize = 15;
+
+/// `name` fits a kernel name buffer: at most [`MAX_NAME_LEN`] bytes, no NUL (which would cut it).
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "{what} {name:?} is {} bytes long; the kernel takes at most {MAX_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if name.contains('\0') {
+        return Err(format!("{what} {name:?} contains a NUL byte"));
+    }
+    Ok(())
+}
+
 fn attr<P: Size + ToBytes>(ty: u16, payload: P) -> Result<Nlattr<u16, Buffer>, String> {
+    let len = 4 + payload.unpadded_size();
+    if len > MAX_ATTR_LEN {
+        return Err(format!(
+            "attribute {ty} would be {len} bytes long; netlink attributes hold at most {MAX_ATTR_LEN}"
+        ));
+    }
     let t = AttrTypeBuilder::default()
         .nla_type(ty)
         .build()
@@ -218,6 +246,12 @@ fn nest(ty: u16, children: Vec<Nlattr<u16, Buffer>>) -> Result<Nlattr<u16, Buffe
         .nla_payload(Buffer::new())
         .build()
         .map_err(|e| e.to_string())?;
+    let len = 4 + children.iter().map(|c| c.padded_size()).sum::<usize>();
+    if len > MAX_ATTR_LEN {
+        return Err(format!(
+            "nested attribute {ty} would be {len} bytes long; netlink attributes hold at most {MAX_ATTR_LEN}"
+        ));
+    }
     for c in &children {
         parent = parent.nest(c).map_err(|e| e.to_string())?;
     }
@@ -268,8 +302,10 @@ fn service_id(key: &ServiceKey) -> Result<Nlattr<u16, Buffer>, String> {
 
 fn service_full(s: &Service) -> Result<Nlattr<u16, Buffer>, String> {
     let mut v = service_id_attrs(&s.key)?;
+    check_name("scheduler name", s.scheduler.name())?;
     v.push(attr(attr::SVC_SCHED_NAME, s.scheduler.name())?);
     if let Some(pe) = &s.pe_name {
+        check_name("persistence engine name", pe)?;
         v.push(attr(attr::SVC_PE_NAME, pe.as_str())?);
     }
     // struct ip_vs_flags { flags; mask }: an all-ones mask makes the flags absolute.
@@ -314,6 +350,7 @@ fn dest_full(d: &Destination) -> Result<Nlattr<u16, Buffer>, String> {
 }
 
 fn daemon_full(d: &SyncDaemon) -> Result<Nlattr<u16, Buffer>, String> {
+    check_name("sync interface name", &d.interface)?;
     let mut v = vec![
         attr(attr::DAEMON_STATE, d.role.state())?,
         attr(attr::DAEMON_MCAST_IFN, d.interface.as_str())?,
@@ -373,6 +410,51 @@ pub fn encode(op: &Op) -> Result<Message, CodecError> {
         what: op.to_string(),
         reason,
     })
+}
+
+/// nlctrl's fixed family id (`genetlink.h: GENL_ID_CTRL`).
+pub const GENL_ID_CTRL: u16 = 0x10;
+/// nlctrl: `CTRL_CMD_GETFAMILY`, `CTRL_ATTR_FAMILY_ID`, `CTRL_ATTR_FAMILY_NAME` (`genetlink.h`).
+const CTRL_CMD_GETFAMILY: u8 = 3;
+const CTRL_ATTR_FAMILY_ID: u16 = 1;
+const CTRL_ATTR_FAMILY_NAME: u16 = 2;
+/// `genetlink.h: GENL_NAMSIZ` minus the NUL.
+const MAX_FAMILY_NAME_LEN: usize = 15;
+
+/// The framed nlctrl request for the id of generic netlink family `name` (`REQUEST | ACK`).
+pub fn family_request(name: &str, seq: u32) -> Result<Vec<u8>, CodecError> {
+    let encode_err = |reason: String| CodecError::Encode {
+        what: format!("the lookup of generic netlink family {name:?}"),
+        reason,
+    };
+    if name.len() > MAX_FAMILY_NAME_LEN {
+        return Err(encode_err(format!(
+            "the name is {} bytes long; the kernel takes at most {MAX_FAMILY_NAME_LEN}",
+            name.len()
+        )));
+    }
+    let a = attr(CTRL_ATTR_FAMILY_NAME, name).map_err(encode_err)?;
+    let mut attrs = GenlBuffer::new();
+    attrs.push(a);
+    let msg = GenlmsghdrBuilder::<u8, u16>::default()
+        .cmd(CTRL_CMD_GETFAMILY)
+        .version(2)
+        .attrs(attrs)
+        .build()
+        .map_err(|e| encode_err(e.to_string()))?;
+    let mut out = Vec::new();
+    frame(GENL_ID_CTRL, seq, false, msg, &mut out)?;
+    Ok(out)
+}
+
+/// The family id in nlctrl's reply to [`family_request`], if the message has one.
+pub fn decode_family_id(msg: &Message) -> Result<Option<u16>, CodecError> {
+    match find(&attrs_of(msg.attrs()), CTRL_ATTR_FAMILY_ID) {
+        None => Ok(None),
+        Some(p) => Ok(Some(u16::from_ne_bytes(p.try_into().map_err(|_| {
+            malformed(format!("nlctrl family id of {} bytes, not 2", p.len()))
+        })?))),
+    }
 }
 
 /// The dump request for every service (sent with `NLM_F_DUMP`).
@@ -1262,5 +1344,68 @@ mod tests {
                 .to_string()
                 .contains("SERVICE attribute is missing")
         );
+    }
+
+    #[test]
+    fn names_beyond_the_kernel_limits_are_errors_not_truncations() {
+        let key = ServiceKey::tcp(sa("192.0.2.100:80"));
+        let long = Scheduler::Other("a-scheduler-name-of-23".into());
+        let err = encode(&Op::AddService(Service::new(key, long))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot encode add service tcp 192.0.2.100:80: scheduler name \"a-scheduler-name-of-23\" is 22 \
+             bytes long; the kernel takes at most 15"
+        );
+        // 15 bytes is the most the kernel's 16-byte buffer takes with its NUL.
+        let fits = Scheduler::Other("fifteen-bytes-x".into());
+        assert!(encode(&Op::AddService(Service::new(key, fits))).is_ok());
+        let mut pe = Service::new(key, Scheduler::Rr);
+        pe.pe_name = Some("sip\0x".into());
+        assert!(
+            encode(&Op::EditService(pe))
+                .unwrap_err()
+                .to_string()
+                .ends_with("persistence engine name \"sip\\0x\" contains a NUL byte")
+        );
+        let d = SyncDaemon::new(DaemonRole::Master, "an-interface-name", 1);
+        assert!(
+            encode(&Op::StartDaemon(d))
+                .unwrap_err()
+                .to_string()
+                .ends_with("sync interface name \"an-interface-name\" is 17 bytes long; the kernel takes at most 15")
+        );
+        let long_family = "A-FAMILY-NAME-TOO-LONG";
+        assert!(family_request(long_family, 1).is_err());
+    }
+
+    #[test]
+    fn payloads_beyond_u16_nla_len_are_errors_not_wrapped_lengths() {
+        let err = attr(1, vec![0u8; MAX_ATTR_LEN - 3]).unwrap_err();
+        assert_eq!(
+            err,
+            "attribute 1 would be 65536 bytes long; netlink attributes hold at most 65535"
+        );
+        assert!(attr(1, vec![0u8; MAX_ATTR_LEN - 4]).is_ok());
+        // Two children that each fit make a nest that does not.
+        let half = || attr(2, vec![0u8; 40_000]).unwrap();
+        let err = nest(3, vec![half(), half()]).unwrap_err();
+        assert_eq!(
+            err,
+            "nested attribute 3 would be 80012 bytes long; netlink attributes hold at most 65535"
+        );
+    }
+
+    #[test]
+    fn the_family_lookup_has_the_bytes_nlctrl_expects() {
+        let b = family_request("IPVS", 7).unwrap();
+        #[rustfmt::skip]
+        let want: Vec<u8> = [
+            &32u32.to_ne_bytes()[..], &0x10u16.to_ne_bytes(), &5u16.to_ne_bytes(), // GENL_ID_CTRL, REQUEST|ACK
+            &7u32.to_ne_bytes(), &0u32.to_ne_bytes(),
+            &[3, 2, 0, 0],                                 // CTRL_CMD_GETFAMILY, version 2
+            &9u16.to_ne_bytes(), &2u16.to_ne_bytes(), b"IPVS\0", &[0, 0, 0], // CTRL_ATTR_FAMILY_NAME
+        ]
+        .concat();
+        assert_eq!(b, want);
     }
 }

@@ -7,7 +7,8 @@
 //!   reply matched to its request, errors in words, a named network namespace.
 //! - [`plan`](mod@plan): the pure planner `plan(desired, actual, owned) -> Vec<Op>`.
 //! - [`Ipvs`]: the trait the rest of the toolkit programs against, with [`NetlinkIpvs`] and the
-//!   in-memory [`RecordingIpvs`] (for tests of logic; it is not proof that anything works on a kernel).
+//!   in-memory [`RecordingIpvs`] (for tests of logic; it is not proof that anything works on a kernel);
+//!   [`AsyncIpvs`] runs either on tokio's blocking pool for async callers.
 //!
 //! Deliberately not here: health checks, config files, retries, shelling out to `ipvsadm` or
 //! `modprobe` (on kernels before 5.17 the `ip_vs` module must be loaded by the host), connection
@@ -212,9 +213,32 @@ pub enum IpvsError {
     /// The kernel sent something this module cannot read, or a request could not be built.
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
-    /// The kernel's replies did not match the requests (lost replies, unexpected sequence numbers).
+    /// The kernel's replies did not match the requests (unexpected sequence numbers, missing
+    /// answers).
     #[error("netlink protocol error: {0}")]
     Protocol(String),
+    /// The netlink socket failed or stayed silent: no reply within the timeout, replies dropped
+    /// by a full receive buffer, an oversized datagram.
+    #[error("{context}: {source}")]
+    Netlink {
+        /// What was being done.
+        context: String,
+        /// What went wrong.
+        source: crate::netlink::NlError,
+    },
+    /// Every services dump of a call was contradicted by the next (kernel 6.1 resumes a dump by
+    /// position in the service table that all namespaces share; see [`socket::judge_dump`]).
+    #[error(
+        "dump services: the service table changed during each of {attempts} dumps ({duplicates} of them \
+         repeated services), so none can be trusted; another namespace or process is changing IPVS \
+         services: try again"
+    )]
+    Inconsistent {
+        /// Dumps made.
+        attempts: usize,
+        /// Dumps that listed a service twice.
+        duplicates: usize,
+    },
 }
 
 fn apply_message(failed: &[OpError], applied: usize, total: usize) -> String {
@@ -277,6 +301,53 @@ impl Ipvs for NetlinkIpvs {
     }
     fn apply(&mut self, ops: &[Op]) -> Result<ApplyReport, IpvsError> {
         NetlinkIpvs::apply(self, ops)
+    }
+}
+
+/// [`Ipvs`] for async code: each call runs on tokio's blocking pool
+/// ([`crate::blocking::off_runtime`]), so a dump of a large table or a kernel that is slow to
+/// answer (bounded by the socket's timeout) never holds a runtime worker. Clones share the one
+/// socket; calls are serialised on it.
+#[derive(Debug)]
+pub struct AsyncIpvs<I> {
+    inner: std::sync::Arc<std::sync::Mutex<I>>,
+}
+
+impl<I> Clone for AsyncIpvs<I> {
+    fn clone(&self) -> Self {
+        AsyncIpvs {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<I: Ipvs + Send + 'static> AsyncIpvs<I> {
+    /// Wraps a blocking [`Ipvs`] (usually a [`NetlinkIpvs`]).
+    pub fn new(ipvs: I) -> AsyncIpvs<I> {
+        AsyncIpvs {
+            inner: std::sync::Arc::new(std::sync::Mutex::new(ipvs)),
+        }
+    }
+
+    /// Runs `f` with the wrapped value on the blocking pool (for calls beyond the trait, e.g.
+    /// [`NetlinkIpvs::daemons`]).
+    pub async fn with<R: Send + 'static>(&self, f: impl FnOnce(&mut I) -> R + Send + 'static) -> R {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || {
+            let mut guard = inner.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+    }
+
+    /// [`Ipvs::table`].
+    pub async fn table(&self) -> Result<Table, IpvsError> {
+        self.with(|i| i.table()).await
+    }
+
+    /// [`Ipvs::apply`].
+    pub async fn apply(&self, ops: Vec<Op>) -> Result<ApplyReport, IpvsError> {
+        self.with(move |i| i.apply(&ops)).await
     }
 }
 
@@ -466,5 +537,53 @@ mod tests {
             vec![libc::ERANGE]
         );
         assert_eq!(f.applied.len(), 2);
+    }
+
+    /// An [`Ipvs`] whose `table` blocks its thread until the test opens the gate (or 20 s pass).
+    struct Gated(std::sync::mpsc::Receiver<()>);
+
+    impl Ipvs for Gated {
+        fn table(&mut self) -> Result<Table, IpvsError> {
+            self.0
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .map_err(|_| IpvsError::Protocol("the gate stayed shut".into()))?;
+            Ok(Table::new())
+        }
+        fn apply(&mut self, _: &[Op]) -> Result<ApplyReport, IpvsError> {
+            Ok(ApplyReport::default())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_ipvs_keeps_the_runtime_free_while_the_kernel_call_blocks() {
+        // One worker thread: had `table` run on it, the gate below could not open before
+        // `table` gave up, and the result would be an error.
+        let (open, gate) = std::sync::mpsc::channel();
+        let ipvs = AsyncIpvs::new(Gated(gate));
+        let call = tokio::spawn({
+            let ipvs = ipvs.clone();
+            async move { ipvs.table().await }
+        });
+        tokio::task::yield_now().await;
+        open.send(()).unwrap();
+        assert_eq!(call.await.unwrap().unwrap(), Table::new());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_ipvs_applies_and_dumps_like_the_blocking_one() {
+        let key = ServiceKey::tcp("192.0.2.100:80".parse().unwrap());
+        let mut desired = Table::new();
+        desired.insert_service(Service::new(key, Scheduler::Rr));
+        let ipvs = AsyncIpvs::new(RecordingIpvs::default());
+        let ops = plan(&desired, &ipvs.table().await.unwrap(), |_| true);
+        let report = ipvs.apply(ops).await.unwrap();
+        assert_eq!(report.operations, 1);
+        assert_eq!(ipvs.table().await.unwrap(), desired);
+        assert_eq!(ipvs.with(|f| f.applied.len()).await, 1);
+        let err = ipvs
+            .apply(vec![Op::AddService(Service::new(key, Scheduler::Rr))])
+            .await
+            .unwrap_err();
+        assert_eq!(err.errnos(), vec![libc::EEXIST]);
     }
 }

@@ -1,13 +1,22 @@
-//! The real IPVS: a generic netlink socket (neli's [`NlSocket`]) in one network namespace.
+//! The real IPVS: a generic netlink socket ([`Netlink`], the toolkit's one netlink socket) in one
+//! network namespace.
 //!
 //! - [`NetlinkIpvs::connect`] resolves the "IPVS" family through nlctrl; `ENOENT` there becomes
 //!   [`IpvsError::Unavailable`] ("load the ip_vs module"). Since Linux 5.17 the lookup itself loads
 //!   the module.
+//! - Every wait for the kernel is bounded: a reply datagram that does not come within the timeout
+//!   ([`crate::netlink::DEFAULT_TIMEOUT`], 5 s, or [`NetlinkIpvs::set_timeout`]) is an error
+//!   saying so, never a hang. The calls block their thread for at most that long per datagram:
+//!   async code uses [`AsyncIpvs`](super::AsyncIpvs).
 //! - Dumps (services, destinations, daemons) read until `NLMSG_DONE`, one dump at a time. A dump is
 //!   not a snapshot: the kernel resumes each further message by position in its service table, which
-//!   in the lab's kernel (6.1) is shared by every namespace. Services added or removed
-//!   meanwhile (here or in another namespace) can make a dump miss or repeat some; a plan made from
-//!   such a dump then fails with `already exists` / `no such service` and a later pass mends it.
+//!   in the lab's kernel (6.1) is shared by every namespace, and it does not flag such a dump
+//!   (`ip_vs_ctl.c: ip_vs_genl_dump_services` sets no `NLM_F_DUMP_INTR`). Services added or removed
+//!   meanwhile (here or in another namespace) make a dump repeat or miss some. So
+//!   [`NetlinkIpvs::services`] (and [`NetlinkIpvs::table`]) return a dump only when it has no
+//!   repeated service and the next dump is the same ([`judge_dump`]); after [`DUMP_ATTEMPTS`]
+//!   dumps without that, [`IpvsError::Inconsistent`]. A destinations dump walks one service's own
+//!   list and is not affected by other namespaces.
 //! - [`NetlinkIpvs::apply`] sends many requests per `send()` (chunks below the socket's send buffer),
 //!   each with `NLM_F_ACK` and its own sequence number, then reads until every request has its ACK
 //!   or error; the receive buffer is raised first (`SO_RCVBUFFORCE`, else `SO_RCVBUF`) so that a
@@ -16,6 +25,8 @@
 //! - [`NetlinkIpvs::in_netns`] opens the socket from a short-lived thread that entered the
 //!   namespace with `setns`: a netlink socket stays in the namespace it was created in, and the
 //!   calling thread's namespace is never changed.
+//! - [`NetlinkIpvs::with_netlink`] runs the same logic over any [`Netlink`], which unit tests
+//!   connect to a socketpair whose other end plays the kernel.
 //!
 //! Not here: modprobe, the connection table, multicast notifications (IPVS has none).
 //!
@@ -33,24 +44,18 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use neli::consts::genl::{CtrlAttr, CtrlCmd};
-use neli::consts::nl::{GenlId, NlmF};
-use neli::consts::socket::{Msg, NlFamily};
-use neli::genl::{AttrTypeBuilder, GenlmsghdrBuilder, NlattrBuilder};
-use neli::nl::{NlPayload, NlmsghdrBuilder};
-use neli::socket::NlSocket;
-use neli::types::GenlBuffer;
-use neli::utils::Groups;
-use neli::{Size, ToBytes};
+use neli::consts::socket::NlFamily;
+use nix::sched::{CloneFlags, setns};
 
 use super::codec::{self, Message, Reply};
 use super::model::*;
 use super::{ApplyReport, IpvsError, OpError, Subject};
+use crate::netlink::{Netlink, NlError};
 
 /// Receive buffer requested for batches (replies of a whole chunk must fit; an ACK costs about
 /// 1 KiB of buffer, an error echoing its request more). Measured in
@@ -61,19 +66,14 @@ const CHUNK_MESSAGES: usize = 1000;
 /// Bytes per `send()`: below the default `sk_sndbuf` (212 992) minus overhead, which would give
 /// `EMSGSIZE` (`net/netlink/af_netlink.c: netlink_sendmsg`).
 const CHUNK_BYTES: usize = 160 * 1024;
-/// Largest datagram the kernel sends on a netlink socket: dump skbs are capped at 32 KiB
-/// (`af_netlink.c: netlink_recvmsg`, `max_recvmsg_len`); twice that for safety.
-const RECV_CHUNK: usize = 64 * 1024;
-/// How long to wait for a reply before giving up (the kernel answers every request carrying
-/// `NLM_F_ACK`; silence means replies were lost). moby/ipvs uses 3 s; emulated lab kernels are slower.
-const RECV_TIMEOUT_SECS: libc::time_t = 30;
+/// Services dumps tried before [`IpvsError::Inconsistent`]: two consecutive dumps must agree
+/// (see the module docs).
+pub const DUMP_ATTEMPTS: usize = 8;
 
 /// The IPVS table of one network namespace, over generic netlink.
 pub struct NetlinkIpvs {
-    sock: NlSocket,
+    nl: Netlink,
     family: u16,
-    seq: u32,
-    buf: Vec<u8>,
     big_buffer: bool,
 }
 
@@ -81,32 +81,74 @@ impl std::fmt::Debug for NetlinkIpvs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NetlinkIpvs")
             .field("family", &self.family)
-            .field("seq", &self.seq)
+            .field("netlink", &self.nl)
             .finish()
     }
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> IpvsError {
+fn nl_err(context: impl Into<String>) -> impl FnOnce(NlError) -> IpvsError {
     let context = context.into();
-    move |source| IpvsError::Io { context, source }
+    move |source| IpvsError::Netlink { context, source }
+}
+
+/// Whether a services dump can be trusted, given the previous dump of the same call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DumpVerdict {
+    /// This dump repeats a service: the table moved under it. Start again.
+    Duplicates,
+    /// The first dump, or one that differs from the previous: dump again to confirm.
+    Unconfirmed,
+    /// Equal to the previous dump, without duplicates: the table.
+    Confirmed,
+}
+
+/// Judges a services dump (pure). A dump of kernel 6.1 resumes each message by position in the
+/// service table all namespaces share, so a change anywhere between two messages shifts it: an
+/// insertion before the resume point repeats a service, a removal skips one. A repeat is seen
+/// in the dump itself; a skip only by comparing with another dump, so a dump is believed when
+/// the next one is the same (configuration only: counters move all the time).
+pub fn judge_dump(previous: Option<&[Service]>, current: &[Service]) -> DumpVerdict {
+    let mut seen = HashSet::with_capacity(current.len());
+    if !current.iter().all(|s| seen.insert(s.key)) {
+        return DumpVerdict::Duplicates;
+    }
+    match previous {
+        Some(p) if p == current => DumpVerdict::Confirmed,
+        _ => DumpVerdict::Unconfirmed,
+    }
 }
 
 impl NetlinkIpvs {
     /// Opens a socket in the calling thread's network namespace and resolves the IPVS family.
     pub fn connect() -> Result<NetlinkIpvs, IpvsError> {
-        let sock = NlSocket::connect(NlFamily::Generic, None, Groups::empty())
-            .map_err(io_err("open a netlink socket"))?;
-        sock.block()
-            .map_err(io_err("make the netlink socket blocking"))?;
+        let nl = Netlink::connect(NlFamily::Generic).map_err(nl_err("open a netlink socket"))?;
+        NetlinkIpvs::with_netlink(nl)
+    }
+
+    /// Resolves the IPVS family over `nl` and talks to IPVS through it: the seam that lets the
+    /// logic run against a test peer ([`Netlink::from_fd`]).
+    pub fn with_netlink(nl: Netlink) -> Result<NetlinkIpvs, IpvsError> {
         let mut me = NetlinkIpvs {
-            sock,
+            nl,
             family: 0,
-            seq: 0,
-            buf: vec![0; RECV_CHUNK],
             big_buffer: false,
         };
-        me.family = me.resolve(codec::FAMILY_NAME)?;
+        me.family = me.resolve()?;
         Ok(me)
+    }
+
+    /// How long a request waits for each reply datagram ([`crate::netlink::DEFAULT_TIMEOUT`]
+    /// unless set).
+    pub fn timeout(&self) -> Duration {
+        self.nl.timeout()
+    }
+
+    /// Sets how long a request waits for each reply datagram before failing with
+    /// "no reply from the kernel within ...".
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), IpvsError> {
+        self.nl
+            .set_timeout(timeout)
+            .map_err(nl_err("set the netlink receive timeout"))
     }
 
     /// Opens a socket in the named network namespace (`/var/run/netns/NAME`, as `ip netns add`
@@ -129,34 +171,20 @@ impl NetlinkIpvs {
         let thread = std::thread::Builder::new()
             .name("ipvs-netns".into())
             .spawn(move || -> Result<NetlinkIpvs, IpvsError> {
-                let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
-                    IpvsError::Netns {
-                        name: path.display().to_string(),
-                        reason: "NUL in path".into(),
-                    }
-                })?;
-                // SAFETY: a valid NUL-terminated path; the returned fd is owned below.
-                let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-                if fd < 0 {
-                    return Err(IpvsError::Netns {
-                        name: path.display().to_string(),
-                        reason: std::io::Error::last_os_error().to_string(),
-                    });
-                }
-                // SAFETY: fd was just opened and is owned by nobody else.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                // SAFETY: setns only changes this (short-lived) thread's network namespace.
-                if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(IpvsError::Netns {
-                        name: path.display().to_string(),
-                        reason: format!("setns: {}", std::io::Error::last_os_error()),
-                    });
-                }
+                let netns_err = |reason: String| IpvsError::Netns {
+                    name: path.display().to_string(),
+                    reason,
+                };
+                let file = File::open(&path).map_err(|e| netns_err(e.to_string()))?;
+                // Only this short-lived thread changes namespace; the socket stays in it.
+                setns(&file, CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| netns_err(format!("setns: {}", std::io::Error::from(e))))?;
                 NetlinkIpvs::connect()
             })
-            .map_err(io_err(format!(
-                "start a thread to enter network namespace {name}"
-            )))?;
+            .map_err(|source| IpvsError::Io {
+                context: format!("start a thread to enter network namespace {name}"),
+                source,
+            })?;
         thread.join().map_err(|_| IpvsError::Netns {
             name,
             reason: "the thread entering it panicked".into(),
@@ -168,64 +196,39 @@ impl NetlinkIpvs {
         self.family
     }
 
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
+    fn send(&self, bytes: &[u8], what: &str) -> Result<(), IpvsError> {
+        self.nl
+            .send(bytes)
+            .map_err(nl_err(format!("{what}: send the request")))
     }
 
-    fn resolve(&mut self, name: &str) -> Result<u16, IpvsError> {
-        let seq = self.next_seq();
-        let build = || -> Result<Vec<u8>, String> {
-            let t = AttrTypeBuilder::default()
-                .nla_type(CtrlAttr::FamilyName)
-                .build()
-                .map_err(|e| e.to_string())?;
-            let a = NlattrBuilder::default()
-                .nla_type(t)
-                .nla_payload(name)
-                .build()
-                .map_err(|e| e.to_string())?;
-            let mut attrs = GenlBuffer::new();
-            attrs.push(a);
-            let g = GenlmsghdrBuilder::<CtrlCmd, CtrlAttr>::default()
-                .cmd(CtrlCmd::Getfamily)
-                .version(2)
-                .attrs(attrs)
-                .build()
-                .map_err(|e| e.to_string())?;
-            let nl = NlmsghdrBuilder::default()
-                .nl_type(GenlId::Ctrl)
-                .nl_flags(NlmF::REQUEST | NlmF::ACK)
-                .nl_seq(seq)
-                .nl_payload(NlPayload::Payload(g))
-                .build()
-                .map_err(|e| e.to_string())?;
-            let mut c = std::io::Cursor::new(Vec::with_capacity(nl.padded_size()));
-            nl.to_bytes(&mut c).map_err(|e| e.to_string())?;
-            Ok(c.into_inner())
-        };
-        let bytes = build().map_err(|reason| {
-            IpvsError::Codec(codec::CodecError::Encode {
-                what: "family lookup".into(),
-                reason,
-            })
+    fn recv(&mut self, what: &str) -> Result<Vec<Reply>, IpvsError> {
+        let bytes = self.nl.recv().map_err(|e| match e {
+            NlError::Overflow => IpvsError::Netlink {
+                context: format!("{what} (the table may be partly changed)"),
+                source: e,
+            },
+            e => IpvsError::Netlink {
+                context: what.to_owned(),
+                source: e,
+            },
         })?;
-        self.sock
-            .send(&bytes, Msg::empty())
-            .map_err(io_err("send the IPVS family lookup"))?;
+        Ok(codec::parse_replies(bytes)?)
+    }
+
+    /// The IPVS family id from nlctrl (`CTRL_CMD_GETFAMILY`). neli's `NlRouter` has the same
+    /// lookup, but waits for the reply on a router thread without a deadline.
+    fn resolve(&mut self) -> Result<u16, IpvsError> {
+        let seq = self.nl.next_seq();
+        let bytes = codec::family_request(codec::FAMILY_NAME, seq)?;
+        let what = "look up the IPVS family";
+        self.send(&bytes, what)?;
         let mut id = None;
         loop {
-            for r in self.recv()? {
+            for r in self.recv(what)? {
                 match r {
                     Reply::Message { seq: s, msg } if s == seq => {
-                        for a in msg.attrs().iter() {
-                            if *a.nla_type().nla_type() == u16::from(CtrlAttr::FamilyId) {
-                                let p: &[u8] = a.nla_payload().as_ref();
-                                if p.len() >= 2 {
-                                    id = Some(u16::from_ne_bytes([p[0], p[1]]));
-                                }
-                            }
-                        }
+                        id = id.or(codec::decode_family_id(&msg)?);
                     }
                     Reply::Ack { seq: s } if s == seq => {
                         return id.ok_or_else(|| {
@@ -237,7 +240,7 @@ impl NetlinkIpvs {
                             IpvsError::Unavailable
                         } else {
                             IpvsError::Op(OpError {
-                                what: "look up the IPVS family".into(),
+                                what: what.into(),
                                 subject: Subject::Other,
                                 errno,
                             })
@@ -249,61 +252,11 @@ impl NetlinkIpvs {
         }
     }
 
-    /// Receives one datagram into `self.buf`, returning its length.
-    fn recv_raw(&mut self, what: &str) -> Result<usize, IpvsError> {
-        let (n, _) = self
-            .sock
-            .recv(&mut self.buf[..], Msg::TRUNC)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                    IpvsError::Protocol(format!(
-                        "{what}: no reply from the kernel within {RECV_TIMEOUT_SECS} s"
-                    ))
-                }
-                _ if e.raw_os_error() == Some(libc::ENOBUFS) => IpvsError::Protocol(format!(
-                    "{what}: the kernel dropped replies (netlink receive buffer overflow); \
-                     the table may be partly changed"
-                )),
-                _ => IpvsError::Io {
-                    context: format!("{what}: receive from the netlink socket"),
-                    source: e,
-                },
-            })?;
-        Ok(n)
-    }
-
-    fn recv(&mut self) -> Result<Vec<Reply>, IpvsError> {
-        let n = self.recv_raw("IPVS")?;
-        if n > self.buf.len() {
-            return Err(IpvsError::Protocol(format!(
-                "a {n}-byte datagram does not fit the {}-byte buffer",
-                self.buf.len()
-            )));
-        }
-        Ok(codec::parse_replies(&self.buf[..n])?)
-    }
-
     fn raise_recv_buffer(&mut self) {
-        if self.big_buffer {
-            return;
+        if !self.big_buffer {
+            self.nl.raise_recv_buffer(RECV_BUFFER);
+            self.big_buffer = true;
         }
-        let size = RECV_BUFFER as libc::c_int;
-        // SO_RCVBUFFORCE ignores rmem_max (needs CAP_NET_ADMIN, which IPVS needs anyway).
-        // SAFETY: a valid fd and a c_int option value of the right size.
-        let forced = unsafe {
-            libc::setsockopt(
-                self.sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if forced != 0 {
-            // Capped by net.core.rmem_max; chunks still get their replies, with smaller margins.
-            let _ = self.sock.set_recv_buffer_size(RECV_BUFFER);
-        }
-        self.big_buffer = true;
     }
 
     /// Runs a dump and returns its messages; the raw datagrams are appended to `raw` if given.
@@ -314,24 +267,17 @@ impl NetlinkIpvs {
         subject: Subject,
         mut raw: Option<&mut Vec<u8>>,
     ) -> Result<Vec<Message>, IpvsError> {
-        let seq = self.next_seq();
+        let seq = self.nl.next_seq();
         let mut out_bytes = Vec::new();
         codec::frame(self.family, seq, true, msg, &mut out_bytes)?;
-        self.sock
-            .send(&out_bytes, Msg::empty())
-            .map_err(io_err(format!("send the request to {what}")))?;
+        self.send(&out_bytes, what)?;
         let mut out = Vec::new();
         loop {
-            let n = self.recv_raw(what)?;
-            if n > self.buf.len() {
-                return Err(IpvsError::Protocol(format!(
-                    "{what}: a {n}-byte datagram was truncated"
-                )));
-            }
+            let bytes = self.nl.recv().map_err(nl_err(what.to_owned()))?;
             if let Some(raw) = raw.as_deref_mut() {
-                raw.extend_from_slice(&self.buf[..n]);
+                raw.extend_from_slice(bytes);
             }
-            for r in codec::parse_replies(&self.buf[..n])? {
+            for r in codec::parse_replies(bytes)? {
                 match r {
                     Reply::Message { seq: s, msg } if s == seq => out.push(msg),
                     Reply::Done { seq: s, errno } if s == seq => {
@@ -365,15 +311,13 @@ impl NetlinkIpvs {
         what: &str,
         subject: Subject,
     ) -> Result<Vec<Message>, IpvsError> {
-        let seq = self.next_seq();
+        let seq = self.nl.next_seq();
         let mut bytes = Vec::new();
         codec::frame(self.family, seq, false, msg, &mut bytes)?;
-        self.sock
-            .send(&bytes, Msg::empty())
-            .map_err(io_err(format!("send the request to {what}")))?;
+        self.send(&bytes, what)?;
         let mut out = Vec::new();
         loop {
-            for r in self.recv()? {
+            for r in self.recv(what)? {
                 match r {
                     Reply::Message { seq: s, msg } if s == seq => out.push(msg),
                     Reply::Ack { seq: s } if s == seq => return Ok(out),
@@ -390,8 +334,10 @@ impl NetlinkIpvs {
         }
     }
 
-    /// Every service with its counters.
-    pub fn services(&mut self) -> Result<Vec<ServiceStatus>, IpvsError> {
+    /// One services dump exactly as the kernel gave it, unchecked: it may repeat or miss services
+    /// while the table changes (see the module docs). For diagnostics and the lab test that shows
+    /// the quirk; use [`NetlinkIpvs::services`].
+    pub fn services_unchecked(&mut self) -> Result<Vec<ServiceStatus>, IpvsError> {
         let msgs = self.dump(
             codec::dump_services()?,
             "dump services",
@@ -401,6 +347,30 @@ impl NetlinkIpvs {
         msgs.iter()
             .map(|m| codec::decode_service(m).map_err(IpvsError::from))
             .collect()
+    }
+
+    /// Every service with its counters, from a dump confirmed by a second equal one
+    /// ([`judge_dump`]); [`IpvsError::Inconsistent`] after [`DUMP_ATTEMPTS`] dumps without two
+    /// that agree.
+    pub fn services(&mut self) -> Result<Vec<ServiceStatus>, IpvsError> {
+        let mut previous: Option<Vec<Service>> = None;
+        let mut duplicates = 0;
+        for _ in 0..DUMP_ATTEMPTS {
+            let dump = self.services_unchecked()?;
+            let config: Vec<Service> = dump.iter().map(|s| s.service.clone()).collect();
+            match judge_dump(previous.as_deref(), &config) {
+                DumpVerdict::Confirmed => return Ok(dump),
+                DumpVerdict::Unconfirmed => previous = Some(config),
+                DumpVerdict::Duplicates => {
+                    duplicates += 1;
+                    previous = None;
+                }
+            }
+        }
+        Err(IpvsError::Inconsistent {
+            attempts: DUMP_ATTEMPTS,
+            duplicates,
+        })
     }
 
     /// One service, or `None` when the kernel has no such service.
@@ -527,30 +497,24 @@ impl NetlinkIpvs {
             bytes.clear();
             let mut pending: HashMap<u32, usize> = HashMap::new();
             while i < ops.len() && pending.len() < CHUNK_MESSAGES && bytes.len() < CHUNK_BYTES {
-                let seq = self.next_seq();
+                let seq = self.nl.next_seq();
                 codec::frame(self.family, seq, false, codec::encode(&ops[i])?, &mut bytes)?;
                 pending.insert(seq, i);
                 i += 1;
             }
-            let sent = self
-                .sock
-                .send(&bytes, Msg::empty())
-                .map_err(io_err(format!(
-                    "send {} IPVS requests ({} bytes)",
+            self.send(
+                &bytes,
+                &format!(
+                    "apply {} IPVS requests ({} bytes)",
                     pending.len(),
                     bytes.len()
-                )))?;
-            if sent != bytes.len() {
-                return Err(IpvsError::Protocol(format!(
-                    "sent {sent} of {} bytes",
-                    bytes.len()
-                )));
-            }
+                ),
+            )?;
             report.sends += 1;
             let chunk = pending.len();
             let mut failed: Vec<(usize, i32)> = Vec::new();
             while !pending.is_empty() {
-                for r in self.recv()? {
+                for r in self.recv("apply IPVS requests")? {
                     match r {
                         Reply::Ack { seq } => {
                             pending.remove(&seq);
@@ -578,5 +542,244 @@ impl NetlinkIpvs {
             }
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+    use std::thread::JoinHandle;
+
+    use super::*;
+    use crate::netlink::testing::{error_reply, pair, split};
+
+    /// Replies of a real kernel (6.1): the services dump, then each service's destinations.
+    const CAPTURE: &[u8] = include_bytes!("../../tests/fixtures/ipvs/dump-6.1.bin");
+    const IPVS_ID: u16 = 0x1c;
+
+    /// The services-dump messages of the capture (without its `NLMSG_DONE`).
+    fn captured_services() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let len = u32::from_ne_bytes(CAPTURE[at..at + 4].try_into().unwrap()) as usize;
+            let ty = u16::from_ne_bytes(CAPTURE[at + 4..at + 6].try_into().unwrap());
+            if ty == libc::NLMSG_DONE as u16 {
+                return out;
+            }
+            out.push(CAPTURE[at..at + len].to_vec());
+            at += (len + 3) & !3;
+        }
+    }
+
+    fn with_seq(msg: &[u8], seq: u32) -> Vec<u8> {
+        let mut m = msg.to_vec();
+        m[8..12].copy_from_slice(&seq.to_ne_bytes());
+        m
+    }
+
+    fn done(seq: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&20u32.to_ne_bytes());
+        b.extend_from_slice(&(libc::NLMSG_DONE as u16).to_ne_bytes());
+        b.extend_from_slice(&2u16.to_ne_bytes()); // NLM_F_MULTI
+        b.extend_from_slice(&seq.to_ne_bytes());
+        b.extend_from_slice(&[0; 8]);
+        b
+    }
+
+    /// nlctrl's answer: the family id, then the ACK.
+    fn family_reply(seq: u32, request: &[u8]) -> Vec<u8> {
+        let mut attrs = GenlBufferForTest::id(IPVS_ID);
+        let mut b = Vec::new();
+        let len = 16 + 4 + attrs.len();
+        b.extend_from_slice(&(len as u32).to_ne_bytes());
+        b.extend_from_slice(&codec::GENL_ID_CTRL.to_ne_bytes());
+        b.extend_from_slice(&0u16.to_ne_bytes());
+        b.extend_from_slice(&seq.to_ne_bytes());
+        b.extend_from_slice(&0u32.to_ne_bytes());
+        b.extend_from_slice(&[1, 2, 0, 0]); // CTRL_CMD_NEWFAMILY, version 2
+        b.append(&mut attrs);
+        b.extend_from_slice(&error_reply(seq, 0, request));
+        b
+    }
+
+    struct GenlBufferForTest;
+    impl GenlBufferForTest {
+        /// `CTRL_ATTR_FAMILY_ID` (u16, padded).
+        fn id(id: u16) -> Vec<u8> {
+            let mut a = vec![6, 0, 1, 0];
+            a.extend_from_slice(&id.to_ne_bytes());
+            a.extend_from_slice(&[0, 0]);
+            a
+        }
+    }
+
+    /// A kernel played by a thread: `answer(n, type, seq, request)` gives the datagrams to send
+    /// for the n-th request (none: swallow it). Ends after `requests` requests.
+    fn fake_kernel(
+        peer: UnixDatagram,
+        requests: usize,
+        mut answer: impl FnMut(usize, u16, u32, &[u8]) -> Vec<Vec<u8>> + Send + 'static,
+    ) -> JoinHandle<Vec<u16>> {
+        std::thread::spawn(move || {
+            peer.set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut buf = vec![0u8; 65536];
+            for n in 0..requests {
+                let len = peer.recv(&mut buf).expect("a request within 60 s");
+                let (ty, _, seq, _) = split(&buf[..len])[0].clone();
+                seen.push(ty);
+                for d in answer(n, ty, seq, &buf[..len]) {
+                    peer.send(&d).unwrap();
+                }
+            }
+            seen
+        })
+    }
+
+    fn answering_family(
+        n: usize,
+        seq: u32,
+        request: &[u8],
+        rest: impl FnOnce() -> Vec<Vec<u8>>,
+    ) -> Vec<Vec<u8>> {
+        if n == 0 {
+            vec![family_reply(seq, request)]
+        } else {
+            rest()
+        }
+    }
+
+    #[test]
+    fn enoent_from_nlctrl_is_unavailable_in_words() {
+        let (nl, peer) = pair();
+        let kernel = fake_kernel(peer, 1, |_, _, seq, req| {
+            vec![error_reply(seq, libc::ENOENT, req)]
+        });
+        let err = NetlinkIpvs::with_netlink(nl).unwrap_err();
+        assert!(matches!(err, IpvsError::Unavailable), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "IPVS is not available in this kernel: load the ip_vs module (modprobe ip_vs)"
+        );
+        // The request was nlctrl's GETFAMILY for "IPVS".
+        assert_eq!(kernel.join().unwrap(), vec![codec::GENL_ID_CTRL]);
+    }
+
+    #[test]
+    fn the_family_id_comes_from_nlctrl() {
+        let (nl, peer) = pair();
+        let kernel = fake_kernel(peer, 1, |_, _, seq, req| vec![family_reply(seq, req)]);
+        let ipvs = NetlinkIpvs::with_netlink(nl).unwrap();
+        assert_eq!(ipvs.family_id(), IPVS_ID);
+        kernel.join().unwrap();
+    }
+
+    #[test]
+    fn a_swallowed_reply_is_an_error_after_the_timeout_not_a_hang() {
+        let (nl, peer) = pair();
+        let kernel = fake_kernel(peer, 2, |n, _, seq, req| {
+            answering_family(n, seq, req, Vec::new) // GET_INFO: never answered
+        });
+        let mut ipvs = NetlinkIpvs::with_netlink(nl).unwrap();
+        assert_eq!(ipvs.timeout(), Duration::from_secs(5));
+        ipvs.set_timeout(Duration::from_millis(300)).unwrap();
+        let err = ipvs.info().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "get info: no reply from the kernel within 0.3 s"
+        );
+        assert_eq!(kernel.join().unwrap(), vec![codec::GENL_ID_CTRL, IPVS_ID]);
+    }
+
+    #[test]
+    fn a_dump_that_stops_midway_is_an_error_after_the_timeout() {
+        let (nl, peer) = pair();
+        let kernel = fake_kernel(peer, 2, |n, _, seq, req| {
+            answering_family(n, seq, req, || {
+                // The first message of the dump, then silence (no NLMSG_DONE).
+                vec![with_seq(&captured_services()[0], seq)]
+            })
+        });
+        let mut ipvs = NetlinkIpvs::with_netlink(nl).unwrap();
+        ipvs.set_timeout(Duration::from_millis(300)).unwrap();
+        let err = ipvs.services().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "dump services: no reply from the kernel within 0.3 s"
+        );
+        kernel.join().unwrap();
+    }
+
+    /// A services dump answer made of the captured messages at `picks`.
+    fn dump_of(picks: &[usize], seq: u32) -> Vec<Vec<u8>> {
+        let all = captured_services();
+        let mut d: Vec<u8> = Vec::new();
+        for &i in picks {
+            d.extend_from_slice(&with_seq(&all[i], seq));
+        }
+        vec![d, done(seq)]
+    }
+
+    #[test]
+    fn a_dump_is_believed_only_when_the_next_agrees_and_repeats_nothing() {
+        let n = captured_services().len();
+        assert!(n >= 3, "the capture has {n} services");
+        let all: Vec<usize> = (0..n).collect();
+        let (nl, peer) = pair();
+        let answers = [
+            vec![0, 1, 1, 2],  // a repeat: another namespace inserted before the resume point
+            all[1..].to_vec(), // a miss, seen only against the next dump
+            all.clone(),       // differs from the previous: unconfirmed
+            all.clone(),       // agrees: believed
+        ];
+        let kernel = fake_kernel(peer, 1 + answers.len(), move |i, _, seq, req| {
+            answering_family(i, seq, req, || dump_of(&answers[i - 1], seq))
+        });
+        let mut ipvs = NetlinkIpvs::with_netlink(nl).unwrap();
+        let got = ipvs.services().unwrap();
+        assert_eq!(got.len(), n);
+        assert_eq!(kernel.join().unwrap().len(), 5, "four dumps were needed");
+    }
+
+    #[test]
+    fn dumps_that_never_agree_are_an_error_in_words() {
+        let n = captured_services().len();
+        let (nl, peer) = pair();
+        let kernel = fake_kernel(peer, 1 + DUMP_ATTEMPTS, move |i, _, seq, req| {
+            answering_family(i, seq, req, || {
+                // Alternately one service missing, and one repeated.
+                if i % 2 == 0 {
+                    dump_of(&(1..n).collect::<Vec<_>>(), seq)
+                } else {
+                    dump_of(&[0, 0], seq)
+                }
+            })
+        });
+        let mut ipvs = NetlinkIpvs::with_netlink(nl).unwrap();
+        let err = ipvs.services().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "dump services: the service table changed during each of {DUMP_ATTEMPTS} dumps ({} of them \
+                 repeated services), so none can be trusted; another namespace or process is changing IPVS \
+                 services: try again",
+                DUMP_ATTEMPTS / 2
+            )
+        );
+        assert_eq!(kernel.join().unwrap().len(), 1 + DUMP_ATTEMPTS);
+    }
+
+    #[test]
+    fn judging_dumps() {
+        let s = |p: u16| Service::new(ServiceKey::tcp(([192, 0, 2, 100], p).into()), Scheduler::Rr);
+        let a = vec![s(1), s(2)];
+        assert_eq!(judge_dump(None, &a), DumpVerdict::Unconfirmed);
+        assert_eq!(judge_dump(Some(&a), &a), DumpVerdict::Confirmed);
+        assert_eq!(judge_dump(Some(&a[..1]), &a), DumpVerdict::Unconfirmed);
+        assert_eq!(judge_dump(Some(&a), &[s(1), s(1)]), DumpVerdict::Duplicates);
+        assert_eq!(judge_dump(Some(&[]), &[]), DumpVerdict::Confirmed);
     }
 }

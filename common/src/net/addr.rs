@@ -1,10 +1,13 @@
 //! Interface addresses: list, add and remove them through rtnetlink (`RTM_GETADDR`,
 //! `RTM_NEWADDR`, `RTM_DELADDR`), never by running `ip`.
 //!
-//! [`Addresses`] is the narrow interface the tools use; [`Rtnetlink`] talks to the kernel with
-//! `neli` (one short-lived `NETLINK_ROUTE` socket per call: no background thread, nothing to keep
-//! open between a tool's two or three requests), and [`RecordingAddresses`] is an in-memory fake
-//! with the kernel's add/remove semantics that records every call for unit tests.
+//! [`Addresses`] is the narrow interface the tools use; [`Rtnetlink`] talks to the kernel over the
+//! toolkit's [`Netlink`] socket (one short-lived `NETLINK_ROUTE` socket per call: no background
+//! thread, nothing to keep open between a tool's two or three requests) with requests from the
+//! pure [`rtcodec`](super::rtcodec); every wait for a reply is bounded
+//! ([`netlink::DEFAULT_TIMEOUT`] or [`Rtnetlink::with_timeout`]). The calls block their thread:
+//! [`RecordingAddresses`] is an in-memory fake with the
+//! kernel's add/remove semantics that records every call for unit tests.
 //!
 //! Semantics the tools rely on: adding an address that is already there is
 //! [`Change::Unchanged`] (the kernel's `EEXIST`), removing an absent one too (`EADDRNOTAVAIL`).
@@ -18,23 +21,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{self, Cursor};
+use std::io;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
-use neli::FromBytesWithInput;
-use neli::consts::nl::{NlmF, NlmsgerrAttr};
-use neli::consts::rtnl::{Ifa, IfaF, RtAddrFamily, RtScope, Rtm};
 use neli::consts::socket::NlFamily;
-use neli::nl::{NlPayload, NlmsghdrBuilder};
-use neli::rtnl::{Ifaddrmsg, IfaddrmsgBuilder, RtattrBuilder};
-use neli::socket::synchronous::NlSocketHandle;
-use neli::types::{Buffer, RtBuffer};
-use neli::utils::Groups;
 
 use super::NetError;
 use super::iface::Interface;
+use super::rtcodec::{self, RtReply};
 use crate::config::Cidr;
+use crate::netlink::{self, Netlink, NlError};
 
 /// One address on an interface.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,55 +85,34 @@ pub trait Addresses: Send + Sync {
 }
 
 /// The kernel, over rtnetlink (see the [module docs](self)).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Rtnetlink;
+#[derive(Debug, Clone, Copy)]
+pub struct Rtnetlink {
+    timeout: Duration,
+}
 
-fn family(addr: IpAddr) -> RtAddrFamily {
-    if addr.is_ipv4() {
-        RtAddrFamily::Inet
-    } else {
-        RtAddrFamily::Inet6
+impl Default for Rtnetlink {
+    fn default() -> Rtnetlink {
+        Rtnetlink {
+            timeout: netlink::DEFAULT_TIMEOUT,
+        }
     }
 }
 
-fn ip_bytes(addr: IpAddr) -> Vec<u8> {
-    match addr {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    }
-}
-
-fn ip_from(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?)),
-        16 => Some(IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?)),
-        _ => None,
-    }
-}
-
-/// The IPv4 directed broadcast address of `addr/prefix_len`.
-fn broadcast(addr: std::net::Ipv4Addr, prefix_len: u8) -> std::net::Ipv4Addr {
-    let host = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
-    std::net::Ipv4Addr::from(u32::from(addr) | host)
-}
-
-fn netlink_err(op: &str, e: impl fmt::Display) -> NetError {
+fn codec_err(op: &str, e: rtcodec::RtCodecError) -> NetError {
     NetError::Netlink {
         op: op.to_owned(),
         detail: e.to_string(),
     }
 }
 
-fn attr(
-    kind: Ifa,
-    payload: Vec<u8>,
-    op: &str,
-) -> Result<neli::rtnl::Rtattr<Ifa, Buffer>, NetError> {
-    RtattrBuilder::default()
-        .rta_type(kind)
-        .rta_payload(Buffer::from(payload))
-        .build()
-        .map_err(|e| netlink_err(op, e))
+fn nl_err(op: &str, e: NlError) -> NetError {
+    match e {
+        NlError::Io(io) => NetError::io(op, io),
+        other => NetError::Netlink {
+            op: op.to_owned(),
+            detail: other.to_string(),
+        },
+    }
 }
 
 /// What a request's answers amount to.
@@ -145,66 +122,74 @@ enum Outcome {
 }
 
 impl Rtnetlink {
-    fn connect(op: &str) -> Result<NlSocketHandle, NetError> {
-        let sock = NlSocketHandle::connect(NlFamily::Route, None, Groups::empty())
-            .map_err(|e| socket_err(op, e))?;
-        // Extended acks give the kernel's own words ("Invalid prefix length", ...); an old kernel
-        // without them still works.
-        let _ = sock.enable_ext_ack(true);
-        Ok(sock)
+    /// Talks to the kernel with `timeout` per reply datagram (default
+    /// [`netlink::DEFAULT_TIMEOUT`]): a lost reply is an error after that long, never a hang.
+    pub fn with_timeout(timeout: Duration) -> Rtnetlink {
+        Rtnetlink { timeout }
     }
 
-    /// Sends one request and collects its answers: dump payloads until `NLMSG_DONE`, or the ack.
-    fn request(
+    /// How long a request waits for each reply datagram.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn connect(&self, op: &str) -> Result<Netlink, NetError> {
+        let mut nl = Netlink::connect(NlFamily::Route).map_err(|e| nl_err(op, e))?;
+        nl.set_timeout(self.timeout).map_err(|e| nl_err(op, e))?;
+        // Extended acks give the kernel's own words ("Invalid prefix length", ...); an old kernel
+        // without them still works.
+        nl.enable_ext_ack();
+        Ok(nl)
+    }
+
+    /// Sends the request `build(seq)` makes on `nl` and collects its answers: dump entries until
+    /// `NLMSG_DONE`, or the ack.
+    fn exchange(
+        nl: &mut Netlink,
         op: &str,
-        kind: Rtm,
-        flags: NlmF,
-        msg: Ifaddrmsg,
-    ) -> Result<(Vec<Ifaddrmsg>, Outcome), NetError> {
-        let sock = Self::connect(op)?;
-        let hdr = NlmsghdrBuilder::default()
-            .nl_type(kind)
-            .nl_flags(flags)
-            .nl_seq(1)
-            .nl_payload(NlPayload::Payload(msg))
-            .build()
-            .map_err(|e| netlink_err(op, e))?;
-        sock.send(&hdr).map_err(|e| socket_err(op, e))?;
+        iface: &Interface,
+        build: impl FnOnce(u32) -> Result<Vec<u8>, rtcodec::RtCodecError>,
+    ) -> Result<(Vec<IfAddr>, Outcome), NetError> {
+        let seq = nl.next_seq();
+        let bytes = build(seq).map_err(|e| codec_err(op, e))?;
+        nl.send(&bytes).map_err(|e| nl_err(op, e))?;
         let mut got = Vec::new();
         loop {
-            let (iter, _) = sock.recv::<u16, Buffer>().map_err(|e| socket_err(op, e))?;
-            for m in iter {
-                let m = m.map_err(|e| socket_err(op, e))?;
-                if *m.nl_seq() != 1 {
-                    continue;
-                }
-                match m.nl_payload() {
-                    NlPayload::Ack(_) => return Ok((got, Outcome::Ack)),
-                    NlPayload::Err(e) => {
-                        let msg = e
-                            .ext_ack()
-                            .get_attr_handle()
-                            .get_attr_payload_as_with_len::<String>(NlmsgerrAttr::Msg)
-                            .ok();
-                        return Ok((got, Outcome::Errno(-*e.error(), msg)));
-                    }
-                    NlPayload::DumpExtAck(_) | NlPayload::Empty => {
+            let datagram = nl.recv().map_err(|e| nl_err(op, e))?;
+            for r in
+                rtcodec::parse_replies(datagram, Some(&iface.name)).map_err(|e| codec_err(op, e))?
+            {
+                match r {
+                    RtReply::Addr {
+                        seq: s,
+                        index,
+                        addr: Some(a),
+                    } if s == seq && index == iface.index => got.push(a),
+                    RtReply::Ack { seq: s } | RtReply::Done { seq: s, errno: 0 } if s == seq => {
                         return Ok((got, Outcome::Ack));
                     }
-                    NlPayload::Payload(p) => {
-                        if *m.nl_type() == u16::from(Rtm::Newaddr) {
-                            let len = p.as_ref().len();
-                            let parsed =
-                                Ifaddrmsg::from_bytes_with_input(&mut Cursor::new(p.as_ref()), len)
-                                    .map_err(|e| netlink_err(op, e))?;
-                            got.push(parsed);
-                        } else if *m.nl_type() == libc::NLMSG_DONE as u16 {
-                            return Ok((got, Outcome::Ack));
-                        }
+                    RtReply::Done { seq: s, errno } if s == seq => {
+                        return Ok((got, Outcome::Errno(errno, None)));
                     }
+                    RtReply::Error {
+                        seq: s,
+                        errno,
+                        message,
+                    } if s == seq => return Ok((got, Outcome::Errno(errno, message))),
+                    _ => {}
                 }
             }
         }
+    }
+
+    fn request(
+        &self,
+        op: &str,
+        iface: &Interface,
+        build: impl FnOnce(u32) -> Result<Vec<u8>, rtcodec::RtCodecError>,
+    ) -> Result<(Vec<IfAddr>, Outcome), NetError> {
+        let mut nl = self.connect(op)?;
+        Self::exchange(&mut nl, op, iface, build)
     }
 
     fn check(op: &str, outcome: Outcome, benign: i32) -> Result<Change, NetError> {
@@ -219,10 +204,8 @@ impl Rtnetlink {
             Outcome::Errno(errno, msg) => {
                 let words = io::Error::from_raw_os_error(errno).to_string();
                 let reason = match msg {
-                    Some(m) if !m.trim_end_matches('\0').is_empty() => {
-                        format!("{} ({words})", m.trim_end_matches('\0'))
-                    }
-                    _ => words,
+                    Some(m) => format!("{m} ({words})"),
+                    None => words,
                 };
                 Err(NetError::Kernel {
                     op: op.to_owned(),
@@ -234,126 +217,84 @@ impl Rtnetlink {
     }
 }
 
-fn socket_err(op: &str, e: neli::err::SocketError) -> NetError {
-    match e {
-        neli::err::SocketError::Io(io) => {
-            NetError::io(op, io::Error::new(io.kind(), io.to_string()))
-        }
-        other => netlink_err(op, other),
-    }
-}
-
 impl Addresses for Rtnetlink {
     fn list(&self, iface: &Interface) -> Result<Vec<IfAddr>, NetError> {
         let op = format!("list the addresses of {}", iface.name);
-        let msg = IfaddrmsgBuilder::default()
-            .ifa_family(RtAddrFamily::Unspecified)
-            .ifa_prefixlen(0)
-            .ifa_scope(RtScope::Universe)
-            .ifa_index(iface.index)
-            .build()
-            .map_err(|e| netlink_err(&op, e))?;
-        let (msgs, outcome) = Self::request(&op, Rtm::Getaddr, NlmF::REQUEST | NlmF::DUMP, msg)?;
+        let (addrs, outcome) =
+            self.request(&op, iface, |seq| rtcodec::list_request(seq, iface.index))?;
         Self::check(&op, outcome, 0)?;
-        let mut out = Vec::new();
-        for m in msgs.iter().filter(|m| *m.ifa_index() == iface.index) {
-            let attrs = m.rtattrs().get_attr_handle();
-            let get = |k: Ifa| {
-                attrs
-                    .get_attribute(k)
-                    .map(|a| a.rta_payload().as_ref().to_vec())
-            };
-            let is_v4 = *m.ifa_family() == RtAddrFamily::Inet;
-            // IPv4: IFA_LOCAL is the address, IFA_ADDRESS the peer on point-to-point links.
-            let raw = if is_v4 {
-                get(Ifa::Local).or_else(|| get(Ifa::Address))
-            } else {
-                get(Ifa::Address).or_else(|| get(Ifa::Local))
-            };
-            let Some(addr) = raw.as_deref().and_then(ip_from) else {
-                continue;
-            };
-            let label = get(Ifa::Label)
-                .map(|l| {
-                    String::from_utf8_lossy(&l)
-                        .trim_end_matches('\0')
-                        .to_owned()
-                })
-                .filter(|l| *l != iface.name);
-            let flags = get(Ifa::Flags)
-                .and_then(|f| <[u8; 4]>::try_from(f.as_slice()).ok())
-                .map(u32::from_ne_bytes)
-                .unwrap_or_else(|| u32::from(u8::from(*m.ifa_flags())));
-            out.push(IfAddr {
-                addr,
-                prefix_len: *m.ifa_prefixlen(),
-                label,
-                flags,
-            });
-        }
-        Ok(out)
+        Ok(addrs)
     }
 
     fn add(&self, iface: &Interface, addr: Cidr, label: Option<&str>) -> Result<Change, NetError> {
         let op = format!("add {addr} to {}", iface.name);
-        let ip = addr.addr();
-        let mut attrs = RtBuffer::new();
-        attrs.push(attr(Ifa::Local, ip_bytes(ip), &op)?);
-        attrs.push(attr(Ifa::Address, ip_bytes(ip), &op)?);
-        let mut flags = IfaF::empty();
-        let mut scope = RtScope::Universe;
-        match ip {
-            IpAddr::V4(v4) => {
-                if addr.prefix_len() <= 30 {
-                    let brd = broadcast(v4, addr.prefix_len());
-                    attrs.push(attr(Ifa::Broadcast, brd.octets().to_vec(), &op)?);
-                }
-                if let Some(l) = label {
-                    let mut bytes = l.as_bytes().to_vec();
-                    bytes.push(0);
-                    attrs.push(attr(Ifa::Label, bytes, &op)?);
-                }
-                if v4.is_loopback() {
-                    scope = RtScope::Host;
-                }
-            }
-            IpAddr::V6(_) => flags |= IfaF::NODAD,
-        }
-        let msg = IfaddrmsgBuilder::default()
-            .ifa_family(family(ip))
-            .ifa_prefixlen(addr.prefix_len())
-            .ifa_flags(flags)
-            .ifa_scope(scope)
-            .ifa_index(iface.index)
-            .rtattrs(attrs)
-            .build()
-            .map_err(|e| netlink_err(&op, e))?;
-        let (_, outcome) = Self::request(
-            &op,
-            Rtm::Newaddr,
-            NlmF::REQUEST | NlmF::ACK | NlmF::CREATE | NlmF::EXCL,
-            msg,
-        )?;
+        let (_, outcome) = self.request(&op, iface, |seq| {
+            rtcodec::add_request(seq, iface.index, addr, label)
+        })?;
         Self::check(&op, outcome, libc::EEXIST)
     }
 
     fn remove(&self, iface: &Interface, addr: IpAddr, prefix_len: u8) -> Result<Change, NetError> {
         let op = format!("remove {addr}/{prefix_len} from {}", iface.name);
-        let mut attrs = RtBuffer::new();
-        attrs.push(attr(Ifa::Local, ip_bytes(addr), &op)?);
-        if addr.is_ipv6() {
-            attrs.push(attr(Ifa::Address, ip_bytes(addr), &op)?);
-        }
-        let msg = IfaddrmsgBuilder::default()
-            .ifa_family(family(addr))
-            .ifa_prefixlen(prefix_len)
-            .ifa_scope(RtScope::Universe)
-            .ifa_index(iface.index)
-            .rtattrs(attrs)
-            .build()
-            .map_err(|e| netlink_err(&op, e))?;
-        let (_, outcome) = Self::request(&op, Rtm::Deladdr, NlmF::REQUEST | NlmF::ACK, msg)?;
+        let (_, outcome) = self.request(&op, iface, |seq| {
+            rtcodec::remove_request(seq, iface.index, addr, prefix_len)
+        })?;
         Self::check(&op, outcome, libc::EADDRNOTAVAIL)
+    }
+}
+
+/// [`Addresses`] for async code: each call runs on tokio's blocking pool
+/// ([`crate::blocking::off_runtime`]), never on a runtime worker.
+#[derive(Debug)]
+pub struct AsyncAddresses<A: ?Sized> {
+    inner: std::sync::Arc<A>,
+}
+
+impl<A: ?Sized> Clone for AsyncAddresses<A> {
+    fn clone(&self) -> Self {
+        AsyncAddresses {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<A: Addresses + ?Sized + 'static> AsyncAddresses<A> {
+    /// Shares `inner` (e.g. `Arc<Rtnetlink>`, or an `Arc<dyn Addresses>`).
+    pub fn new(inner: std::sync::Arc<A>) -> AsyncAddresses<A> {
+        AsyncAddresses { inner }
+    }
+
+    /// The blocking implementation inside.
+    pub fn inner(&self) -> &std::sync::Arc<A> {
+        &self.inner
+    }
+
+    /// [`Addresses::list`].
+    pub async fn list(&self, iface: Interface) -> Result<Vec<IfAddr>, NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.list(&iface)).await
+    }
+
+    /// [`Addresses::add`].
+    pub async fn add(
+        &self,
+        iface: Interface,
+        addr: Cidr,
+        label: Option<String>,
+    ) -> Result<Change, NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.add(&iface, addr, label.as_deref())).await
+    }
+
+    /// [`Addresses::remove`].
+    pub async fn remove(
+        &self,
+        iface: Interface,
+        addr: IpAddr,
+        prefix_len: u8,
+    ) -> Result<Change, NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.remove(&iface, addr, prefix_len)).await
     }
 }
 
@@ -491,20 +432,11 @@ mod tests {
     use crate::net::frame::MacAddr;
 
     #[test]
-    fn broadcast_addresses() {
-        let b = |a: &str, p| broadcast(a.parse().unwrap(), p).to_string();
-        assert_eq!(b("192.0.2.100", 24), "192.0.2.255");
-        assert_eq!(b("192.0.2.100", 30), "192.0.2.103");
-        assert_eq!(b("198.18.3.4", 15), "198.19.255.255");
-        assert_eq!(b("192.0.2.100", 0), "255.255.255.255");
-    }
-
-    #[test]
     fn lists_loopback_addresses_from_the_kernel() {
         // Unprivileged: a dump needs no capability. Every namespace's lo has 127.0.0.1/8 once up.
         use crate::net::Interfaces;
         let lo = crate::net::SystemInterfaces.interface("lo").unwrap();
-        let addrs = Rtnetlink.list(&lo).unwrap();
+        let addrs = Rtnetlink::default().list(&lo).unwrap();
         if lo.up {
             assert!(
                 addrs
@@ -532,5 +464,118 @@ mod tests {
             f.changes()[0],
             AddrCall::Add("eth0".into(), vip, Some("eth0:vip".into()))
         );
+    }
+
+    fn veth() -> Interface {
+        Interface::ethernet("e0", 3, MacAddr([2, 0, 0, 0, 0, 1]))
+    }
+
+    #[test]
+    fn a_swallowed_reply_is_an_error_after_the_timeout() {
+        let (mut nl, peer) = crate::netlink::testing::pair();
+        nl.set_timeout(std::time::Duration::from_millis(200))
+            .unwrap();
+        let op = "add 192.0.2.100/24 to e0";
+        let err = Rtnetlink::exchange(&mut nl, op, &veth(), |seq| {
+            rtcodec::add_request(seq, 3, "192.0.2.100/24".parse().unwrap(), None)
+        })
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "add 192.0.2.100/24 to e0: netlink: no reply from the kernel within 0.2 s"
+        );
+        let mut req = [0u8; 128];
+        let n = peer.recv(&mut req).unwrap();
+        assert_eq!(
+            crate::netlink::testing::split(&req[..n])[0].0,
+            libc::RTM_NEWADDR
+        );
+    }
+
+    #[test]
+    fn errors_carry_the_kernels_words() {
+        let (mut nl, peer) = crate::netlink::testing::pair();
+        let kernel = std::thread::spawn(move || {
+            let mut req = [0u8; 128];
+            let n = peer.recv(&mut req).unwrap();
+            let seq = crate::netlink::testing::split(&req[..n])[0].2;
+            let reply = crate::netlink::testing::error_reply(seq, libc::EADDRNOTAVAIL, &req[..n]);
+            peer.send(&reply).unwrap();
+        });
+        let op = "remove 192.0.2.100/24 from e0";
+        let (_, outcome) = Rtnetlink::exchange(&mut nl, op, &veth(), |seq| {
+            rtcodec::remove_request(seq, 3, "192.0.2.100".parse().unwrap(), 24)
+        })
+        .unwrap();
+        kernel.join().unwrap();
+        assert_eq!(
+            Rtnetlink::check(op, outcome, libc::EADDRNOTAVAIL).unwrap(),
+            Change::Unchanged
+        );
+        let refused = Rtnetlink::check(
+            op,
+            Outcome::Errno(libc::EINVAL, Some("Invalid prefix".into())),
+            0,
+        );
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            "remove 192.0.2.100/24 from e0: the kernel refused: Invalid prefix (Invalid argument (os error 22))"
+        );
+    }
+
+    /// An [`Addresses`] whose `list` blocks until the test opens the gate (or 20 s pass).
+    struct Gated(Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl Addresses for Gated {
+        fn list(&self, _: &Interface) -> Result<Vec<IfAddr>, NetError> {
+            let gate = self.0.lock().unwrap();
+            gate.recv_timeout(std::time::Duration::from_secs(20))
+                .map_err(|_| NetError::Privilege {
+                    op: "the gate stayed shut".into(),
+                })?;
+            Ok(vec![])
+        }
+        fn add(&self, _: &Interface, _: Cidr, _: Option<&str>) -> Result<Change, NetError> {
+            Ok(Change::Done)
+        }
+        fn remove(&self, _: &Interface, _: IpAddr, _: u8) -> Result<Change, NetError> {
+            Ok(Change::Done)
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_addresses_keep_the_runtime_free_while_the_kernel_call_blocks() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let a = AsyncAddresses::new(std::sync::Arc::new(Gated(Mutex::new(gate))));
+        let call = tokio::spawn({
+            let a = a.clone();
+            async move { a.list(veth()).await }
+        });
+        tokio::task::yield_now().await;
+        open.send(()).unwrap();
+        assert_eq!(call.await.unwrap().unwrap(), vec![]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn async_addresses_answer_like_the_blocking_ones() {
+        let fake = std::sync::Arc::new(RecordingAddresses::new());
+        let a: AsyncAddresses<dyn Addresses> = AsyncAddresses::new(fake.clone());
+        let vip: Cidr = "192.0.2.100/24".parse().unwrap();
+        assert_eq!(
+            a.add(veth(), vip, Some("e0:vip".into())).await.unwrap(),
+            Change::Done
+        );
+        assert_eq!(a.add(veth(), vip, None).await.unwrap(), Change::Unchanged);
+        assert_eq!(a.list(veth()).await.unwrap().len(), 1);
+        assert_eq!(
+            a.remove(veth(), vip.addr(), 24).await.unwrap(),
+            Change::Done
+        );
+        assert_eq!(
+            fake.changes()[0],
+            AddrCall::Add("e0".into(), vip, Some("e0:vip".into()))
+        );
+        assert_eq!(fake.calls().len(), 4);
     }
 }

@@ -8,18 +8,22 @@
 //!
 //! [`PacketGarp`] sends the frames through an `AF_PACKET` socket (`packet(7)`; needs
 //! `CAP_NET_RAW`), bypassing the kernel's ARP and NDP code so that the bytes on the wire are
-//! exactly ours. [`RecordingGarp`] records calls (with the tokio clock, so that tests on paused time
+//! exactly ours; its calls block their thread (a probe for its whole `wait`): async code uses
+//! [`AsyncGarp`]. [`RecordingGarp`] records calls (with the tokio clock, so that tests on paused time
 //! can check the spacing) and answers probes as told.
 //!
 //! Deliberately not here: IPv6 duplicate address detection (the kernel's job; addresses are added
 //! with `nodad`, see [`addr`](super::addr)), VLAN tagging, receiving anything but ARP.
 
-use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{LinkAddr, MsgFlags, SockaddrLike, bind, recvfrom, sendto};
 
 use super::NetError;
 use super::frame::{self, ArpFrame, ArpOp, Frame, MacAddr, NaFrame};
@@ -77,31 +81,42 @@ pub struct PacketGarp {
     fd: OwnedFd,
 }
 
-fn packet_socket(protocol: u16, op: &str) -> Result<OwnedFd, NetError> {
-    // SAFETY: plain socket(2); the result is checked before use.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol.to_be()),
-        )
-    };
-    if raw < 0 {
-        return Err(NetError::io(op, io::Error::last_os_error()));
-    }
-    // SAFETY: `raw` is a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+/// An `AF_PACKET` raw socket for `protocol`; a receiving one is non-blocking (its reads follow a
+/// poll), a sending-only one blocking (a full device queue waits instead of failing).
+fn packet_socket(protocol: u16, nonblocking: bool, op: &str) -> Result<OwnedFd, NetError> {
+    let ty = socket2::Type::RAW.cloexec();
+    // The protocol goes in network byte order (packet(7)).
+    let sock = socket2::Socket::new(
+        socket2::Domain::PACKET,
+        if nonblocking { ty.nonblocking() } else { ty },
+        Some(socket2::Protocol::from(i32::from(protocol.to_be()))),
+    )
+    .map_err(|e| NetError::io(op, e))?;
+    Ok(OwnedFd::from(sock))
 }
 
-fn sockaddr_ll(ifindex: u32, protocol: u16, dst: MacAddr) -> libc::sockaddr_ll {
-    // SAFETY: sockaddr_ll is plain old data; all-zero is valid.
-    let mut sa: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    sa.sll_family = libc::AF_PACKET as u16;
-    sa.sll_protocol = protocol.to_be();
-    sa.sll_ifindex = ifindex as i32;
-    sa.sll_halen = 6;
-    sa.sll_addr[..6].copy_from_slice(&dst.0);
-    sa
+/// The link-layer address of `dst` on interface `ifindex` for `protocol`.
+fn link_addr(ifindex: u32, protocol: u16, dst: MacAddr) -> LinkAddr {
+    let mut sll_addr = [0u8; 8];
+    sll_addr[..6].copy_from_slice(&dst.0);
+    let sa = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: protocol.to_be(),
+        sll_ifindex: ifindex as i32,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 6,
+        sll_addr,
+    };
+    // SAFETY: `sa` is a complete, initialised sockaddr_ll and the length given is its size; nix
+    // has no safe constructor for a LinkAddr.
+    unsafe {
+        LinkAddr::from_raw(
+            (&sa as *const libc::sockaddr_ll).cast(),
+            Some(mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t),
+        )
+    }
+    .expect("a sockaddr_ll of the right family and size")
 }
 
 fn send_frame(
@@ -112,28 +127,16 @@ fn send_frame(
     bytes: &[u8],
     op: &str,
 ) -> Result<(), NetError> {
-    let sa = sockaddr_ll(iface.index, protocol, dst);
-    // SAFETY: `bytes` and `sa` are valid for the lengths passed.
-    let n = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            0,
-            (&sa as *const libc::sockaddr_ll).cast(),
-            mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::ENETDOWN) => NetError::InterfaceDown {
+    let to = link_addr(iface.index, protocol, dst);
+    if let Err(errno) = sendto(fd.as_raw_fd(), bytes, &to, MsgFlags::empty()) {
+        return Err(match errno {
+            Errno::ENETDOWN => NetError::InterfaceDown {
                 name: iface.name.clone(),
             },
-            Some(libc::ENODEV) | Some(libc::ENXIO) => NetError::NoSuchInterface {
+            Errno::ENODEV | Errno::ENXIO => NetError::NoSuchInterface {
                 name: iface.name.clone(),
             },
-            _ => NetError::io(op, e),
+            e => NetError::io(op, e.into()),
         });
     }
     Ok(())
@@ -144,7 +147,7 @@ impl PacketGarp {
     pub fn open() -> Result<PacketGarp, NetError> {
         // Protocol 0: this socket only sends, the kernel queues nothing to it.
         Ok(PacketGarp {
-            fd: packet_socket(0, "open a packet socket to send ARP/NA")?,
+            fd: packet_socket(0, false, "open a packet socket to send ARP/NA")?,
         })
     }
 }
@@ -168,19 +171,9 @@ impl Garp for PacketGarp {
     ) -> Result<Option<MacAddr>, NetError> {
         let mac = iface.ethernet_mac()?;
         let op = format!("probe {ip} on {}", iface.name);
-        let rx = packet_socket(frame::ETHERTYPE_ARP, &op)?;
-        let sa = sockaddr_ll(iface.index, frame::ETHERTYPE_ARP, MacAddr::ZERO);
-        // SAFETY: `sa` is a valid sockaddr_ll of the given size.
-        let rc = unsafe {
-            libc::bind(
-                rx.as_raw_fd(),
-                (&sa as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(NetError::io(&op, io::Error::last_os_error()));
-        }
+        let rx = packet_socket(frame::ETHERTYPE_ARP, true, &op)?;
+        let here = link_addr(iface.index, frame::ETHERTYPE_ARP, MacAddr::ZERO);
+        bind(rx.as_raw_fd(), &here).map_err(|e| NetError::io(&op, e.into()))?;
         let probe = ArpFrame::probe(mac, ip).to_bytes();
         let probes = probes.max(1);
         let start = Instant::now();
@@ -217,57 +210,73 @@ fn listen(
         if left.is_zero() {
             return Ok(None);
         }
-        let mut pfd = libc::pollfd {
-            fd: rx.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let ms = u16::try_from(left.as_millis().clamp(1, u128::from(u16::MAX))).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(rx.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(NetError::io(op, e.into())),
+        }
+        let (n, from) = match recvfrom::<LinkAddr>(rx.as_raw_fd(), &mut buf) {
+            Ok(got) => got,
+            Err(Errno::EINTR | Errno::EAGAIN) => continue,
+            Err(e) => return Err(NetError::io(op, e.into())),
         };
-        let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(NetError::io(op, e));
-        }
-        if rc == 0 {
-            continue;
-        }
-        // SAFETY: sockaddr_ll is plain old data.
-        let mut from: libc::sockaddr_ll = unsafe { mem::zeroed() };
-        let mut from_len = mem::size_of::<libc::sockaddr_ll>() as u32;
-        // SAFETY: buffer and address are valid for the lengths passed.
-        let n = unsafe {
-            libc::recvfrom(
-                rx.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-                (&mut from as *mut libc::sockaddr_ll).cast(),
-                &mut from_len,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if matches!(
-                e.kind(),
-                io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-            ) {
-                continue;
-            }
-            return Err(NetError::io(op, e));
-        }
         // Frames from before bind(2) may come from other interfaces.
-        if from.sll_ifindex as u32 != iface.index {
+        if from.map(|f| f.ifindex()) != Some(iface.index as usize) {
             continue;
         }
-        if let Ok(Frame::Arp(f)) = frame::parse(&buf[..n as usize])
+        if let Ok(Frame::Arp(f)) = frame::parse(&buf[..n])
             && claims(&f, ip, own)
         {
             return Ok(Some(f.sender_mac));
         }
+    }
+}
+
+/// [`Garp`] for async code: announcements and probes run on tokio's blocking pool
+/// ([`crate::blocking::off_runtime`]); a probe listens for up to its `wait` there, never on a
+/// runtime worker.
+#[derive(Debug)]
+pub struct AsyncGarp<G: ?Sized> {
+    inner: std::sync::Arc<G>,
+}
+
+impl<G: ?Sized> Clone for AsyncGarp<G> {
+    fn clone(&self) -> Self {
+        AsyncGarp {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<G: Garp + ?Sized + 'static> AsyncGarp<G> {
+    /// Shares `inner` (e.g. `Arc<PacketGarp>`, or an `Arc<dyn Garp>`).
+    pub fn new(inner: std::sync::Arc<G>) -> AsyncGarp<G> {
+        AsyncGarp { inner }
+    }
+
+    /// The blocking implementation inside.
+    pub fn inner(&self) -> &std::sync::Arc<G> {
+        &self.inner
+    }
+
+    /// [`Garp::announce`].
+    pub async fn announce(&self, iface: Interface, ip: IpAddr) -> Result<(), NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.announce(&iface, ip)).await
+    }
+
+    /// [`Garp::probe`].
+    pub async fn probe(
+        &self,
+        iface: Interface,
+        ip: Ipv4Addr,
+        probes: u32,
+        wait: Duration,
+    ) -> Result<Option<MacAddr>, NetError> {
+        let inner = self.inner.clone();
+        crate::blocking::off_runtime(move || inner.probe(&iface, ip, probes, wait)).await
     }
 }
 
@@ -428,6 +437,67 @@ mod tests {
         assert_eq!(
             g.calls()[2],
             GarpCall::Announce("eth0".into(), IpAddr::V4(ip))
+        );
+    }
+
+    /// A [`Garp`] whose probe blocks until the test opens the gate (or 20 s pass), then answers.
+    struct Gated(Mutex<std::sync::mpsc::Receiver<()>>);
+
+    impl Garp for Gated {
+        fn announce(&self, _: &Interface, _: IpAddr) -> Result<(), NetError> {
+            Ok(())
+        }
+        fn probe(
+            &self,
+            _: &Interface,
+            _: Ipv4Addr,
+            _: u32,
+            _: Duration,
+        ) -> Result<Option<MacAddr>, NetError> {
+            let gate = self.0.lock().unwrap();
+            gate.recv_timeout(Duration::from_secs(20))
+                .map_err(|_| NetError::Privilege {
+                    op: "the gate stayed shut".into(),
+                })?;
+            Ok(Some(OTHER))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_async_probe_keeps_the_runtime_free_while_it_listens() {
+        let (open, gate) = std::sync::mpsc::channel();
+        let g = AsyncGarp::new(std::sync::Arc::new(Gated(Mutex::new(gate))));
+        let eth0 = Interface::ethernet("eth0", 2, MAC);
+        let ip = Ipv4Addr::new(192, 0, 2, 100);
+        let call = tokio::spawn({
+            let g = g.clone();
+            async move { g.probe(eth0, ip, 3, Duration::from_secs(1)).await }
+        });
+        tokio::task::yield_now().await;
+        open.send(()).unwrap();
+        assert_eq!(call.await.unwrap().unwrap(), Some(OTHER));
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn async_garp_answers_like_the_blocking_one() {
+        let fake = std::sync::Arc::new(RecordingGarp::new());
+        let g: AsyncGarp<dyn Garp> = AsyncGarp::new(fake.clone());
+        let eth0 = Interface::ethernet("eth0", 2, MAC);
+        let ip = Ipv4Addr::new(192, 0, 2, 100);
+        fake.answer(ip, OTHER);
+        assert_eq!(
+            g.probe(eth0.clone(), ip, 3, Duration::from_secs(1))
+                .await
+                .unwrap(),
+            Some(OTHER)
+        );
+        g.announce(eth0, IpAddr::V4(ip)).await.unwrap();
+        assert_eq!(
+            fake.calls(),
+            vec![
+                GarpCall::Probe("eth0".into(), ip, 3, Duration::from_secs(1)),
+                GarpCall::Announce("eth0".into(), IpAddr::V4(ip))
+            ]
         );
     }
 }

@@ -1,13 +1,13 @@
 //! Interface lookup: index, link type, MAC address, and whether the interface is up, in the
 //! caller's network namespace.
 //!
-//! [`SystemInterfaces`] asks the kernel with the classic `SIOCGIF*` ioctls on a throw-away datagram
-//! socket (no privileges needed, no dependence on a `/sys` mounted for the right namespace);
+//! [`SystemInterfaces`] asks the kernel through `getifaddrs(3)` (nix's safe wrapper: one rtnetlink
+//! dump in the caller's namespace, no privileges needed, no dependence on a `/sys` mounted for the
+//! right namespace): its `AF_PACKET` entry carries the index, link type and MAC, its flags up and
+//! carrier;
 //! [`FakeInterfaces`] serves a fixed list for unit tests. Deliberately not here: listing all
 //! interfaces, watching link changes, or changing a link.
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
 use super::NetError;
@@ -77,82 +77,38 @@ pub trait Interfaces: Send + Sync {
     fn interface(&self, name: &str) -> Result<Interface, NetError>;
 }
 
-/// The kernel's interfaces, through `SIOCGIFINDEX`, `SIOCGIFHWADDR` and `SIOCGIFFLAGS`.
+/// The kernel's interfaces, through `getifaddrs(3)`.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemInterfaces;
 
-fn ifreq_for(name: &str) -> Result<libc::ifreq, NetError> {
-    let no_such = || NetError::NoSuchInterface {
-        name: name.to_owned(),
-    };
-    // IFNAMSIZ counts the terminating NUL.
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-        return Err(no_such());
-    }
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    Ok(req)
-}
-
-fn ioctl(fd: &OwnedFd, request: libc::Ioctl, req: &mut libc::ifreq) -> io::Result<()> {
-    // SAFETY: the SIOCGIF* requests used here read and write only within the ifreq we pass.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, req as *mut libc::ifreq) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 impl Interfaces for SystemInterfaces {
     fn interface(&self, name: &str) -> Result<Interface, NetError> {
-        let op = || format!("look up interface {name}");
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(NetError::io(op(), io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let no_such = |e: io::Error| match e.raw_os_error() {
-            Some(libc::ENODEV) | Some(libc::ENXIO) => NetError::NoSuchInterface {
-                name: name.to_owned(),
-            },
-            _ => NetError::io(op(), e),
+        let no_such = || NetError::NoSuchInterface {
+            name: name.to_owned(),
         };
-
-        let mut req = ifreq_for(name)?;
-        ioctl(&fd, libc::SIOCGIFINDEX, &mut req).map_err(no_such)?;
-        // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
-        let index = unsafe { req.ifr_ifru.ifru_ifindex } as u32;
-
-        let mut req = ifreq_for(name)?;
-        ioctl(&fd, libc::SIOCGIFHWADDR, &mut req).map_err(no_such)?;
-        // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
-        let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
-        let link_type = hw.sa_family;
-        let mac = (link_type == ARPHRD_ETHER).then(|| {
-            let mut m = [0u8; 6];
-            for (d, s) in m.iter_mut().zip(hw.sa_data.iter()) {
-                *d = *s as u8;
-            }
-            MacAddr(m)
+        // IFNAMSIZ counts the terminating NUL.
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+            return Err(no_such());
+        }
+        let all = nix::ifaddrs::getifaddrs()
+            .map_err(|e| NetError::io(format!("look up interface {name}"), e.into()))?;
+        // Every link has one AF_PACKET entry (glibc builds it from RTM_NEWLINK).
+        let found = all.filter(|i| i.interface_name == name).find_map(|i| {
+            let link = *i.address.as_ref()?.as_link_addr()?;
+            Some((i.flags, link))
         });
-
-        let mut req = ifreq_for(name)?;
-        ioctl(&fd, libc::SIOCGIFFLAGS, &mut req).map_err(no_such)?;
-        // SAFETY: SIOCGIFFLAGS filled the flags member.
-        let flags = i32::from(unsafe { req.ifr_ifru.ifru_flags });
+        let (flags, link) = found.ok_or_else(no_such)?;
+        let link_type = link.hatype();
+        let mac = (link_type == ARPHRD_ETHER && link.halen() == 6)
+            .then(|| link.addr().map(MacAddr))
+            .flatten();
         Ok(Interface {
             name: name.to_owned(),
-            index,
+            index: u32::try_from(link.ifindex()).map_err(|_| no_such())?,
             link_type,
             mac,
-            up: flags & libc::IFF_UP != 0,
-            carrier: flags & libc::IFF_RUNNING != 0,
+            up: flags.contains(nix::net::if_::InterfaceFlags::IFF_UP),
+            carrier: flags.contains(nix::net::if_::InterfaceFlags::IFF_RUNNING),
         })
     }
 }

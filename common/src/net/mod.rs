@@ -16,12 +16,15 @@ pub mod addr;
 pub mod frame;
 pub mod garp;
 pub mod iface;
+pub mod rtcodec;
 
 use std::io;
 
-pub use addr::{AddrCall, Addresses, Change, IfAddr, RecordingAddresses, Rtnetlink};
+pub use addr::{
+    AddrCall, Addresses, AsyncAddresses, Change, IfAddr, RecordingAddresses, Rtnetlink,
+};
 pub use frame::{ArpFrame, ArpOp, Frame, FrameError, MacAddr, NaFrame};
-pub use garp::{Garp, GarpCall, PacketGarp, RecordingGarp};
+pub use garp::{AsyncGarp, Garp, GarpCall, PacketGarp, RecordingGarp};
 pub use iface::{FakeInterfaces, Interface, Interfaces, SystemInterfaces};
 
 /// The message every privilege error carries, so that users know what to grant.

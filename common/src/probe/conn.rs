@@ -165,16 +165,9 @@ fn idle_max(nofile: u64) -> usize {
 
 /// The soft limit on open descriptors (1024, the usual one, if it cannot be read).
 fn nofile_soft() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    }
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024)
 }
 
 /// A new socket for `addr`'s family, bound to `source`, registered with the pool.
