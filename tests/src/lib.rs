@@ -21,7 +21,8 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// The path of the workspace binary `name` (`fakeip`, `hbeat`, ...), built first with
-/// `cargo build -p NAME --bin NAME` so that a test never runs a stale binary.
+/// `cargo build --workspace --bins` so that a test never runs a stale binary. The whole workspace,
+/// as `tests/lab` builds it: `-p NAME` unifies features differently and rebuilds shared crates.
 pub fn tool(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
@@ -38,11 +39,11 @@ pub fn tool(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", name, "--bin", name])
+            .args(["build", "-q", "--workspace", "--bins"])
             .current_dir(workspace_root())
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "cargo build -p {name} failed");
+        assert!(status.success(), "cargo build --workspace --bins failed");
         built.push(name.to_owned());
     }
     target.join("debug").join(name)
