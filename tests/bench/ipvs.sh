@@ -61,11 +61,12 @@ for shape in $SHAPES; do
     sort "$tmp/$shape.restore" > "$tmp/$shape.expected"
     [ "$(wc -l < "$tmp/$shape.expected")" = $((s + s * d)) ] || fail "ipvs restore $s $d gave the wrong line count"
     # -A -t 198.18.0.1:80 -s wlc / -a -t 198.18.0.1:80 -r 198.19.0.1:80 -g -w 1 -> keepalived.conf
-    awk 'BEGIN { print "global_defs { router_id ipvs_bench }" }
+    # One keyword a line: keepalived 2.2 reads only the first keyword of a line inside a block.
+    awk 'BEGIN { print "global_defs {\n    router_id ipvs_bench\n}" }
         $1 == "-A" { if (open) print "}"; split($3, a, ":"); open = 1
             printf "virtual_server %s %s {\n    lb_algo %s\n    lb_kind DR\n    protocol TCP\n", a[1], a[2], $5 }
         $1 == "-a" { split($5, r, ":"); if ($6 != "-g") { print "unexpected forwarding " $6 > "/dev/stderr"; exit 1 }
-            printf "    real_server %s %s { weight %s }\n", r[1], r[2], $8 }
+            printf "    real_server %s %s {\n        weight %s\n    }\n", r[1], r[2], $8 }
         END { if (open) print "}" }' "$tmp/$shape.restore" > "$tmp/$shape.keepalived.conf"
 done
 
