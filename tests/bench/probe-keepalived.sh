@@ -28,18 +28,22 @@
 #
 # Environment: SERVERS (default 500), SECONDS_MEASURED (default 30), WARMUP (default 8), ROUNDS
 # (default 3), VARIANTS, REGEX (the regex variant's, default ok: the servers' body; another, e.g.
-# nope, voids every round: the checks do read the body); PERF=N records each tool with perf during the measurement and prints its N
+# nope, voids every round: the checks do read the body), MIN_PCT (default 95: the share of the
+# expected checks a tool must do; keepalived starts a server's next check delay_loop after the last
+# one ended, so it does N / (1 s + check time) a second: on a busy machine, 92-93 % at 250 servers and
+# 60-93 % at 500); PERF=N records each tool with perf during the measurement and prints its N
 # hottest symbols (perf adds its own cost); STRACE=1 counts each tool's system calls during the
 # measurement instead (strace -c; slows the tool).
 # build: -p monitor --bin monitor --example bench_http_server
 # ratio: probe-http-cpu probe-http-regex-cpu
-# env: SERVERS SECONDS_MEASURED WARMUP ROUNDS VARIANTS REGEX PERF STRACE
+# env: SERVERS SECONDS_MEASURED WARMUP ROUNDS VARIANTS REGEX MIN_PCT PERF STRACE
 set -euo pipefail
 N=${SERVERS:-500}
 T=${SECONDS_MEASURED:-30}
 WARM=${WARMUP:-8}
 ROUNDS=${ROUNDS:-3}
 REGEX=${REGEX:-ok}
+MIN_PCT=${MIN_PCT:-95}
 monitor=$LAB_RELEASE/monitor
 server=$LAB_RELEASE/examples/bench_http_server
 for f in "$monitor" "$server"; do
@@ -140,7 +144,7 @@ measure() {
 # field NAME: the value of NAME=... in the turn's line.
 field() { awk -v k="$1=" '{ for (i = 1; i <= NF; i++) if (index($i, k) == 1) { print substr($i, length(k) + 1); exit } }' "$tmp/turn"; }
 # enough COUNT: whether COUNT is at least 95 % of the checks expected in the window.
-enough() { awk -v c="$1" -v e="$(field expected)" 'BEGIN { exit !(c >= 0.95 * e) }'; }
+enough() { awk -v c="$1" -v e="$(field expected)" -v p="$MIN_PCT" 'BEGIN { exit !(c >= p / 100 * e) }'; }
 
 echo "kernel $(uname -r), $(nproc) CPUs, TCG emulation: compare figures only within this run"
 
@@ -212,7 +216,7 @@ run_keepalived() {
     elif [ "$(grep -c -- '^-a -t 192.0.2.100:8001 -r .*:8001 -g -w 1$' "$tmp/ipvs.now" || true)" != "$N" ]; then
         why="keepalived's IPVS table has $(grep -c -- '-w 1$' "$tmp/ipvs.now" || true) of $N real servers with weight 1, e.g.: $(diff "$tmp/ipvs.expected" "$tmp/ipvs.now" | grep '^[<>]' | head -2 | tr '\n' ' ')"
     elif ! enough "$(field checks)"; then
-        why="keepalived did $(field checks) checks, fewer than 95 % of $(field expected)"
+        why="keepalived did $(field checks) checks, fewer than $MIN_PCT % of $(field expected)"
     fi
     [ "$why" = ok ] || echo "  void: $why"
     echo "$variant $round keepalived $(field cpu_us/check) $why" >> "$tmp/results"
@@ -237,7 +241,7 @@ run_monitor() {
     elif [ "$ups" != "$N" ]; then
         why="monitor judged $ups of $N servers up in the window"
     elif ! enough "$lines"; then
-        why="monitor did $lines checks, fewer than 95 % of $(field expected)"
+        why="monitor did $lines checks, fewer than $MIN_PCT % of $(field expected)"
     fi
     [ "$why" = ok ] || echo "  void: $why"
     echo "$variant $round monitor $(field cpu_us/check) $why" >> "$tmp/results"
