@@ -5,6 +5,8 @@
 //! ipvs apply S D      cold-apply the synthetic table of S services × D destinations (plan against a dump)
 //! ipvs change S D     set the weight of one destination of that table to 2 (plan against a dump)
 //! ipvs restore S D    print the same table as ipvsadm-restore input
+//! ipvs wait S D MS    poll every MS ms until the kernel holds that table's services and destinations
+//!                     (put there by another tool); print when the poll that saw it began
 //! ipvs capture        print the raw reply bytes of a table dump as hex
 //! ```
 //! `apply` and `change` print `ops=N sends=N plan_ms=N apply_ms=N dump_ms=N`.
@@ -13,7 +15,7 @@
 mod ipvs_util;
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::ipvs::{NetlinkIpvs, plan};
 
@@ -48,6 +50,42 @@ fn sync(desired: &common::ipvs::Table) -> Result<(), String> {
     Ok(())
 }
 
+/// Polls until the kernel table has `desired`'s services with their destination addresses, and
+/// prints the wall-clock time (`SECONDS.MICROS`, as bash's `$EPOCHREALTIME`) at which the poll that
+/// saw it began. A poll is one dump of the last service's destinations (the one a tool that adds in
+/// order adds last): cheap, so the poller takes little CPU from the tool it watches; only when that
+/// one is complete is the whole table dumped. Gives up after ten minutes.
+fn wait(desired: &common::ipvs::Table, every: Duration) -> Result<(), String> {
+    let (last, vs) = desired.services.iter().next_back().ok_or("no service")?;
+    let mut ipvs = NetlinkIpvs::connect().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    loop {
+        let began = SystemTime::now();
+        let n = ipvs.destinations(last).map_err(|e| e.to_string())?.len();
+        if n == vs.destinations.len() {
+            let actual = ipvs.table().map_err(|e| e.to_string())?;
+            let complete = actual.services.len() == desired.services.len()
+                && desired.services.iter().all(|(k, want)| {
+                    actual
+                        .services
+                        .get(k)
+                        .is_some_and(|got| got.destinations.keys().eq(want.destinations.keys()))
+                });
+            if complete {
+                let t = began
+                    .duration_since(UNIX_EPOCH)
+                    .map_err(|e| e.to_string())?;
+                println!("{}.{:06}", t.as_secs(), t.subsec_micros());
+                return Ok(());
+            }
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            return Err("the table was not complete after 600 s".into());
+        }
+        std::thread::sleep(every);
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
@@ -71,6 +109,13 @@ fn main() -> ExitCode {
                 ipvs_util::restore_input(&ipvs_util::synthetic_table(s, d))
             )
         }),
+        Some("wait") => match args.get(1..4) {
+            Some([s, d, ms]) => size(&[s.clone(), d.clone()]).and_then(|(s, d)| {
+                let ms: u64 = ms.parse().map_err(|_| format!("poll milliseconds: {ms}"))?;
+                wait(&ipvs_util::synthetic_table(s, d), Duration::from_millis(ms))
+            }),
+            _ => Err("usage: ipvs wait S D POLL_MS".into()),
+        },
         Some("capture") => NetlinkIpvs::connect()
             .and_then(|mut i| i.raw_table_dump())
             .map(|raw| {
@@ -82,7 +127,9 @@ fn main() -> ExitCode {
                 }
             })
             .map_err(|e| e.to_string()),
-        _ => Err("usage: ipvs apply|change|restore S D | ipvs capture".into()),
+        _ => Err(
+            "usage: ipvs apply|change|restore S D | ipvs wait S D POLL_MS | ipvs capture".into(),
+        ),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,10 @@
 # Environment: ROUNDS, BENCH_PROFILE (release by default; debug to skip the release build).
 #
 # keepalived's HTTP_GET side by side, in the lab VM: tests/bench/probe-keepalived.sh (`tests/lab bench probe-keepalived`).
+# Not in `tests/lab bench all`: it has no reference tool on the host (keepalived's checks need IPVS, which
+# the host kernel lacks; the comparison is probe-keepalived's), so it has no ratio to print.
+# lab: host
+# all: no
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
