@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+mod cli_util;
+use cli_util::{line, stderr, stdout};
+
 const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
 
 /// An HTTP server answering `status` to everything, counting connections.
@@ -78,30 +81,6 @@ async fn monitor(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Output {
     })
     .await
     .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Checks a text result line: `up 127.0.0.1:80 http 1.2ms 200 OK`.
-#[track_caller]
-fn line(l: &str, state: &str, target: &str, kind: &str, reason: &str) {
-    let f: Vec<&str> = l.splitn(5, ' ').collect();
-    assert_eq!(f.len(), 5, "{l:?}");
-    assert_eq!(
-        (f[0], f[1], f[2], f[4]),
-        (state, target, kind, reason),
-        "{l:?}"
-    );
-    assert!(
-        f[3].ends_with("ms") && f[3].trim_end_matches("ms").parse::<f64>().is_ok(),
-        "{l:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

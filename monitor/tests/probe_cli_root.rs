@@ -4,31 +4,10 @@
 
 use std::process::{Command, Output};
 
+mod cli_util;
+use cli_util::{line, stderr, stdout};
+
 const MONITOR: &str = env!("CARGO_BIN_EXE_monitor");
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Checks a text result line: `down 192.0.2.99:80 tcp 500.3ms timeout after 500ms`.
-#[track_caller]
-fn line(l: &str, state: &str, target: &str, kind: &str, reason: &str) {
-    let f: Vec<&str> = l.splitn(5, ' ').collect();
-    assert_eq!(f.len(), 5, "{l:?}");
-    assert_eq!(
-        (f[0], f[1], f[2], f[4]),
-        (state, target, kind, reason),
-        "{l:?}"
-    );
-    assert!(
-        f[3].ends_with("ms") && f[3].trim_end_matches("ms").parse::<f64>().is_ok(),
-        "{l:?}"
-    );
-}
 
 /// Runs `script` in a new network namespace with `lo` up and a veth pair `d0`/`d1`, d0 holding
 /// 192.0.2.1/24 and 2001:db8::1/64, d1 no address: 192.0.2.99 is routed to d0 and never answers
