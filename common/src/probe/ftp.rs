@@ -29,7 +29,7 @@ pub struct Ftp {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "de_user"
+        deserialize_with = "super::text::de_user"
     )]
     pub user: Option<WireText>,
     /// The password for `user`.
@@ -49,10 +49,6 @@ pub struct Ftp {
     /// A regex the file's content must match (ldirectord's `receive`); needs `retr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Pattern>,
-}
-
-fn de_user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
-    super::text::wire_opt(d, "user")
 }
 
 fn de_password<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {

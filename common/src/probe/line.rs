@@ -22,7 +22,8 @@ pub const REPLY_LIMIT: usize = 64 * 1024;
 
 /// Reads one line (without CR LF); a closed connection is an error naming `what` was awaited.
 pub async fn read_line<S: AsyncBufRead + Unpin>(s: &mut S, what: &str) -> Result<String, Down> {
-    read_line_within(s, what, &mut REPLY_LIMIT.clone()).await
+    let mut budget = REPLY_LIMIT;
+    read_line_within(s, what, &mut budget).await
 }
 
 /// [`read_line`] that also takes the line's bytes from `budget` (what is left of [`REPLY_LIMIT`]

@@ -29,13 +29,9 @@ pub struct Mysql {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "de_user"
+        deserialize_with = "super::text::de_user"
     )]
     pub user: Option<WireText>,
-}
-
-fn de_user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
-    super::text::wire_opt(d, "user")
 }
 
 /// The longest user name accepted: MariaDB's limit is 80 characters, MySQL's 32 (`mysql.user`).

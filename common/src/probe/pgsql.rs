@@ -25,7 +25,7 @@ pub struct Pgsql {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "de_user"
+        deserialize_with = "super::text::de_user"
     )]
     pub user: Option<WireText>,
     /// With `user`: the database named in the StartupMessage (default: the user's name).
@@ -35,10 +35,6 @@ pub struct Pgsql {
         deserialize_with = "de_database"
     )]
     pub database: Option<WireText>,
-}
-
-fn de_user<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
-    super::text::wire_opt(d, "user")
 }
 
 fn de_database<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {

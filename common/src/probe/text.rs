@@ -213,6 +213,11 @@ pub(super) fn wire_opt<'de, D: Deserializer<'de>>(
     wire(d, field).map(Some)
 }
 
+/// `deserialize_with` for the optional `user` that ftp, mysql, pgsql and sip send on the wire.
+pub(super) fn de_user<'de, D: Deserializer<'de>>(d: D) -> Result<Option<WireText>, D::Error> {
+    wire_opt(d, "user")
+}
+
 impl<'de> Deserialize<'de> for WireText {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
