@@ -5,7 +5,10 @@
 //! - [`config`]: the files, read and validated into a typed [`config::Config`].
 
 pub mod config;
+pub mod daemon;
 pub mod director;
+pub mod state;
+pub mod status;
 
 /// One line saying what the tool is for, shown by `ldir --help`.
 pub const ABOUT: &str = "Programs the kernel IPVS table from one TOML file per virtual service and health-checks the real servers";
