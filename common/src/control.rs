@@ -36,7 +36,7 @@
 //!
 //! # Example
 //! ```
-//! use common::control::{self, Access, Listener, Reply};
+//! use common::control::{self, Access, Group, Listener, Reply};
 //! use serde::Deserialize;
 //! use std::time::Duration;
 //!
@@ -51,8 +51,12 @@
 //! # async fn main() {
 //! # let dir = std::env::temp_dir().join(format!("control-doc-{}", std::process::id()));
 //! let path = dir.join("ldir.sock");
+//! // In real use `Group::lookup(&config.socket_group)`; here the caller's own group, so the
+//! // example passes as any user.
+//! # let gid = nix::unistd::getegid().as_raw();
+//! let access = Access { group: Some(Group { gid, name: "ldir".into() }), read_group: None };
 //! // Only `status` is read-only; anything else needs root or the group.
-//! let mut listener = Listener::bind(&path, Access::default(), |cmd| cmd != "status").unwrap();
+//! let mut listener = Listener::bind(&path, access, |cmd| cmd != "status").unwrap();
 //! tokio::spawn(async move {
 //!     while let Some(req) = listener.accept().await {
 //!         let reply = match req.parse::<Cmd>() {
@@ -1000,21 +1004,20 @@ fn connect_error(path: &Path, e: io::Error) -> ControlError {
             path: path.to_path_buf(),
         },
         io::ErrorKind::PermissionDenied => {
-            let group = std::fs::metadata(path)
-                .ok()
-                .map(|m| {
-                    nix::unistd::Group::from_gid(m.gid().into())
+            let needs = match std::fs::metadata(path) {
+                Ok(m) => {
+                    let group = nix::unistd::Group::from_gid(m.gid().into())
                         .ok()
                         .flatten()
-                        .map_or_else(|| m.gid().to_string(), |g| g.name)
-                })
-                .unwrap_or_else(|| "of the socket".into());
+                        .map_or_else(|| m.gid().to_string(), |g| g.name);
+                    format!("root or group {group}")
+                }
+                // The directory itself is closed to the caller.
+                Err(_) => "root or the socket's group".to_string(),
+            };
             ControlError::Denied {
                 path: path.to_path_buf(),
-                detail: format!(
-                    "cannot connect to {} (needs root or group {group})",
-                    path.display()
-                ),
+                detail: format!("cannot connect to {} (needs {needs})", path.display()),
             }
         }
         _ => ControlError::io(path, "cannot connect", e),
@@ -1295,7 +1298,7 @@ mod tests {
         let e = connect_error(&path, io::ErrorKind::PermissionDenied.into());
         assert!(
             e.to_string().starts_with(
-                "permission denied: cannot connect to /run/ldir/ldir.sock (needs root or group"
+                "permission denied: cannot connect to /run/ldir/ldir.sock (needs root or "
             ),
             "{e}"
         );
