@@ -33,14 +33,18 @@ pub enum Event {
     Signal(SignalEvent),
     /// `ldir status`: the reply gets the report.
     Status(oneshot::Sender<Report>),
-    /// `ldir drain|undrain`: the reply says how many reals it touched.
+    /// `ldir drain|undrain`: the reply says how many reals it touched, or why none.
     Drain {
-        /// What to drain.
-        drain: Drain,
+        /// The real's address.
+        ip: IpAddr,
+        /// Its port, or every port.
+        port: Option<u16>,
+        /// One virtual (its name or its address as configured), or every virtual.
+        virtual_name: Option<String>,
         /// Drain (true) or undrain.
         on: bool,
-        /// Reals matched.
-        reply: oneshot::Sender<usize>,
+        /// Reals matched, or an error.
+        reply: oneshot::Sender<Result<usize, String>>,
     },
     /// A reload asked through the control socket.
     Reload(oneshot::Sender<Result<(), Vec<String>>>),
@@ -183,20 +187,9 @@ where
                     let kernel = d.ipvs.with(move |i| status::kernel_stats(i, keys)).await;
                     let _ = reply.send(status::report(&d.director, &d.watches.intervals(), kernel.as_ref(), Instant::now()));
                 }
-                Some(Event::Drain { drain, on, reply }) => {
-                    let matched = d.director.config().virtuals.iter()
-                        .flat_map(|v| v.reals.iter().map(move |r| (v.service.key, r.dest.addr)))
-                        .filter(|(k, a)| drain_matches(&drain, k, a))
-                        .count();
-                    if on {
-                        tracing::info!(real = %drain.ip, port = ?drain.port, matched, reason = "control request", "draining");
-                    } else {
-                        tracing::info!(real = %drain.ip, port = ?drain.port, matched, reason = "control request", "undraining");
-                    }
-                    let e = d.director.set_drain(drain, on);
-                    d.apply(e).await;
-                    d.save_state();
-                    let _ = reply.send(matched);
+                Some(Event::Drain { ip, port, virtual_name, on, reply }) => {
+                    let r = d.drain(ip, port, virtual_name.as_deref(), on).await;
+                    let _ = reply.send(r);
                 }
             },
             Some((tag, report)) = feed.recv() => {
@@ -398,6 +391,52 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
         if changed {
             self.status_line();
         }
+    }
+
+    async fn drain(
+        &mut self,
+        ip: IpAddr,
+        port: Option<u16>,
+        virtual_name: Option<&str>,
+        on: bool,
+    ) -> Result<usize, String> {
+        let service = match virtual_name {
+            None => None,
+            Some(name) => Some(
+                self.director
+                    .config()
+                    .virtuals
+                    .iter()
+                    .find(|v| v.name == name || v.service.key.to_string() == name || matches!(v.service.key, common::ipvs::ServiceKey::Addr { addr, .. } if addr.to_string() == name))
+                    .map(|v| v.service.key)
+                    .ok_or_else(|| format!("no virtual named {name:?}"))?,
+            ),
+        };
+        let drain = Drain { ip, port, service };
+        let matched = self
+            .director
+            .config()
+            .virtuals
+            .iter()
+            .flat_map(|v| v.reals.iter().map(move |r| (v.service.key, r.dest.addr)))
+            .filter(|(k, a)| drain_matches(&drain, k, a))
+            .count();
+        if matched == 0 && on {
+            return Err(format!(
+                "{ip}{} is not a real of {}",
+                port.map(|p| format!(":{p}")).unwrap_or_default(),
+                virtual_name.unwrap_or("any virtual")
+            ));
+        }
+        if on {
+            tracing::info!(real = %ip, port = ?port, matched, reason = "control request", "draining");
+        } else {
+            tracing::info!(real = %ip, port = ?port, matched, reason = "control request", "undraining");
+        }
+        let e = self.director.set_drain(drain, on);
+        self.apply(e).await;
+        self.save_state();
+        Ok(matched)
     }
 
     fn status_line(&self) {

@@ -4,6 +4,7 @@
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
 //! - [`config`]: the files, read and validated into a typed [`config::Config`].
 
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod director;
