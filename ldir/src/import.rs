@@ -2022,8 +2022,40 @@ fn virtual_file(
             d.kv("fallback_command", cmd);
         }
     }
+    // The file's stem is ldir's default name; `name` is written only where servicename differs.
+    let stem = v
+        .servicename
+        .as_ref()
+        .map(|s| stem_of(&s.v))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| derived_stem(v));
+    let stem = unique(stem, taken);
     if let Some(s) = &v.servicename {
-        d.kv("name", s.v.clone());
+        // ldir's name is one word (it names the service on the command line) and unique.
+        let wanted: String =
+            s.v.split_whitespace()
+                .collect::<Vec<_>>()
+                .join("-")
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
+        let name = if wanted == stem || wanted.is_empty() || !taken.insert(wanted.clone()) {
+            stem.clone()
+        } else {
+            d.kv("name", wanted.clone());
+            wanted
+        };
+        if name != s.v {
+            w.push(
+                s.line,
+                "servicename",
+                format!(
+                    "ldir's names are one word and unique: {} is named {}",
+                    shown(&s.v),
+                    shown(&name)
+                ),
+            );
+        }
     }
     if let Some(c) = &v.comment {
         d.kv("comment", c.v.clone());
@@ -2150,13 +2182,7 @@ fn virtual_file(
             "no real server could be converted; the service is written without reals",
         );
     }
-    let stem = v
-        .servicename
-        .as_ref()
-        .map(|s| stem_of(&s.v))
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| derived_stem(v));
-    (unique(stem, taken), d.text, secret, plan.ty == "ping")
+    (stem, d.text, secret, plan.ty == "ping")
 }
 
 /// The reals ldir accepts: each address (and port) once. ldirectord adds a duplicate again (and
