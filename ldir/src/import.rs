@@ -1749,10 +1749,10 @@ fn global_file(g: &Globals, w: &mut Warnings) -> String {
     if let Some(m) = &g.maintenancedir {
         d.kv("maintenance_dir", m.v.clone());
     }
-    if let Some(c) = &g.fallbackcommand {
-        if let Some(cmd) = shell_command(&c.v, c.line, "fallbackcommand", w) {
-            d.kv("fallback_command", cmd);
-        }
+    if let Some(c) = &g.fallbackcommand
+        && let Some(cmd) = shell_command(&c.v, c.line, "fallbackcommand", w)
+    {
+        d.kv("fallback_command", cmd);
     }
     d.table("check");
     d.kv(
@@ -2017,10 +2017,10 @@ fn virtual_file(
             d.kv("fallback_forwarding", f.fwd.name());
         }
     }
-    if let Some(c) = &v.fallbackcommand {
-        if let Some(cmd) = shell_command(&c.v, c.line, "fallbackcommand", w) {
-            d.kv("fallback_command", cmd);
-        }
+    if let Some(c) = &v.fallbackcommand
+        && let Some(cmd) = shell_command(&c.v, c.line, "fallbackcommand", w)
+    {
+        d.kv("fallback_command", cmd);
     }
     // The file's stem is ldir's default name; `name` is written only where servicename differs.
     let stem = v
@@ -2065,18 +2065,16 @@ fn virtual_file(
     let mut secret = false;
     d.table("check");
     d.kv("type", plan.ty);
-    if v.checkinterval.is_some() || plan.negotiate.is_some() {
-        if let Some(i) = &v.checkinterval {
-            if !g.fork {
-                w.push(
-                    i.line,
-                    "checkinterval",
-                    "ldirectord ignores a virtual's checkinterval unless fork=yes; ldir honours \
-                     it, converted",
-                );
-            }
-            d.kv("interval", secs(i.v));
+    if let Some(i) = &v.checkinterval {
+        if !g.fork {
+            w.push(
+                i.line,
+                "checkinterval",
+                "ldirectord ignores a virtual's checkinterval unless fork=yes; ldir honours it, \
+                 converted",
+            );
         }
+        d.kv("interval", secs(i.v));
     }
     if let Some(neg) = plan.negotiate {
         let (c, n) = timeouts(g, Some(v));
@@ -2293,7 +2291,21 @@ fn check_plan(g: &Globals, v: &Virtual, reals: &[Real], w: &mut Warnings) -> Che
     }
     // The kind's fields, checked by the probe's own schema; a refused check is replaced by a
     // plain one rather than written to fail `ldir check`.
-    if let Err(e) = validate_plan(&plan) {
+    // The port each real's check gets from its address, if every real has one (ldir's default).
+    let real_port = if v.port() != 0 {
+        Some(v.port())
+    } else if !reals.is_empty() && reals.iter().all(|r| r.port.is_some()) {
+        reals[0].port
+    } else {
+        None
+    };
+    let port = v
+        .checkport
+        .as_ref()
+        .map(|p| p.v)
+        .or(plan.port)
+        .or(real_port);
+    if let Err(e) = validate_plan(&plan, port) {
         w.push(
             ct_line,
             "checktype",
@@ -2308,14 +2320,17 @@ fn check_plan(g: &Globals, v: &Virtual, reals: &[Real], w: &mut Warnings) -> Che
     plan
 }
 
-fn validate_plan(plan: &CheckPlan) -> Result<(), String> {
+/// Whether ldir will accept the planned check: the probe kind's own schema reads it, with the port
+/// the check will use (`None`: the kind's default, or none).
+fn validate_plan(plan: &CheckPlan, port: Option<u16>) -> Result<(), String> {
     if matches!(plan.ty, "on" | "off") {
         return Ok(());
     }
     let mut t = toml::Table::new();
     t.insert("kind".into(), plan.ty.into());
-    // The real's port stands in when the check has none of its own.
-    t.insert("port".into(), int(plan.port.unwrap_or(1)));
+    if let Some(p) = port {
+        t.insert("port".into(), int(p));
+    }
     for (k, v) in &plan.fields {
         t.insert((*k).into(), v.clone());
     }
@@ -2340,7 +2355,9 @@ fn fallback_plan(v: &Virtual, reals: &[Real], w: &mut Warnings, service: &str) -
         .as_ref()
         .map(|p| p.v)
         .or_else(|| ldirectord_check_port(v, reals, w));
-    let has_port = port.is_some() || reals.iter().any(|r| r.port.is_some()) || v.port() != 0;
+    let has_port = port.is_some()
+        || v.port() != 0
+        || (!reals.is_empty() && reals.iter().all(|r| r.port.is_some()));
     if v.protocol == Proto::Udp || !has_port {
         return CheckPlan::simple("ping", Some(false), service);
     }
@@ -2352,11 +2369,9 @@ fn fallback_plan(v: &Virtual, reals: &[Real], w: &mut Warnings, service: &str) -
 fn ping_plan(g: &Globals, v: &Virtual, service: &str) -> CheckPlan {
     let mut p = CheckPlan::simple("ping", Some(false), service);
     let count = v.checkcount.as_ref().or(g.checkcount.as_ref());
-    if let Some(c) = count {
-        if c.v != 1 {
-            p.fields
-                .push(("count", int(c.v.min(u8::MAX.into()) as i64)));
-        }
+    if let Some(c) = count.filter(|c| c.v != 1) {
+        p.fields
+            .push(("count", int(c.v.min(u8::MAX.into()) as i64)));
     }
     p
 }
@@ -2576,13 +2591,21 @@ fn negotiate_plan(v: &Virtual, reals: &[Real], w: &mut Warnings) -> CheckPlan {
             p.ty = "dns";
             handled.extend(["request", "receive"]);
             match &v.request {
-                Some(r) => {
-                    let (name, ty) = dns_query(&r.v);
-                    p.fields.push(("name", name.into()));
-                    if let Some(ty) = ty {
-                        p.fields.push(("type", ty.into()));
+                Some(r) => match dns_query(&r.v) {
+                    (name, None) => p.fields.push(("name", name.into())),
+                    (name, Some(ty)) => {
+                        // ldir's [check] has no key for the record type: `type` is the check's.
+                        w.push(
+                            r.line,
+                            "request",
+                            format!(
+                                "an address asks for its {ty} record ({name}), and ldir's [check] \
+                                 cannot set the record type; converted to a ping check"
+                            ),
+                        );
+                        return CheckPlan::simple("ping", Some(false), &service);
                     }
-                }
+                },
                 None => {
                     w.push(
                         sline,
@@ -2879,13 +2902,16 @@ fn real_overrides(
                 out.push(("expect", re.into()));
             }
         }
-        "dns" => {
-            let (name, ty) = dns_query(req);
-            out.push(("name", name.into()));
-            if let Some(ty) = ty {
-                out.push(("type", ty.into()));
+        "dns" => match dns_query(req) {
+            (name, None) => out.push(("name", name.into())),
+            (_, Some(ty)) => {
+                ignored(
+                    w,
+                    &format!("ldir's [check] cannot set the {ty} record type an address needs"),
+                );
+                return out;
             }
-        }
+        },
         ty => {
             ignored(
                 w,
@@ -2897,6 +2923,7 @@ fn real_overrides(
     // The merged check must still be valid; otherwise the virtual's check applies to this real.
     let mut t = toml::Table::new();
     t.insert("kind".into(), plan.ty.into());
+    // The port does not change what these fields may hold.
     t.insert("port".into(), int(plan.port.unwrap_or(1)));
     for (key, val) in plan.fields.iter().chain(out.iter()) {
         t.insert((*key).into(), val.clone());
@@ -2906,4 +2933,729 @@ fn real_overrides(
         out.clear();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(c: &Conversion, name: &str) -> toml::Table {
+        let f = c
+            .files
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", names(c)));
+        f.text
+            .parse::<toml::Table>()
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", f.text))
+    }
+
+    fn names(c: &Conversion) -> Vec<&str> {
+        c.files.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// The value at a dotted path (`virtual.address`, `real.0.weight`).
+    fn get(t: &toml::Table, path: &str) -> Option<Value> {
+        let mut v = Value::Table(t.clone());
+        for part in path.split('.') {
+            v = match (&v, part.parse::<usize>()) {
+                (Value::Array(a), Ok(i)) => a.get(i)?.clone(),
+                (Value::Table(t), _) => t.get(part)?.clone(),
+                _ => return None,
+            };
+        }
+        Some(v)
+    }
+
+    fn s(v: &str) -> Option<Value> {
+        Some(Value::String(v.into()))
+    }
+
+    fn i(v: i64) -> Option<Value> {
+        Some(Value::Integer(v))
+    }
+
+    fn warned(c: &Conversion, line: usize, directive: &str, words: &str) -> bool {
+        c.warnings
+            .iter()
+            .any(|w| w.line == line && w.directive == directive && w.message.contains(words))
+    }
+
+    fn assert_warned(c: &Conversion, line: usize, directive: &str, words: &str) {
+        assert!(
+            warned(c, line, directive, words),
+            "no warning `line {line}: {directive}: ...{words}...` in {:#?}",
+            c.warnings
+        );
+    }
+
+    /// One virtual block with `body` (tab-indented lines) after `virtual=192.0.2.100:80`: the
+    /// conversion and the virtual's file.
+    fn one(body: &str) -> (Conversion, toml::Table) {
+        let text = format!("virtual=192.0.2.100:80\n{body}");
+        let c = convert(&text);
+        let name = c
+            .files
+            .get(1)
+            .map_or("none", |f| f.name.as_str())
+            .to_string();
+        let t = table(&c, &name);
+        // ldir's own [check] keys are never a kind's field.
+        let check = t["check"].as_table().unwrap();
+        assert!(check["type"].is_str());
+        (c, t)
+    }
+
+    #[test]
+    fn globals_keep_ldirectords_defaults() {
+        let c = convert("virtual=192.0.2.100:80\n\treal=192.0.2.1:80 gate\n");
+        let g = table(&c, "ldir.toml");
+        assert_eq!(get(&g, "global.quiescent"), Some(false.into()));
+        assert_eq!(get(&g, "global.readd_quiescent"), Some(false.into()));
+        assert_eq!(get(&g, "global.cleanstop"), Some(true.into()));
+        assert_eq!(get(&g, "check.interval"), s("10s"));
+        assert_eq!(
+            get(&g, "check.timeout"),
+            s("30s"),
+            "negotiatetimeout's default"
+        );
+        assert_eq!(get(&g, "check.rise"), i(1));
+        assert_eq!(get(&g, "check.fall"), i(1));
+        assert_eq!(get(&g, "alert"), None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn global_directives_map() {
+        let c = convert(
+            "checktimeout=3\ncheckinterval=7\nfailurecount=4\nquiescent=yes\nreaddquiescent=yes\n\
+             cleanstop=no\nmaintenancedir=/etc/ha.d/maint\nfallbackcommand=/usr/bin/sorry -v\n\
+             emailalert=\"ops@example.org\"\nemailalertfreq=600\nemailalertstatus=all\n\
+             emailalertfrom=lb@example.org\nautoreload=yes\nfork=yes\nsupervised\n\
+             virtual=192.0.2.100:80\n\treal=192.0.2.1:80 gate\n\tchecktype=connect\n",
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let g = table(&c, "ldir.toml");
+        for (path, want) in [
+            ("global.quiescent", Some(true.into())),
+            ("global.readd_quiescent", Some(true.into())),
+            ("global.cleanstop", Some(false.into())),
+            ("global.maintenance_dir", s("/etc/ha.d/maint")),
+            ("global.fallback_command", s("/usr/bin/sorry -v")),
+            ("check.interval", s("7s")),
+            // checktimeout stands in for negotiatetimeout when only it is given (ld_setup).
+            ("check.timeout", s("3s")),
+            ("check.fall", i(4)),
+            ("alert.command", s("/usr/sbin/sendmail -t")),
+            ("alert.to", s("ops@example.org")),
+            ("alert.from", s("lb@example.org")),
+            ("alert.repeat", s("600s")),
+            ("alert.on", Some(Value::Array(vec!["all".into()]))),
+        ] {
+            assert_eq!(get(&g, path), want, "{path}");
+        }
+        // A connect check uses checktimeout, the same 3 s here: not repeated in the virtual.
+        let v = table(&c, "192.0.2.100-80.toml");
+        assert_eq!(get(&v, "check.type"), s("tcp"));
+        assert_eq!(get(&v, "check.timeout"), None);
+    }
+
+    #[test]
+    fn timeouts_follow_the_checktype() {
+        let text = "negotiatetimeout=20\nchecktimeout=4\n\
+                    virtual=192.0.2.100:80\n\treal=192.0.2.1:80 gate\n\
+                    virtual=192.0.2.101:80\n\treal=192.0.2.1:80 gate\n\tchecktype=connect\n\
+                    virtual=192.0.2.102:80\n\treal=192.0.2.1:80 gate\n\tchecktype=ping\n\tchecktimeout=2\n";
+        let c = convert(text);
+        assert_eq!(get(&table(&c, "ldir.toml"), "check.timeout"), s("20s"));
+        assert_eq!(
+            get(&table(&c, "192.0.2.100-80.toml"), "check.timeout"),
+            None
+        );
+        assert_eq!(
+            get(&table(&c, "192.0.2.101-80.toml"), "check.timeout"),
+            s("4s")
+        );
+        assert_eq!(
+            get(&table(&c, "192.0.2.102-80.toml"), "check.timeout"),
+            s("2s")
+        );
+    }
+
+    #[test]
+    fn virtual_directives_map() {
+        let (c, t) = one(
+            "\treal=192.0.2.1:80 masq 7\n\tscheduler=wlc\n\tpersistent=600\n\tnetmask=255.255.255.0\n\
+             \tschedflags=sh-fallback,sh-port\n\tquiescent=no\n\tcleanstop=no\n\
+             \tfallback=192.0.2.50 masq\n\tfallbackcommand=\"/usr/bin/sorry\"\n\
+             \tservicename=web\n\tcomment=the web\n\tfailurecount=3\n\tcheckport=8080\n\
+             \tservice=http\n\trequest=\"health\"\n\treceive=\"^OK\"\n\thttpmethod=get\n\
+             \tvirtualhost=\"www.example.org\"\n\temailalert=web@example.org\n\temailalertfreq=60\n\
+             \temailalertstatus=none\n",
+        );
+        assert_eq!(names(&c), ["ldir.toml", "web.toml"]);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        for (path, want) in [
+            ("virtual.address", s("192.0.2.100:80")),
+            ("virtual.protocol", s("tcp")),
+            ("virtual.scheduler", s("wlc")),
+            (
+                "virtual.scheduler_flags",
+                Some(Value::Array(vec!["sh-fallback".into(), "sh-port".into()])),
+            ),
+            ("virtual.persistent", s("600s")),
+            ("virtual.netmask", s("255.255.255.0")),
+            ("virtual.forwarding", s("masq")),
+            ("virtual.quiescent", Some(false.into())),
+            ("virtual.cleanstop", Some(false.into())),
+            // The port defaults to the virtual's (parse_fallback).
+            ("virtual.fallback", s("192.0.2.50:80")),
+            ("virtual.fallback_forwarding", s("masq")),
+            ("virtual.fallback_command", s("/usr/bin/sorry")),
+            ("virtual.name", None),
+            ("virtual.comment", s("the web")),
+            ("check.type", s("http")),
+            ("check.fall", i(3)),
+            ("check.port", i(8080)),
+            ("check.path", s("/health")),
+            ("check.regex", s("^OK")),
+            ("check.method", s("GET")),
+            ("check.host", s("www.example.org")),
+            ("check.follow_redirects", Some(true.into())),
+            ("alert.command", s("/usr/sbin/sendmail -t")),
+            ("alert.to", s("web@example.org")),
+            ("alert.repeat", s("60s")),
+            ("alert.on", Some(Value::Array(vec![]))),
+            ("real.0.address", s("192.0.2.1:80")),
+            ("real.0.weight", i(7)),
+            ("real.0.forwarding", None),
+        ] {
+            assert_eq!(get(&t, path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn service_and_protocol_follow_the_port() {
+        let c = convert(
+            "virtual=192.0.2.100:domain\n\treal=192.0.2.1:53 gate\n\trequest=\"www.example.org\"\n\
+             virtual=192.0.2.100:http\n\treal=192.0.2.1:http gate\n\
+             virtual=192.0.2.100:25\n\treal=192.0.2.1 gate\n\
+             virtual=192.0.2.100:4000\n\treal=192.0.2.1 gate\n",
+        );
+        let dns = table(&c, "192.0.2.100-53-udp.toml");
+        assert_eq!(get(&dns, "virtual.protocol"), s("udp"));
+        assert_eq!(get(&dns, "check.type"), s("dns"));
+        assert_eq!(get(&dns, "check.name"), s("www.example.org"));
+        let http = table(&c, "192.0.2.100-80.toml");
+        assert_eq!(get(&http, "check.type"), s("http"));
+        assert_eq!(get(&http, "real.0.address"), s("192.0.2.1:80"));
+        assert_eq!(
+            get(&table(&c, "192.0.2.100-25.toml"), "check.type"),
+            s("smtp")
+        );
+        // No service for the port: ldirectord's `none`, always up.
+        assert_eq!(
+            get(&table(&c, "192.0.2.100-4000.toml"), "check.type"),
+            s("on")
+        );
+    }
+
+    #[test]
+    fn every_service_has_a_kind() {
+        for (service, extra, kind) in [
+            ("dns", "\trequest=\"www.example.org\"\n", "dns"),
+            ("dns", "\trequest=\"192.0.2.7\"\n", "ping"),
+            ("dns", "", "ping"),
+            ("ftp", "", "ftp"),
+            ("http", "", "http"),
+            ("https", "", "https"),
+            ("http_proxy", "", "tcp"),
+            ("imap", "", "imap"),
+            ("imaps", "", "imaps"),
+            ("ldap", "", "ldap"),
+            ("ldaps", "", "tcp"),
+            ("mysql", "", "mysql"),
+            ("nntp", "", "simpletcp"),
+            ("none", "", "on"),
+            ("oracle", "", "tcp"),
+            ("pop", "", "pop3"),
+            ("pops", "", "pop3s"),
+            ("radius", "\tsecret=\"s3\"\n", "radius"),
+            ("radius", "", "ping"),
+            ("pgsql", "", "pgsql"),
+            ("sip", "", "sip"),
+            ("smtp", "", "smtp"),
+            ("submission", "", "smtp"),
+            ("simpletcp", "", "simpletcp"),
+        ] {
+            let (c, t) = one(&format!(
+                "\treal=192.0.2.1:80 gate\n\tservice={service}\n{extra}"
+            ));
+            assert_eq!(
+                get(&t, "check.type"),
+                s(kind),
+                "{service}: {:?}",
+                c.warnings
+            );
+            // Whatever was written is valid for the probe kind.
+            if !matches!(kind, "on" | "off") {
+                let mut check = get(&t, "check").unwrap().as_table().unwrap().clone();
+                let ty = check.remove("type").unwrap();
+                check.insert("kind".into(), ty);
+                check.entry("port").or_insert(int(80));
+                validate_spec(check).unwrap_or_else(|e| panic!("{service}: {e}"));
+            }
+        }
+        // An address asks for a PTR record (Net::DNS's search), which ldir cannot ask for.
+        let (c, _) = one("\treal=192.0.2.1:80 gate\n\tservice=dns\n\trequest=\"192.0.2.7\"\n");
+        assert_warned(&c, 4, "request", "PTR record (7.2.0.192.in-addr.arpa)");
+        assert_eq!(
+            ptr_name("2001:db8::1".parse().unwrap()),
+            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        );
+    }
+
+    #[test]
+    fn checktypes_map() {
+        for (ct, kind) in [
+            ("negotiate", "http"),
+            ("connect", "tcp"),
+            ("ping", "ping"),
+            ("on", "on"),
+            ("off", "off"),
+            ("external", "external"),
+            ("external-perl", "external"),
+            ("3", "http"),
+        ] {
+            let (c, t) = one(&format!("\treal=192.0.2.1:80 gate\n\tchecktype={ct}\n"));
+            assert_eq!(get(&t, "check.type"), s(kind), "{ct}: {:?}", c.warnings);
+        }
+        let (c, _) = one("\treal=192.0.2.1:80 gate\n\tchecktype=3\n");
+        assert_warned(
+            &c,
+            3,
+            "checktype",
+            "3 connect checks between negotiate checks",
+        );
+        let (c, t) = one("\treal=192.0.2.1:80 gate\n\tchecktype=bogus\n");
+        assert_warned(&c, 3, "checktype", "unknown check type");
+        assert_eq!(get(&t, "check.type"), s("http"));
+        // connect on udp is a ping in ldirectord.
+        let (c, t) =
+            one("\treal=192.0.2.1:80 gate\n\tprotocol=udp\n\tchecktype=connect\n\tcheckcount=3\n");
+        assert_eq!(get(&t, "check.type"), s("ping"));
+        assert_eq!(get(&t, "check.count"), i(3));
+        assert_warned(&c, 4, "checktype", "is a ping in ldirectord");
+        // checkcount elsewhere is ignored with a word.
+        let (c, _) = one("\treal=192.0.2.1:80 gate\n\tchecktype=connect\n\tcheckcount=3\n");
+        assert_warned(&c, 4, "checkcount", "only ping checks repeat");
+    }
+
+    #[test]
+    fn external_checks_get_ldirectords_arguments() {
+        let (_, t) = one(
+            "\treal=192.0.2.1:80 gate\n\tchecktype=external\n\tcheckcommand=\"/usr/lib/check it\"\n",
+        );
+        assert_eq!(get(&t, "check.command"), s("'/usr/lib/check it'"));
+        assert_eq!(get(&t, "check.args"), s("ldirectord"));
+        assert_eq!(get(&t, "check.virtual"), s("192.0.2.100:80"));
+        let spec = spec_of(&t);
+        let common::probe::Check::External(e) = &spec.check else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(
+            e.argv("192.0.2.1".parse().unwrap(), Some(80)).unwrap(),
+            ["/usr/lib/check it", "192.0.2.100", "80", "192.0.2.1", "80"]
+        );
+        // Without checkcommand: ldirectord's /bin/true.
+        let (_, t) = one("\treal=192.0.2.1:80 gate\n\tchecktype=external\n");
+        assert_eq!(get(&t, "check.command"), s("/bin/true"));
+    }
+
+    /// A firewall mark has no address: a shell line puts `MARK 0` in front, as ldirectord passes
+    /// them. Run for real through /bin/sh with echo as the check.
+    #[test]
+    fn external_checks_of_a_firewall_mark_get_the_mark() {
+        let c = convert(
+            "virtual=7\n\treal=192.0.2.70 gate\n\tchecktype=external\n\tcheckcommand=/bin/echo\n",
+        );
+        let t = table(&c, "fwmark-7.toml");
+        let spec = spec_of(&t);
+        let common::probe::Check::External(e) = &spec.check else {
+            panic!("{spec:?}")
+        };
+        let argv = e.argv("192.0.2.70".parse().unwrap(), None).unwrap();
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .expect("/bin/sh runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "7 0 192.0.2.70 0\n");
+    }
+
+    fn spec_of(t: &toml::Table) -> Spec {
+        let mut check = get(t, "check").unwrap().as_table().unwrap().clone();
+        let ty = check.remove("type").unwrap();
+        check.insert("kind".into(), ty);
+        Value::Table(check).try_into().unwrap()
+    }
+
+    #[test]
+    fn reals_ranges_weights_thresholds_and_overrides() {
+        let (c, t) = one("\treal=192.0.2.10->192.0.2.19:8080 gate 10\n\
+             \treal=192.0.2.20:80 masq 5 \"/other.html\", \"Other\" l:10 u:100\n\
+             \treal=192.0.2.21 ipip\n\
+             \trequest=\"index.html\"\n\treceive=\"Main\"\n");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        for (path, want) in [
+            ("virtual.forwarding", s("gate")),
+            ("real.0.address", s("192.0.2.10->192.0.2.19:8080")),
+            ("real.0.weight", i(10)),
+            ("real.1.address", s("192.0.2.20:80")),
+            ("real.1.forwarding", s("masq")),
+            ("real.1.weight", i(5)),
+            ("real.1.lower_threshold", i(10)),
+            ("real.1.upper_threshold", i(100)),
+            ("real.1.check.path", s("/other.html")),
+            ("real.1.check.regex", s("Other")),
+            ("real.2.address", s("192.0.2.21:80")),
+            ("real.2.weight", i(1)),
+            ("real.2.forwarding", s("ipip")),
+            ("real.2.check", None),
+        ] {
+            assert_eq!(get(&t, path), want, "{path}");
+        }
+        // An empty receive accepts any answer, overriding the virtual's regex.
+        let (_, t) = one("\treal=192.0.2.20:80 gate 1 \"/x\", \"\"\n\treceive=\"Main\"\n");
+        assert_eq!(get(&t, "real.0.check.regex"), s(""));
+    }
+
+    #[test]
+    fn bad_reals_are_skipped_with_a_reason() {
+        let (c, t) = one("\treal=192.0.2.9->192.0.2.1:80 gate\n\
+             \treal=192.0.2.1:80 bridge\n\
+             \treal=192.0.2.1:80 gate 70000\n\
+             \treal=web1:80 gate\n\
+             \treal=192.0.2.1:80 gate 1 junk\n\
+             \treal=198.18.0.0->198.19.0.0:80 gate\n\
+             \treal=192.0.2.1:nosuchport gate\n\
+             \treal=192.0.2.2:80 gate\n\
+             \treal=192.0.2.2:80 masq\n\
+             \treal6=[2001:db8::1]:80 gate\n");
+        for (line, words) in [
+            (2, "first address is after its last"),
+            (3, "forwarding must be gate, masq or ipip"),
+            (4, "weight \"70000\" out of range"),
+            (5, "is a host name"),
+            (6, "cannot read the line around \"junk\""),
+            (7, "more than ldir's 65536"),
+            (8, "unknown port"),
+            (10, "the same real server again"),
+        ] {
+            assert_warned(&c, line, "real", words);
+        }
+        assert_warned(&c, 11, "real6", "real6 in a virtual block");
+        assert_eq!(get(&t, "real.0.address"), s("192.0.2.2:80"));
+        assert_eq!(get(&t, "real.1"), None);
+        // Overlapping ranges are one real twice.
+        let (c, t) = one(
+            "\treal=192.0.2.1->192.0.2.9:80 gate\n\treal=192.0.2.5:80 gate\n\treal=192.0.2.9->192.0.2.12:80 gate\n\treal=192.0.2.10:81 gate\n",
+        );
+        assert_warned(&c, 3, "real", "the same real server again");
+        assert_warned(&c, 4, "real", "the same real server again");
+        assert_eq!(get(&t, "real.1.address"), s("192.0.2.10:81"));
+    }
+
+    #[test]
+    fn ipv6_services() {
+        let c = convert(
+            "fallback6=[2001:db8::250]:80\n\
+             virtual6=[2001:db8::100]:443\n\treal6=[2001:db8::10]:443 masq 3\n\
+             \treal6=[2001:db8::20]->[2001:db8::2f]:443 masq\n\tpersistent=300\n\tnetmask=64\n\
+             \tservice=https\n\
+             virtual6=[2001:db8::100]:80\n\treal6=[2001:db8::10] gate\n\
+             virtual=[2001:db8::100]:80\n\treal=192.0.2.1 gate\n",
+        );
+        let t = table(&c, "2001-db8--100-443.toml");
+        for (path, want) in [
+            ("virtual.address", s("[2001:db8::100]:443")),
+            ("virtual.netmask", i(64)),
+            ("virtual.fallback", s("[2001:db8::250]:80")),
+            ("real.0.address", s("[2001:db8::10]:443")),
+            ("real.1.address", s("[2001:db8::20]->[2001:db8::2f]:443")),
+            ("check.type", s("https")),
+            ("check.verify", Some(false.into())),
+        ] {
+            assert_eq!(get(&t, path), want, "{path}");
+        }
+        assert_warned(&c, 4, "real6", "ldirectord refuses IPv6 ranges");
+        assert_warned(&c, 7, "service", "does not verify https certificates");
+        let t = table(&c, "2001-db8--100-80.toml");
+        assert_eq!(get(&t, "real.0.address"), s("[2001:db8::10]:80"));
+        assert_warned(&c, 10, "virtual", "needs virtual6=");
+    }
+
+    #[test]
+    fn firewall_marks() {
+        let c = convert(
+            "virtual=7\n\treal=192.0.2.70 gate\n\treal=192.0.2.71:8080 gate\n\tprotocol=tcp\n\
+             virtual6=8\n\treal6=[2001:db8::70] gate\n\tservice=http\n\
+             virtual=9\n\treal=192.0.2.70 gate\n\tchecktype=connect\n",
+        );
+        let t = table(&c, "fwmark-7.toml");
+        assert_eq!(get(&t, "virtual.fwmark"), i(7));
+        assert_eq!(get(&t, "virtual.protocol"), None);
+        assert_eq!(get(&t, "virtual.family"), None);
+        // ldirectord's fwmark services default to service none: always up.
+        assert_eq!(get(&t, "check.type"), s("on"));
+        assert_eq!(get(&t, "real.0.address"), s("192.0.2.70"));
+        assert_eq!(get(&t, "real.1.address"), s("192.0.2.71:8080"));
+        assert_warned(&c, 4, "protocol", "fwm");
+        let t = table(&c, "fwmark-8-inet6.toml");
+        assert_eq!(get(&t, "virtual.family"), s("inet6"));
+        assert_eq!(get(&t, "real.0.address"), s("2001:db8::70"));
+        // The reals have no port: ldirectord checks the service's (ld_checkport).
+        assert_eq!(get(&t, "check.port"), i(80));
+        assert_eq!(get(&t, "check.type"), s("http"));
+        // A connect check without any port has nothing to connect to; a ping instead.
+        let t = table(&c, "fwmark-9.toml");
+        assert_eq!(get(&t, "check.type"), s("ping"));
+        assert_warned(&c, 10, "checktype", "not valid");
+    }
+
+    #[test]
+    fn block_syntax_follows_read_config() {
+        let c = convert(
+            "# comment\n\
+             virtual = 192.0.2.100:80\n\
+             \treal=192.0.2.1:80 gate # a comment after a real\n\
+             # a comment inside the block does not end it\n\
+             \x20\x20\x20\x20real=192.0.2.2:80 gate\n\
+             \treceive=\"a#b\"\n\
+             \n\
+             \treal=192.0.2.3:80 gate\n\
+             checkinterval=3 # globals keep their comment, the number is read\n\
+             \x20\x20real=192.0.2.4:80 gate\n\
+             nonsense\n\
+             bogus=1\n",
+        );
+        let t = table(&c, "192.0.2.100-80.toml");
+        assert_eq!(get(&t, "real.1.address"), s("192.0.2.2:80"));
+        assert_eq!(get(&t, "real.2"), None);
+        assert_warned(&c, 6, "receive", "`#` starts a comment even inside quotes");
+        assert_warned(&c, 8, "real", "indented line outside a virtual block");
+        assert_eq!(get(&table(&c, "ldir.toml"), "check.interval"), s("3s"));
+        assert_warned(&c, 10, "real", "indented line outside a virtual block");
+        assert_warned(&c, 11, "nonsense", "unknown global directive");
+        assert_warned(&c, 12, "bogus", "unknown global directive");
+    }
+
+    #[test]
+    fn directives_without_a_home_are_named_with_their_line() {
+        let c = convert(
+            "callback=\"/usr/bin/reloaded\"\nlogfile=\"/var/log/ld.log\"\nexecute=other.cf\n\
+             smtp=192.0.2.25\nautoreload=no\ntimeout=5\nconnecttimeout=5\n\
+             virtual=192.0.2.100:80\n\treal=192.0.2.1:80 gate\n\tmonitorfile=/var/log/m\n\
+             \tload=\"x\"\n\tsmtp=192.0.2.26\n\tconnecttimeout=3\n\tpersistent=0\n\
+             \tnetmask=255.255.255.0\n\tops=yes\n\tcheckinterval=5\n\tsecret=\"s\"\n",
+        );
+        for (line, directive, words) in [
+            (
+                1,
+                "callback",
+                "no equivalent; ldir re-reads its files itself",
+            ),
+            (2, "logfile", "no equivalent"),
+            (3, "execute", "no equivalent"),
+            (4, "smtp", "relay through \"192.0.2.25\""),
+            (5, "autoreload", "always reloads"),
+            (6, "timeout", "obsolete"),
+            (7, "connecttimeout", "obsolete"),
+            (10, "monitorfile", "no equivalent"),
+            (11, "load", "no equivalent"),
+            (12, "smtp", "no equivalent"),
+            (13, "connecttimeout", "obsolete"),
+            (14, "persistent", "ipvsadm refuses -p 0"),
+            (15, "netmask", "only applies with persistent"),
+            (16, "ops", "udp services only"),
+            (17, "checkinterval", "unless fork=yes"),
+            (18, "secret", "not used by ldir's http check"),
+        ] {
+            assert_warned(&c, line, directive, words);
+        }
+        assert_eq!(
+            c.warnings[0].to_string(),
+            "line 1: callback: no equivalent; ldir re-reads its files itself (inotify, SIGHUP); ignored"
+        );
+        let t = table(&c, "192.0.2.100-80.toml");
+        assert_eq!(get(&t, "check.interval"), s("5s"));
+    }
+
+    #[test]
+    fn names_are_unique_words() {
+        let c = convert(
+            "virtual=192.0.2.100:80\n\tservicename=web\n\
+             virtual=192.0.2.101:80\n\tservicename=web\n\
+             virtual=192.0.2.102:80\n\tservicename=ldir\n\
+             virtual=192.0.2.103:80\n\tservicename=.hidden/../x y\n\
+             virtual=192.0.2.104:80\n\tservicename=\"quoted\" \\ name\n",
+        );
+        assert_eq!(
+            names(&c),
+            [
+                "ldir.toml",
+                "web.toml",
+                "web-2.toml",
+                "ldir-2.toml",
+                "hidden-..-x-y.toml",
+                "quoted-name.toml"
+            ]
+        );
+        assert_eq!(get(&table(&c, "web-2.toml"), "virtual.name"), None);
+        assert_warned(&c, 4, "servicename", "is named \"web-2\"");
+        assert_eq!(
+            get(&table(&c, "quoted-name.toml"), "virtual.name"),
+            s("\"quoted\"-\\-name")
+        );
+    }
+
+    #[test]
+    fn values_survive_toml_escaping() {
+        let nasty = "a\"b\\c'd\u{e9}\u{1F600}$x";
+        let (c, t) = one(&format!(
+            "\treal=192.0.2.1:80 gate\n\tcomment={nasty}\n\tservice=simpletcp\n\
+             \trequest=\"{nasty}\\n\"\n\treceive=\"{}\"\n",
+            regex::escape(nasty)
+        ));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(get(&t, "virtual.comment"), s(nasty));
+        // What ldir sends is what ldirectord sent: the request, `\n` expanded, no `/`.
+        let send = get(&t, "check.send").unwrap();
+        let bytes = common::probe::unescape(send.as_str().unwrap()).unwrap();
+        assert_eq!(bytes, format!("{nasty}\n").as_bytes());
+        assert_eq!(simpletcp_send("/a\\\\nb\\x"), "a\\\\\\nb\\\\x");
+    }
+
+    #[test]
+    fn shell_syntax_in_commands_keeps_its_meaning() {
+        let c = convert(
+            "fallbackcommand=/usr/bin/logger -t ld $1 | cat\n\
+             virtual=192.0.2.100:80\n\treal=192.0.2.1:80 gate\n",
+        );
+        let g = table(&c, "ldir.toml");
+        let cmd = get(&g, "global.fallback_command").unwrap();
+        let words = shlex::split(cmd.as_str().unwrap()).unwrap();
+        assert_eq!(
+            words,
+            [
+                "sh",
+                "-c",
+                "/usr/bin/logger -t ld $1 | cat \"$@\"",
+                "fallbackcommand"
+            ]
+        );
+        assert_warned(&c, 1, "fallbackcommand", "shell syntax");
+    }
+
+    #[test]
+    fn fallbacks() {
+        let c = convert(
+            "fallback=192.0.2.250\n\
+             virtual=192.0.2.100:80\n\treal=192.0.2.1:80 gate\n\
+             virtual=192.0.2.100:443\n\treal=192.0.2.1:443 gate\n\tfallback=192.0.2.1:443\n\
+             virtual=192.0.2.100:25\n\treal=192.0.2.1:25 gate\n\tfallback=sorry.example.org:25\n\
+             virtual=192.0.2.100:26\n\treal=192.0.2.1:26 gate\n\tfallback=192.0.2.9:26 bridge\n",
+        );
+        // The global fallback without a port takes each virtual's.
+        assert_eq!(
+            get(&table(&c, "192.0.2.100-80.toml"), "virtual.fallback"),
+            s("192.0.2.250:80")
+        );
+        assert_eq!(
+            get(&table(&c, "192.0.2.100-443.toml"), "virtual.fallback"),
+            None
+        );
+        assert_warned(&c, 6, "fallback", "one of the reals");
+        assert_warned(&c, 9, "fallback", "host name");
+        assert_warned(&c, 12, "fallback", "forwarding must be gate, masq or ipip");
+    }
+
+    #[test]
+    fn nothing_usable() {
+        for text in [
+            "",
+            "checktimeout=3\n",
+            "virtual=www.example.org:80\n\treal=192.0.2.1:80 gate\n",
+            "virtual=192.0.2.1:80\nvirtual=192.0.2.1:80\n"
+                .repeat(0)
+                .as_str(),
+            "\treal=192.0.2.1:80 gate\n",
+        ] {
+            let c = convert(text);
+            assert!(!c.usable, "{text:?}");
+            assert!(
+                c.warnings
+                    .iter()
+                    .any(|w| w.line == 0 && w.message.contains("no virtual service")),
+                "{:?}",
+                c.warnings
+            );
+        }
+        let c = convert("virtual=192.0.2.1:80\n\treal=192.0.2.1:80 gate\nvirtual=192.0.2.1:80\n");
+        assert!(c.usable);
+        assert_warned(&c, 3, "virtual", "the same virtual service again");
+        assert_eq!(c.files.len(), 2);
+        let c = convert("virtual=192.0.2.1\n\treal=192.0.2.1:80 gate\n");
+        assert_warned(&c, 1, "virtual", "read as firewall mark 192");
+    }
+
+    /// Files and garbage: nothing panics, whatever comes out is TOML.
+    #[test]
+    fn hostile_input_never_panics() {
+        let mut inputs: Vec<String> = vec![
+            "a".repeat(1 << 20),
+            format!("virtual={}\n", "9".repeat(1 << 16)),
+            format!("virtual=192.0.2.1:80\n\treal={}\n", "1.".repeat(1 << 16)),
+            format!(
+                "virtual=192.0.2.1:80\n\treal=192.0.2.1:80 gate {} \"{}\", \"{}\"\n",
+                "9".repeat(400),
+                "\"".repeat(10_000),
+                "(".repeat(1000)
+            ),
+            format!("virtual=192.0.2.1:80\n\tservicename={}\n", "\u{0}\u{7}\u{202e}".repeat(1000)),
+            format!("virtual=192.0.2.1:80\n\treceive=\"{}\"\n", "a{1000}{1000}".repeat(10)),
+            "virtual=192.0.2.1:80\n\treal=0.0.0.0->255.255.255.255:80 gate\n".into(),
+            "virtual6=[::]:65535\n\treal6=[::]->[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:0 gate 65535 l:4294967296\n".into(),
+            "virtual=4294967296\nvirtual=0\nvirtual=1\n\tchecktype=99999999999999999999999\n".into(),
+        ];
+        // Deterministic junk: bytes of every value, lines of every length.
+        let mut x: u32 = 0x1234_5678;
+        for _ in 0..50 {
+            let mut s = String::from("virtual=192.0.2.1:80\n");
+            for _ in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let c = char::from_u32(x % 0x3000).unwrap_or('?');
+                s.push(if x.is_multiple_of(7) {
+                    '\n'
+                } else if x.is_multiple_of(11) {
+                    '\t'
+                } else {
+                    c
+                });
+            }
+            inputs.push(s);
+        }
+        for text in &inputs {
+            let c = convert(text);
+            for f in &c.files {
+                f.text
+                    .parse::<toml::Table>()
+                    .unwrap_or_else(|e| panic!("{e}\n{}", f.text));
+            }
+            for w in &c.warnings {
+                assert!(w.to_string().len() < 1000, "{w}");
+            }
+        }
+    }
 }
