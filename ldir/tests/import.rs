@@ -234,3 +234,95 @@ fn an_unreadable_file_exits_2_naming_it() {
         "ldir: /nonexistent/ldirectord.cf: no such file or directory\n"
     );
 }
+
+/// The corners the fixtures do not reach, through ldir's loader as well.
+#[test]
+fn corner_cases_convert_into_files_ldir_accepts() {
+    let text = "\
+fallbackcommand=/usr/bin/logger -t ld | cat
+emailalertstatus=none
+virtual=7
+\treal=192.0.2.70 gate
+\tchecktype=external
+\tcheckcommand=/bin/echo
+\temailalert=\"fw@example.org\"
+\temailalertstatus=running
+virtual=9
+\treal=192.0.2.71 gate
+\tchecktype=connect
+virtual=192.0.2.100:5000
+\treal=192.0.2.1:5000 gate 1 \"HELLO\\n\", \"^WORLD\"
+\treal=192.0.2.2:5000 gate 1 \"PING\", \"\"
+\tservice=simpletcp
+\trequest=\"PING\\n\"
+\treceive=\"^PONG\"
+\tchecktype=on
+\tcheckinterval=1
+\tfailurecount=2
+virtual=192.0.2.100:21
+\treal=192.0.2.3:21 gate 1 \"other.txt\", \"fine\"
+\tservice=ftp
+\trequest=\"health.txt\"
+virtual=192.0.2.100:53
+\treal=192.0.2.4:53 gate 1 \"192.0.2.9\", \"x\"
+\treal=192.0.2.5:53 gate 1 \"www.example.org\", \"x\"
+\trequest=\"example.org\"
+virtual=192.0.2.100:5001
+\treal=192.0.2.6 gate
+\tservice=simpletcp
+virtual6=[2001:db8::100]:80
+\treal6=[2001:db8::1]->[2001:db8::ff]:8080 masq 2 \"/v6\", \"ok\"
+\thttpmethod=HEAD
+\treceive=\"never\"
+\temailalertfreq=5
+";
+    let conv = convert(text);
+    assert!(conv.usable);
+    let config = load_converted("corners", &conv);
+    assert_eq!(config.virtuals.len(), 7);
+    let by_name = |n: &str| {
+        config
+            .virtuals
+            .iter()
+            .find(|v| v.name == n)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{n}: {:?}",
+                    config.virtuals.iter().map(|v| &v.name).collect::<Vec<_>>()
+                )
+            })
+    };
+    // emailalertstatus=none: no mail for the virtual that has none of its own.
+    let fw = by_name("fwmark-7");
+    let a = fw.alert.as_ref().expect("its own emailalert");
+    assert_eq!(a.to, "fw@example.org");
+    assert!(a.on.down && a.on.up && a.on.fallback);
+    // The v6 range expands to 255 reals, each checked on its own port.
+    let v6 = by_name("2001-db8--100-80");
+    assert_eq!(v6.reals.len(), 255);
+    assert_eq!(v6.reals[0].dest.addr.to_string(), "[2001:db8::1]:8080");
+    for (line, directive, words) in [
+        (1, "fallbackcommand", "shell syntax"),
+        (8, "emailalertstatus", "not by the daemon's state"),
+        (11, "checktype", "not valid"),
+        (
+            13,
+            "real",
+            "a type = \"on\" check has no request or receive to override",
+        ),
+        (26, "real", "cannot set the PTR record type"),
+        (33, "real6", "ldirectord refuses IPv6 ranges"),
+        (33, "real6", "a HEAD request has no body"),
+        (35, "receive", "a HEAD answer has no body"),
+        (36, "emailalertfreq", "without an emailalert"),
+        (2, "emailalertstatus", "without a global emailalert"),
+    ] {
+        assert!(
+            conv.warnings
+                .iter()
+                .any(|w| w.line == line && w.directive == directive && w.message.contains(words)),
+            "line {line}: {directive}: {words}: {:#?}",
+            conv.warnings
+        );
+    }
+}
