@@ -2086,7 +2086,8 @@ fn virtual_file(
     if let Some(f) = &v.failurecount {
         d.kv("fall", int(clamp_count(Some(f), "failurecount", w)));
     }
-    if plan.negotiate.is_some() {
+    // External checks get the real's port (check_external), pings none.
+    if plan.negotiate.is_some() && !matches!(plan.ty, "external" | "ping") {
         if let Some(p) = v.checkport.as_ref().map(|p| p.v).or(plan.port) {
             d.kv("port", int(p));
         }
@@ -2094,7 +2095,10 @@ fn virtual_file(
         w.push(
             p.line,
             "checkport",
-            format!("a type = \"{}\" check uses no port; ignored", plan.ty),
+            format!(
+                "a type = \"{}\" check does not use it (ldirectord's neither); ignored",
+                plan.ty
+            ),
         );
     }
     for (k, val) in &plan.fields {
@@ -3246,6 +3250,9 @@ mod tests {
         assert_eq!(get(&t, "check.type"), s("ping"));
         assert_eq!(get(&t, "check.count"), i(3));
         assert_warned(&c, 4, "checktype", "is a ping in ldirectord");
+        let (c, t) = one("\treal=192.0.2.1:80 gate\n\tchecktype=external\n\tcheckport=81\n");
+        assert_eq!(get(&t, "check.port"), None);
+        assert_warned(&c, 4, "checkport", "does not use it");
         // checkcount elsewhere is ignored with a word.
         let (c, _) = one("\treal=192.0.2.1:80 gate\n\tchecktype=connect\n\tcheckcount=3\n");
         assert_warned(&c, 4, "checkcount", "only ping checks repeat");
