@@ -5,8 +5,13 @@
 //! - [`config`]: the files, read and validated into a typed [`config::Config`].
 //! - [`import`]: `ldir import`, ldirectord.cf converted into those files.
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod director;
 pub mod import;
+pub mod state;
+pub mod status;
 
 /// One line saying what the tool is for, shown by `ldir --help`.
 pub const ABOUT: &str = "Programs the kernel IPVS table from one TOML file per virtual service and health-checks the real servers";

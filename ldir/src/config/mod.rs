@@ -1153,4 +1153,4 @@ fn across_files(parsed: &[(PathBuf, Src, VirtualFile)], built: &[Virtual], p: &m
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
