@@ -25,34 +25,8 @@ no_line() { ! table | grep -q -- "$1"; }
 
 echo "== the issue's example as written: ldir check, ldir apply"
 mkdir -p "$T/example"
-cat > "$T/example/web.toml" <<'EOF'
-# /etc/ldir/web.toml
-[virtual]
-address = "192.0.2.100:80"      # or "[2001:db8::100]:443", or fwmark = 7 (with family = "inet6" for v6)
-protocol = "tcp"                # tcp | udp | sctp
-scheduler = "wrr"
-persistent = "300s"             # optional; with netmask = "255.255.255.0"
-forwarding = "gate"             # default for reals: gate | masq | ipip (gue/gre options allowed)
-quiescent = true                # down = weight 0 (true) or removed (false)
-fallback = "192.0.2.50:80"      # sorry server while no real is up
-
-[check]
-type = "http"                   # any probe kind, plus "on" (always up) and "off" (never add)
-path = "/health"
-expect = "200-299"
-interval = "2s"
-timeout = "1s"
-rise = 2                        # consecutive successes to come up
-fall = 3                        # consecutive failures to go down
-
-[[real]]
-address = "192.0.2.13:80"
-weight = 10
-
-[[real]]
-address = "192.0.2.20->192.0.2.29:80"   # ldirectord's range syntax
-weight = 5
-EOF
+# The example as the issue writes it, shipped as contrib/examples/standalone/ldir/web.toml.
+cp "$LAB_ROOT/contrib/examples/standalone/ldir/web.toml" "$T/example/web.toml"
 printf '[global]\nstate_dir = "%s/example-state"\n' "$T" > "$T/example/ldir.toml"
 topo up --no-http
 out=$(ldir --config-dir "$T/example" check) || fail "ldir check of the example: $out"
