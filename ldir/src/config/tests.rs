@@ -121,6 +121,7 @@ comment = "two resolvers"
 [check]
 type = "dns"
 name = "example.org"
+record_type = "AAAA"
 
 [[real]]
 address = "2001:db8::1"
@@ -231,6 +232,10 @@ address = "192.0.2.7"
         Duration::from_secs(2)
     );
     assert_eq!(r0.probe.as_ref().unwrap().spec.port, Some(53));
+    let common::probe::Check::Dns(dns) = &r0.probe.as_ref().unwrap().spec.check else {
+        panic!()
+    };
+    assert_eq!(dns.qtype, "AAAA", "record_type is the dns kind's own type");
     assert_eq!(d.reals[1].dest.forward, Forward::Masq);
     assert_eq!(
         d.reals[1].probe.as_ref().unwrap().spec.port,
