@@ -137,6 +137,7 @@ where
         watches: Watches::default(),
         last_report: Instant::now(),
         reconcile_soon: None,
+        repeats: HashMap::new(),
     };
     d.after(Effects {
         ops: Vec::new(),
@@ -221,6 +222,7 @@ where
                 }
                 d.reconcile().await;
             }
+            _ = sleep_until(d.next_repeat()) => d.send_repeats(),
             _ = sleep_until(d.reconcile_soon) => {
                 d.reconcile_soon = None;
                 d.reconcile().await;
@@ -289,6 +291,9 @@ struct Daemon<I> {
     watches: Watches,
     last_report: Instant,
     reconcile_soon: Option<Instant>,
+    /// Down reals whose alert is sent again every `repeat` (ldirectord's `emailalertfreq`): when it
+    /// was last sent, and the mail.
+    repeats: HashMap<RealId, Repeat>,
 }
 
 impl<I: KernelStats + Send + 'static> Daemon<I> {
@@ -328,16 +333,31 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
                 .find(|v| v.service.key == t.service)
                 && let Some(alert) = &v.alert
             {
-                let send = match t.to {
-                    State::Up => alert.on.up,
+                // A real found up by its first check is no news; one found down is.
+                let send = match (t.from, t.to) {
+                    (State::Unknown, State::Up) => false,
+                    (_, State::Up) => alert.on.up,
                     _ => alert.on.down,
                 };
+                let id = (t.service, t.real);
+                self.repeats.remove(&id);
                 if send {
                     let subject = format!("ldir: {} real {} {}", v.name, t.real, t.to);
                     let body = format!(
                         "virtual {} ({})\nreal {}: {} -> {}\nreason: {}\n",
                         v.name, v.service.key, t.real, t.from, t.to, t.reason
                     );
+                    if t.to == State::Down && !alert.repeat.is_zero() {
+                        self.repeats.insert(
+                            id,
+                            Repeat {
+                                sent: Instant::now(),
+                                alert: alert.clone(),
+                                subject: subject.clone(),
+                                body: body.clone(),
+                            },
+                        );
+                    }
                     spawn_mail(alert.clone(), subject, body);
                 }
             }
@@ -439,6 +459,24 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
         Ok(matched)
     }
 
+    fn next_repeat(&self) -> Option<Instant> {
+        self.repeats.values().map(|r| r.sent + r.alert.repeat).min()
+    }
+
+    fn send_repeats(&mut self) {
+        let now = Instant::now();
+        for r in self.repeats.values_mut() {
+            if now >= r.sent + r.alert.repeat {
+                r.sent = now;
+                spawn_mail(
+                    r.alert.clone(),
+                    format!("{} (still)", r.subject),
+                    r.body.clone(),
+                );
+            }
+        }
+    }
+
     fn status_line(&self) {
         let (v, up, all) = self.director.counts();
         let _ = self
@@ -475,6 +513,9 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
         };
         let _ = self.notifier.reloading();
         let effects = self.director.reload(Arc::new(new));
+        let director = &self.director;
+        self.repeats
+            .retain(|id, _| director.health(id).is_some_and(|h| h.state == State::Down));
         let n = effects.ops.len();
         self.apply(effects).await;
         self.watches.sync(feed, self.director.config());
@@ -512,6 +553,14 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
             }
         }
     }
+}
+
+/// An alert sent again while its real stays down.
+struct Repeat {
+    sent: Instant,
+    alert: config::Alert,
+    subject: String,
+    body: String,
 }
 
 /// The engine subscriptions: one tag per (virtual, real).

@@ -488,3 +488,82 @@ async fn the_watchdog_is_withheld_once_the_checks_stop_making_progress() {
     );
     r.stop().await;
 }
+
+/// Mail alerts through a command (ldirectord's emailalert*), repeated while the real stays down
+/// (`repeat`, ldirectord's emailalertfreq); the fallback command with `start|stop VIP:PORT PROTO`.
+#[tokio::test]
+async fn alerts_repeat_while_down_and_the_fallback_command_runs_on_its_edges() {
+    let d = Dir::new("alerts");
+    let mails = d.0.join("mails");
+    let edges = d.0.join("edges");
+    let cfg = TWO.replace(
+        "fallback = \"192.0.2.50:80\"\n",
+        &format!(
+            "fallback = \"192.0.2.50:80\"\nfallback_command = \"/bin/sh -c 'echo \\\"$*\\\" >> {}' fb\"\n",
+            edges.display()
+        ),
+    ) + &format!(
+        "[alert]\ncommand = \"/bin/sh -c 'cat >> {}; echo ==== >> {}'\"\nto = \"ops@example.org\"\nrepeat = \"300ms\"\n",
+        mails.display(),
+        mails.display()
+    );
+    d.write("web.toml", &cfg);
+    let script = Arc::new(Script::default());
+    let r = start(
+        &d.conf(),
+        script.clone(),
+        RecordingNotifier::new(),
+        RecordingIpvs::default(),
+    );
+    r.until("both up", |rep| {
+        rep.virtuals[0].reals.iter().all(|x| x.weight == Some(10))
+    })
+    .await;
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let count = |p: &Path, s: &str| read(p).matches(s).count();
+    let wait = |what: &'static str, f: Box<dyn Fn() -> bool>| async move {
+        for _ in 0..200 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{what}: not within 10 s");
+    };
+    script.set("192.0.2.11:80", false);
+    let m = mails.clone();
+    wait(
+        "three repeats of r1's down mail",
+        Box::new(move || count(&m, "Subject: ldir: web real 192.0.2.11:80 down (still)") >= 3),
+    )
+    .await;
+    let text = read(&mails);
+    assert!(text.starts_with("To: ops@example.org\nSubject: ldir: web real 192.0.2.11:80 down\n\nvirtual web (tcp 192.0.2.100:80)\nreal 192.0.2.11:80: up -> down\nreason: connection refused\n===="), "{text}");
+    script.set("192.0.2.11:80", true);
+    let m = mails.clone();
+    wait(
+        "r1's up mail",
+        Box::new(move || count(&m, "Subject: ldir: web real 192.0.2.11:80 up") == 1),
+    )
+    .await;
+    let repeats = count(&mails, "(still)");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(count(&mails, "(still)"), repeats, "no repeats once up");
+
+    script.set("192.0.2.11:80", false);
+    script.set("192.0.2.12:80", false);
+    let e = edges.clone();
+    wait(
+        "the fallback command's start",
+        Box::new(move || read(&e).contains("start 192.0.2.100:80 tcp")),
+    )
+    .await;
+    script.set("192.0.2.12:80", true);
+    let e = edges.clone();
+    wait(
+        "the fallback command's stop",
+        Box::new(move || read(&e) == "start 192.0.2.100:80 tcp\nstop 192.0.2.100:80 tcp\n"),
+    )
+    .await;
+    r.stop().await;
+}
