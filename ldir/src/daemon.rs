@@ -152,8 +152,10 @@ where
     let engine = Engine::spawn(
         deps.runner,
         EngineOptions {
-            // Every first check at once: a cold start is right within one check timeout.
+            // Every first check at once: a cold start is right within one check timeout; the
+            // second checks are spread over an interval, so the checks do not stay in one burst.
             spread: false,
+            stagger: true,
             ..EngineOptions::default()
         },
     );

@@ -725,7 +725,7 @@ where
                 prober,
                 EngineOptions {
                     max_concurrent: args.concurrency.max(1),
-                    spread: true,
+                    ..EngineOptions::default()
                 },
             );
             let mut feed = engine.feed(FEED_QUEUE);
