@@ -80,6 +80,8 @@ pub struct Deps<I, R> {
 const DEBOUNCE: Duration = Duration::from_millis(250);
 /// The longest a fallback command or alert mailer may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Check results taken from the queue for one kernel batch, at most.
+const MAX_BATCH: usize = 4096;
 /// Entries of the maintenance directory read, at most.
 const MAX_MAINTENANCE: usize = 65_536;
 
@@ -195,12 +197,22 @@ where
                     let _ = reply.send(r);
                 }
             },
-            Some((tag, report)) = feed.recv() => {
+            Some(first) = feed.recv() => {
                 d.last_report = Instant::now();
-                if let Some(id) = d.watches.by_tag.get(&tag).copied() {
-                    let e = d.director.on_result(id, &report.outcome, report.at);
-                    d.apply(e).await;
+                // Every result already waiting joins this one: a burst (a switch port going down,
+                // a cold start) is one batch to the kernel instead of one round trip per real,
+                // and a lone result still goes out at once.
+                let mut effects = Effects::default();
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some((tag, report)) = next {
+                    if let Some(id) = d.watches.by_tag.get(&tag).copied() {
+                        effects.extend(d.director.on_result(id, &report.outcome, report.at));
+                    }
+                    taken += 1;
+                    next = if taken < MAX_BATCH { feed.try_recv() } else { None };
                 }
+                d.apply(effects).await;
             }
             what = inotify.next() => match what {
                 Some(Changed::Config) => reload_at = Some(Instant::now() + DEBOUNCE),

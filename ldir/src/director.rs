@@ -192,7 +192,8 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn extend(&mut self, other: Effects) {
+    /// Appends `other`'s operations and events after this one's.
+    pub fn extend(&mut self, other: Effects) {
         self.ops.extend(other.ops);
         self.transitions.extend(other.transitions);
         self.fallbacks.extend(other.fallbacks);

@@ -211,6 +211,11 @@ impl Feed {
         self.rx.recv().await
     }
 
+    /// A report already waiting, without waiting for one.
+    pub fn try_recv(&mut self) -> Option<(usize, Report)> {
+        self.rx.try_recv().ok()
+    }
+
     /// Whether a report is waiting.
     pub fn is_empty(&self) -> bool {
         self.rx.is_empty()
@@ -795,9 +800,14 @@ mod tests {
                     .filter(|(_, t)| *t == ip)
                     .map(|(at, _)| *at - start)
                     .collect();
-                // Then a fixed interval from the second run on.
+                // Then the fixed grid from the second run on (a run may start up to the slack
+                // early, to share a wake-up; the grid does not move).
                 for w in runs[1..].windows(2) {
-                    assert_eq!(w[1] - w[0], 10 * S, "{ip}: {runs:?}");
+                    let gap = w[1] - w[0];
+                    assert!(
+                        gap > 10 * S - SLACK_MAX && gap < 10 * S + SLACK_MAX,
+                        "{ip}: {runs:?}"
+                    );
                 }
                 runs[1]
             })
