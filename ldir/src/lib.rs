@@ -1,7 +1,11 @@
-//! `ldir`: Programs the kernel IPVS table from one TOML file per virtual service and health-checks the real servers.
+//! `ldir`: Programs the kernel IPVS table from one TOML file per virtual service and health-checks
+//! the real servers.
 //!
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
-//! So far it offers only its identity: the tool's features arrive with their issues, none are stubbed.
+//! - [`config`]: the files, read and validated into a typed [`config::Config`].
+
+pub mod config;
+pub mod director;
 
 /// One line saying what the tool is for, shown by `ldir --help`.
 pub const ABOUT: &str = "Programs the kernel IPVS table from one TOML file per virtual service and health-checks the real servers";

@@ -160,6 +160,25 @@ pub fn load_dir<T: DeserializeOwned + Validate>(
     }
 }
 
+/// Deserializes an already parsed TOML value into `T`, for schemas that assemble a value from
+/// several tables (ldir merges `[check]` defaults, the virtual's and a real's overrides) before
+/// handing it to a type's own `Deserialize`. On error: the field path inside `value` (empty for the
+/// value itself) and the message in the same words [`parse_str`] uses. Spans are the caller's to
+/// supply: a `toml::Value` has none.
+pub fn from_value<T: DeserializeOwned>(value: toml::Value) -> Result<T, (String, String)> {
+    match serde_path_to_error::deserialize(value) {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            let mut field = field_path(e.path());
+            let humanized = humanize(e.inner().message());
+            if let Some(extra) = &humanized.extra_field {
+                push_key(&mut field, extra);
+            }
+            Err((field, one_line(&humanized.message)))
+        }
+    }
+}
+
 /// The field path of a serde error without the private keys of `toml::Spanned` and datetimes.
 fn field_path(path: &serde_path_to_error::Path) -> String {
     let mut out = String::new();

@@ -77,6 +77,6 @@ mod validate;
 mod values;
 
 pub use error::{ConfigError, ConfigErrors, Location, Position, did_you_mean};
-pub use load::{load_dir, load_file, parse_str};
+pub use load::{from_value, load_dir, load_file, parse_str};
 pub use validate::{Validate, Validator};
 pub use values::{Cidr, Duration, IfName, IpAddr, SocketAddr, ValueError};
