@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use common::ipvs::{self, Destination, Ipvs, Op, RecordingIpvs, ServiceKey, Table, VirtualService};
 use common::probe::Outcome;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::{CheckMode, Config, Virtual};
@@ -37,7 +37,7 @@ use crate::config::{CheckMode, Config, Virtual};
 pub type RealId = (ServiceKey, SocketAddr);
 
 /// What the checks say about a real.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// No result yet.
@@ -226,7 +226,11 @@ impl Director {
     /// A director for `config`, starting from the kernel's `table`. `prior` lists services an
     /// earlier run created (the state file): those not in `config` any more are deleted. Returns
     /// the operations of the first apply.
-    pub fn start(config: Arc<Config>, prior: &BTreeSet<ServiceKey>, kernel: &Table) -> (Director, Effects) {
+    pub fn start(
+        config: Arc<Config>,
+        prior: &BTreeSet<ServiceKey>,
+        kernel: &Table,
+    ) -> (Director, Effects) {
         let mut owned: BTreeSet<ServiceKey> = prior.clone();
         owned.extend(config.virtuals.iter().map(|v| v.service.key));
         let mut applied = Table::new();
@@ -297,7 +301,10 @@ impl Director {
             let state = match v.check {
                 CheckMode::Off => continue,
                 CheckMode::On => State::Up,
-                CheckMode::Probe => self.health.get(&(key, addr)).map_or(State::Unknown, |h| h.state),
+                CheckMode::Probe => self
+                    .health
+                    .get(&(key, addr))
+                    .map_or(State::Unknown, |h| h.state),
             };
             let dest = match state {
                 _ if self.held(&key, &addr) => Some(r.dest.clone().weight(0)),
@@ -343,9 +350,16 @@ impl Director {
             return Effects::default();
         };
         let want = self.desired(v);
-        let fallback = v.fallback.as_ref().is_some_and(|fb| want.destinations.get(&fb.addr) == Some(fb));
+        let fallback = v
+            .fallback
+            .as_ref()
+            .is_some_and(|fb| want.destinations.get(&fb.addr) == Some(fb));
         let name = v.name.clone();
-        let ops = ipvs::plan(&one(Some(&want)), &one(self.applied.table.services.get(&key)), |_| true);
+        let ops = ipvs::plan(
+            &one(Some(&want)),
+            &one(self.applied.table.services.get(&key)),
+            |_| true,
+        );
         let mut effects = Effects {
             ops,
             ..Effects::default()
@@ -437,7 +451,11 @@ impl Director {
 
     /// Adds or removes a drain; the operations for every service it touches.
     pub fn set_drain(&mut self, drain: Drain, on: bool) -> Effects {
-        let changed = if on { self.drains.insert(drain) } else { self.drains.remove(&drain) };
+        let changed = if on {
+            self.drains.insert(drain)
+        } else {
+            self.drains.remove(&drain)
+        };
         if !changed {
             return Effects::default();
         }
@@ -498,7 +516,10 @@ impl Director {
                 v.readd_quiescent
                     || !self.applied.table.services.contains_key(k)
                     || self.held(k, &d.addr)
-                    || self.health.get(&(*k, d.addr)).is_none_or(|h| h.state == State::Up)
+                    || self
+                        .health
+                        .get(&(*k, d.addr))
+                        .is_none_or(|h| h.state == State::Up)
             }),
             _ => true,
         });
@@ -535,7 +556,10 @@ impl Director {
                 let is_up = match v.check {
                     CheckMode::On => true,
                     CheckMode::Off => false,
-                    CheckMode::Probe => self.health.get(&(v.service.key, r.dest.addr)).is_some_and(|h| h.state == State::Up),
+                    CheckMode::Probe => self
+                        .health
+                        .get(&(v.service.key, r.dest.addr))
+                        .is_some_and(|h| h.state == State::Up),
                 };
                 up += usize::from(is_up);
             }
@@ -555,7 +579,12 @@ impl Director {
 }
 
 fn index(config: &Config) -> HashMap<ServiceKey, usize> {
-    config.virtuals.iter().enumerate().map(|(i, v)| (v.service.key, i)).collect()
+    config
+        .virtuals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.service.key, i))
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,8 +4,12 @@
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
 //! - [`config`]: the files, read and validated into a typed [`config::Config`].
 
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod director;
+pub mod state;
+pub mod status;
 
 /// One line saying what the tool is for, shown by `ldir --help`.
 pub const ABOUT: &str = "Programs the kernel IPVS table from one TOML file per virtual service and health-checks the real servers";

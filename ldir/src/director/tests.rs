@@ -8,7 +8,10 @@ fn cfg(files: &[(&str, &str)]) -> Arc<Config> {
         config::build(
             Path::new("/etc/ldir"),
             None,
-            files.iter().map(|(n, t)| (format!("/etc/ldir/{n}").into(), Ok(t.to_string()))).collect(),
+            files
+                .iter()
+                .map(|(n, t)| (format!("/etc/ldir/{n}").into(), Ok(t.to_string())))
+                .collect(),
         )
         .unwrap(),
     )
@@ -27,11 +30,19 @@ fn a(s: &str) -> SocketAddr {
 }
 
 fn up() -> Outcome {
-    Outcome { up: true, latency: Duration::from_millis(1), reason: "200 OK".into() }
+    Outcome {
+        up: true,
+        latency: Duration::from_millis(1),
+        reason: "200 OK".into(),
+    }
 }
 
 fn down() -> Outcome {
-    Outcome { up: false, latency: Duration::from_millis(1), reason: "connection refused".into() }
+    Outcome {
+        up: false,
+        latency: Duration::from_millis(1),
+        reason: "connection refused".into(),
+    }
 }
 
 /// Applies effects to a fake kernel, as the daemon does.
@@ -40,11 +51,20 @@ fn apply(k: &mut RecordingIpvs, e: &Effects) {
 }
 
 fn weight(k: &RecordingIpvs, real: &str) -> Option<u32> {
-    k.table.services.get(&key())?.destinations.get(&a(real)).map(|d| d.weight)
+    k.table
+        .services
+        .get(&key())?
+        .destinations
+        .get(&a(real))
+        .map(|d| d.weight)
 }
 
 fn all_results(d: &mut Director, k: &mut RecordingIpvs, o: &Outcome, now: Instant) {
-    let reals: Vec<SocketAddr> = d.config().virtuals[0].reals.iter().map(|r| r.dest.addr).collect();
+    let reals: Vec<SocketAddr> = d.config().virtuals[0]
+        .reals
+        .iter()
+        .map(|r| r.dest.addr)
+        .collect();
     for r in reals {
         let e = d.on_result((key(), r), o, now);
         apply(k, &e);
@@ -56,15 +76,34 @@ async fn cold_start_adds_reals_at_weight_zero_then_first_results_decide() {
     let mut k = RecordingIpvs::default();
     let (mut d, e) = Director::start(web(), &BTreeSet::new(), &k.table);
     apply(&mut k, &e);
-    assert_eq!(e.ops.len(), 1 + 11, "the service and 11 reals at weight 0: {:?}", e.ops);
+    assert_eq!(
+        e.ops.len(),
+        1 + 11,
+        "the service and 11 reals at weight 0: {:?}",
+        e.ops
+    );
     assert_eq!(weight(&k, "192.0.2.13:80"), Some(0));
-    assert_eq!(weight(&k, "192.0.2.50:80"), None, "no fallback while reals wait for a first result");
+    assert_eq!(
+        weight(&k, "192.0.2.50:80"),
+        None,
+        "no fallback while reals wait for a first result"
+    );
     // The first success brings a real up at once (rise applies after that).
     let e = d.on_result((key(), a("192.0.2.13:80")), &up(), Instant::now());
-    assert_eq!(e.ops, vec![Op::EditDestination(key(), Destination::new(a("192.0.2.13:80"), Forward::Route).weight(10))]);
+    assert_eq!(
+        e.ops,
+        vec![Op::EditDestination(
+            key(),
+            Destination::new(a("192.0.2.13:80"), Forward::Route).weight(10)
+        )]
+    );
     assert_eq!(e.transitions[0].to, State::Up);
     apply(&mut k, &e);
-    assert_eq!(k.table, d.applied().clone(), "the cache is what the kernel holds");
+    assert_eq!(
+        k.table,
+        d.applied().clone(),
+        "the cache is what the kernel holds"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -83,7 +122,11 @@ async fn fall_and_rise_hysteresis_then_fallback_comes_and_goes() {
     let e = d.on_result(r, &down(), now);
     assert_eq!(e.ops.len(), 1);
     apply(&mut k, &e);
-    assert_eq!(weight(&k, "192.0.2.13:80"), Some(0), "quiescent: weight 0, not removed");
+    assert_eq!(
+        weight(&k, "192.0.2.13:80"),
+        Some(0),
+        "quiescent: weight 0, not removed"
+    );
     // rise = 2: one success is not enough, a failure in between starts over.
     assert!(d.on_result(r, &up(), now).ops.is_empty());
     assert!(d.on_result(r, &down(), now).ops.is_empty());
@@ -95,7 +138,11 @@ async fn fall_and_rise_hysteresis_then_fallback_comes_and_goes() {
     // Every real down: the fallback comes, as one more operation after the last weight change.
     let mut fallback_edges = Vec::new();
     for _ in 0..3 {
-        let reals: Vec<SocketAddr> = d.config().virtuals[0].reals.iter().map(|r| r.dest.addr).collect();
+        let reals: Vec<SocketAddr> = d.config().virtuals[0]
+            .reals
+            .iter()
+            .map(|r| r.dest.addr)
+            .collect();
         for real in reals {
             let e = d.on_result((key(), real), &down(), now);
             fallback_edges.extend(e.fallbacks.clone());
@@ -121,7 +168,11 @@ async fn without_quiescent_down_reals_are_removed_and_only_added_once_up() {
     let mut k = RecordingIpvs::default();
     let (mut d, e) = Director::start(cfg(&[("web.toml", &t)]), &BTreeSet::new(), &k.table);
     apply(&mut k, &e);
-    assert_eq!(e.ops.len(), 1, "only the service: no real before its first success");
+    assert_eq!(
+        e.ops.len(),
+        1,
+        "only the service: no real before its first success"
+    );
     let r = (key(), a("192.0.2.13:80"));
     let e = d.on_result(r, &up(), Instant::now());
     assert!(matches!(&e.ops[..], [Op::AddDestination(_, dst)] if dst.weight == 10));
@@ -144,7 +195,11 @@ async fn a_restart_under_traffic_keeps_kernel_weights_until_the_first_result() {
     }
     let mut k = RecordingIpvs::with_table(kernel);
     let (mut d, e) = Director::start(c, &[key()].into(), &k.table);
-    assert!(e.ops.is_empty(), "nothing changes before checks say so: {:?}", e.ops);
+    assert!(
+        e.ops.is_empty(),
+        "nothing changes before checks say so: {:?}",
+        e.ops
+    );
     let e = d.on_result((key(), a("192.0.2.13:80")), &down(), Instant::now());
     apply(&mut k, &e);
     assert_eq!(weight(&k, "192.0.2.13:80"), Some(0));
@@ -164,26 +219,57 @@ async fn reload_keeps_health_and_a_weight_changed_while_down_applies_when_up() {
     // Reload with r1's weight changed from 10 to 7 and one real added.
     let t = WEB.replace("weight = 10", "weight = 7") + "\n[[real]]\naddress = \"192.0.2.40:80\"\n";
     let e = d.reload(cfg(&[("web.toml", &t)]));
-    assert_eq!(e.ops, vec![Op::AddDestination(key(), Destination::new(a("192.0.2.40:80"), Forward::Route).weight(0))], "one operation, nothing else moves");
+    assert_eq!(
+        e.ops,
+        vec![Op::AddDestination(
+            key(),
+            Destination::new(a("192.0.2.40:80"), Forward::Route).weight(0)
+        )],
+        "one operation, nothing else moves"
+    );
     assert!(e.transitions.is_empty());
     apply(&mut k, &e);
-    assert_eq!(weight(&k, "192.0.2.13:80"), Some(0), "still down after the reload");
-    assert_eq!(weight(&k, "192.0.2.20:80"), Some(5), "still up after the reload");
+    assert_eq!(
+        weight(&k, "192.0.2.13:80"),
+        Some(0),
+        "still down after the reload"
+    );
+    assert_eq!(
+        weight(&k, "192.0.2.20:80"),
+        Some(5),
+        "still up after the reload"
+    );
     d.on_result(r, &up(), Instant::now());
     apply(&mut k, &d.on_result(r, &up(), Instant::now()));
-    assert_eq!(weight(&k, "192.0.2.13:80"), Some(7), "the new weight once it is up");
+    assert_eq!(
+        weight(&k, "192.0.2.13:80"),
+        Some(7),
+        "the new weight once it is up"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn reload_edits_scheduler_and_persistence_in_place_and_deletes_removed_virtuals() {
     let other = "[virtual]\naddress = \"192.0.2.101:443\"\n[check]\ntype = \"on\"\n[[real]]\naddress = \"192.0.2.13\"\n";
     let mut k = RecordingIpvs::default();
-    let (mut d, e) = Director::start(cfg(&[("web.toml", WEB), ("tls.toml", other)]), &BTreeSet::new(), &k.table);
+    let (mut d, e) = Director::start(
+        cfg(&[("web.toml", WEB), ("tls.toml", other)]),
+        &BTreeSet::new(),
+        &k.table,
+    );
     apply(&mut k, &e);
-    let t = WEB.replace("scheduler = \"wrr\"", "scheduler = \"wlc\"").replace("persistent = \"300s\"", "persistent = \"600s\"");
+    let t = WEB
+        .replace("scheduler = \"wrr\"", "scheduler = \"wlc\"")
+        .replace("persistent = \"300s\"", "persistent = \"600s\"");
     let e = d.reload(cfg(&[("web.toml", &t)]));
     let tls = ServiceKey::tcp(a("192.0.2.101:443"));
-    assert_eq!(e.ops, vec![Op::DelService(tls), Op::EditService(Service::new(key(), Scheduler::Wlc).persistent(600))]);
+    assert_eq!(
+        e.ops,
+        vec![
+            Op::DelService(tls),
+            Op::EditService(Service::new(key(), Scheduler::Wlc).persistent(600))
+        ]
+    );
     apply(&mut k, &e);
     assert!(d.owned().contains(&key()) && !d.owned().contains(&tls));
 }
@@ -192,22 +278,34 @@ async fn reload_edits_scheduler_and_persistence_in_place_and_deletes_removed_vir
 async fn one_real_added_to_a_ten_thousand_real_table_is_one_operation() {
     let mut files = Vec::new();
     for i in 0..1000u32 {
-        let mut t = format!("[virtual]\naddress = \"198.18.{}.{}:80\"\n[check]\ntype = \"on\"\n", i / 250, i % 250 + 1);
+        let mut t = format!(
+            "[virtual]\naddress = \"198.18.{}.{}:80\"\n[check]\ntype = \"on\"\n",
+            i / 250,
+            i % 250 + 1
+        );
         for j in 0..10u32 {
             t += &format!("[[real]]\naddress = \"198.19.{}.{}:80\"\n", j, i % 250 + 1);
         }
         files.push((format!("v{i:04}.toml"), t));
     }
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let mut k = RecordingIpvs::default();
     let (mut d, e) = Director::start(cfg(&refs), &BTreeSet::new(), &k.table);
     apply(&mut k, &e);
     assert_eq!(k.table.destination_count(), 10_000);
     files[500].1 += "[[real]]\naddress = \"198.19.200.1:80\"\n";
-    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let e = d.reload(cfg(&refs));
     assert_eq!(e.ops.len(), 1, "{:?}", e.ops);
-    assert!(matches!(&e.ops[0], Op::AddDestination(_, dst) if dst.addr == a("198.19.200.1:80") && dst.weight == 1));
+    assert!(
+        matches!(&e.ops[0], Op::AddDestination(_, dst) if dst.addr == a("198.19.200.1:80") && dst.weight == 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -216,12 +314,20 @@ async fn drains_and_maintenance_hold_weight_zero_whatever_the_checks_say() {
     let (mut d, e) = Director::start(web(), &BTreeSet::new(), &k.table);
     apply(&mut k, &e);
     all_results(&mut d, &mut k, &up(), Instant::now());
-    let drain = Drain { ip: "192.0.2.13".parse().unwrap(), port: None, service: None };
+    let drain = Drain {
+        ip: "192.0.2.13".parse().unwrap(),
+        port: None,
+        service: None,
+    };
     let e = d.set_drain(drain, true);
     assert_eq!(e.ops.len(), 1);
     apply(&mut k, &e);
     assert_eq!(weight(&k, "192.0.2.13:80"), Some(0));
-    assert!(d.on_result((key(), a("192.0.2.13:80")), &up(), Instant::now()).ops.is_empty());
+    assert!(
+        d.on_result((key(), a("192.0.2.13:80")), &up(), Instant::now())
+            .ops
+            .is_empty()
+    );
     apply(&mut k, &d.set_drain(drain, false));
     assert_eq!(weight(&k, "192.0.2.13:80"), Some(10));
     // The maintenance directory, by IP:PORT.
@@ -230,7 +336,11 @@ async fn drains_and_maintenance_hold_weight_zero_whatever_the_checks_say() {
     assert_eq!(weight(&k, "192.0.2.21:80"), Some(0));
     assert_eq!(weight(&k, "192.0.2.22:80"), Some(5));
     // A drain for another virtual does not touch this one.
-    let other = Drain { ip: "192.0.2.22".parse().unwrap(), port: None, service: Some(ServiceKey::udp(a("192.0.2.100:53"))) };
+    let other = Drain {
+        ip: "192.0.2.22".parse().unwrap(),
+        port: None,
+        service: Some(ServiceKey::udp(a("192.0.2.100:53"))),
+    };
     assert!(d.set_drain(other, true).ops.is_empty());
 }
 
@@ -243,8 +353,13 @@ async fn reconcile_repairs_drift_and_leaves_foreign_services_alone() {
     apply(&mut k, &e);
     all_results(&mut d, &mut k, &up(), Instant::now());
     // Someone deletes a real and changes a weight by hand.
-    k.apply(&[Op::DelDestination(key(), a("192.0.2.13:80"))]).unwrap();
-    k.apply(&[Op::EditDestination(key(), Destination::new(a("192.0.2.20:80"), Forward::Route).weight(99))]).unwrap();
+    k.apply(&[Op::DelDestination(key(), a("192.0.2.13:80"))])
+        .unwrap();
+    k.apply(&[Op::EditDestination(
+        key(),
+        Destination::new(a("192.0.2.20:80"), Forward::Route).weight(99),
+    )])
+    .unwrap();
     let e = d.reconcile(&k.table);
     assert_eq!(e.ops.len(), 2, "{:?}", e.ops);
     apply(&mut k, &e);
@@ -258,18 +373,32 @@ async fn reconcile_repairs_drift_and_leaves_foreign_services_alone() {
 #[tokio::test(start_paused = true)]
 async fn readd_quiescent_decides_whether_a_removed_down_real_comes_back_at_zero() {
     for (readd, back) in [(false, None), (true, Some(0))] {
-        let t = WEB.replace("quiescent = true", &format!("quiescent = true\nreadd_quiescent = {readd}"));
+        let t = WEB.replace(
+            "quiescent = true",
+            &format!("quiescent = true\nreadd_quiescent = {readd}"),
+        );
         let mut k = RecordingIpvs::default();
         let (mut d, e) = Director::start(cfg(&[("web.toml", &t)]), &BTreeSet::new(), &k.table);
         apply(&mut k, &e);
         all_results(&mut d, &mut k, &down(), Instant::now());
-        k.apply(&[Op::DelDestination(key(), a("192.0.2.13:80"))]).unwrap();
+        k.apply(&[Op::DelDestination(key(), a("192.0.2.13:80"))])
+            .unwrap();
         let e = d.reconcile(&k.table);
         apply(&mut k, &e);
-        assert_eq!(weight(&k, "192.0.2.13:80"), back, "readd_quiescent = {readd}");
+        assert_eq!(
+            weight(&k, "192.0.2.13:80"),
+            back,
+            "readd_quiescent = {readd}"
+        );
         // Either way it returns with its weight once up.
-        apply(&mut k, &d.on_result((key(), a("192.0.2.13:80")), &up(), Instant::now()));
-        apply(&mut k, &d.on_result((key(), a("192.0.2.13:80")), &up(), Instant::now()));
+        apply(
+            &mut k,
+            &d.on_result((key(), a("192.0.2.13:80")), &up(), Instant::now()),
+        );
+        apply(
+            &mut k,
+            &d.on_result((key(), a("192.0.2.13:80")), &up(), Instant::now()),
+        );
         assert_eq!(weight(&k, "192.0.2.13:80"), Some(10));
     }
 }
@@ -282,7 +411,11 @@ async fn services_from_a_previous_run_are_deleted_and_cleanstop_is_per_virtual()
     k.table.insert_service(Service::new(old, Scheduler::Rr));
     k.table.insert_service(Service::new(foreign, Scheduler::Rr));
     let keep = "[virtual]\naddress = \"192.0.2.101:80\"\ncleanstop = false\n[check]\ntype = \"on\"\n[[real]]\naddress = \"192.0.2.13\"\n";
-    let (d, e) = Director::start(cfg(&[("web.toml", WEB), ("keep.toml", keep)]), &[old].into(), &k.table);
+    let (d, e) = Director::start(
+        cfg(&[("web.toml", WEB), ("keep.toml", keep)]),
+        &[old].into(),
+        &k.table,
+    );
     assert_eq!(e.ops[0], Op::DelService(old));
     apply(&mut k, &e);
     assert!(k.table.services.contains_key(&foreign));
@@ -294,9 +427,32 @@ fn hysteresis_table() {
     let now = Instant::now();
     // (rise, fall, results, states after each)
     let cases: &[(u32, u32, &[bool], &[State])] = &[
-        (1, 1, &[true, false, true], &[State::Up, State::Down, State::Up]),
-        (2, 3, &[false, true, true], &[State::Down, State::Down, State::Up]),
-        (2, 3, &[true, false, false, true, false, false, false], &[State::Up, State::Up, State::Up, State::Up, State::Up, State::Up, State::Down]),
+        (
+            1,
+            1,
+            &[true, false, true],
+            &[State::Up, State::Down, State::Up],
+        ),
+        (
+            2,
+            3,
+            &[false, true, true],
+            &[State::Down, State::Down, State::Up],
+        ),
+        (
+            2,
+            3,
+            &[true, false, false, true, false, false, false],
+            &[
+                State::Up,
+                State::Up,
+                State::Up,
+                State::Up,
+                State::Up,
+                State::Up,
+                State::Down,
+            ],
+        ),
     ];
     for (rise, fall, results, states) in cases {
         let mut h = Health::default();

@@ -1,0 +1,740 @@
+//! `ldir run`: the daemon's loop around the [`Director`](crate::director::Director).
+//!
+//! One task owns the director and waits on: check results (one [`Feed`] for every real),
+//! signals and control requests ([`Event`]), file changes in the configuration and maintenance
+//! directories (inotify, debounced), the drift check's timer and the watchdog's. Kernel calls go
+//! to tokio's blocking pool ([`AsyncIpvs`]); commands (fallback command, alert mails) run as
+//! child processes with a time limit, in their own tasks. Nothing here blocks the runtime.
+//!
+//! Deliberately not here: deciding weights (the director does), reading files (the config
+//! module), the control socket's wire format (`main.rs` turns requests into [`Event`]s).
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::daemon::{Notifier, SignalEvent, WatchdogTicker};
+use common::ipvs::{AsyncIpvs, IpvsError, Op, Table};
+use common::probe::{Engine, EngineOptions, Feed, Probe, Runner};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::config::{self, CheckMode, Config};
+use crate::director::{Director, Drain, Effects, RealId, State};
+use crate::state;
+use crate::status::{self, KernelStats, Report};
+
+/// Something from outside the loop.
+#[derive(Debug)]
+pub enum Event {
+    /// A signal.
+    Signal(SignalEvent),
+    /// `ldir status`: the reply gets the report.
+    Status(oneshot::Sender<Report>),
+    /// `ldir drain|undrain`: the reply says how many reals it touched, or why none.
+    Drain {
+        /// The real's address.
+        ip: IpAddr,
+        /// Its port, or every port.
+        port: Option<u16>,
+        /// One virtual (its name or its address as configured), or every virtual.
+        virtual_name: Option<String>,
+        /// Drain (true) or undrain.
+        on: bool,
+        /// Reals matched, or an error.
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
+    /// A reload asked through the control socket.
+    Reload(oneshot::Sender<Result<(), Vec<String>>>),
+}
+
+/// The daemon's fatal errors.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The kernel table could not be read or the first apply failed.
+    #[error("{what}: {source}")]
+    Kernel {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: IpvsError,
+    },
+}
+
+/// What the daemon runs against.
+pub struct Deps<I, R> {
+    /// The kernel's IPVS table.
+    pub ipvs: AsyncIpvs<I>,
+    /// What runs checks.
+    pub runner: Arc<R>,
+    /// The service manager.
+    pub notifier: Arc<dyn Notifier>,
+    /// Where the IPVS sysctls are (`/proc/sys/net/ipv4/vs`).
+    pub sysctl_dir: PathBuf,
+}
+
+/// Time to wait after a file change before reloading, so that an editor's several writes make one
+/// reload.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+/// The longest a fallback command or alert mailer may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Entries of the maintenance directory read, at most.
+const MAX_MAINTENANCE: usize = 65_536;
+
+/// Runs the daemon until a shutdown event (or the end of `events`).
+pub async fn run<I, R>(
+    config: Config,
+    deps: Deps<I, R>,
+    mut events: mpsc::Receiver<Event>,
+) -> Result<(), DaemonError>
+where
+    I: KernelStats + Send + 'static,
+    R: Runner,
+{
+    let dir = config.dir.clone();
+    let state_path = state::path(&config.global.state_dir);
+    let prior = match state::read(&state_path) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "starting without the state file: services of an earlier run that left the configuration stay in the kernel");
+            state::State::default()
+        }
+    };
+    set_sysctls(&config, &deps.sysctl_dir);
+    let kernel = deps
+        .ipvs
+        .table()
+        .await
+        .map_err(|source| DaemonError::Kernel {
+            what: "cannot read the IPVS table",
+            source,
+        })?;
+    let (mut director, mut effects) = Director::start(Arc::new(config), &prior.owned, &kernel);
+    for d in &prior.drains {
+        let e = director.set_drain(*d, true);
+        effects.ops.extend(e.ops);
+    }
+    let maintenance_dir = director.config().global.maintenance_dir.clone();
+    if let Some(m) = &maintenance_dir {
+        let e = director.set_maintenance(scan_maintenance(m));
+        effects.ops.extend(e.ops);
+    }
+    let count = effects.ops.len();
+    deps.ipvs
+        .apply(effects.ops.clone())
+        .await
+        .map_err(|source| DaemonError::Kernel {
+            what: "cannot program the IPVS table",
+            source,
+        })?;
+    let mut d = Daemon {
+        director,
+        ipvs: deps.ipvs,
+        notifier: deps.notifier,
+        state_path,
+        watches: Watches::default(),
+        last_report: Instant::now(),
+        reconcile_soon: None,
+    };
+    d.after(Effects {
+        ops: Vec::new(),
+        ..effects
+    });
+    d.save_state();
+    let (v, up, all) = d.director.counts();
+    tracing::info!(virtuals = v, reals = all, operations = count, dir = %dir.display(), "table programmed; checking reals");
+    let _ = d.notifier.ready();
+    d.status_line();
+
+    let engine = Engine::spawn(
+        deps.runner,
+        EngineOptions {
+            // Every first check at once: a cold start is right within one check timeout.
+            spread: false,
+            ..EngineOptions::default()
+        },
+    );
+    let mut feed = engine.feed(all.max(up).clamp(1024, 1 << 20) * 2);
+    d.watches.sync(&mut feed, d.director.config());
+
+    let mut inotify = Watcher::new(&dir, maintenance_dir.as_deref());
+    let mut reload_at: Option<Instant> = None;
+    let mut reconcile = tokio::time::interval_at(
+        Instant::now() + d.director.config().global.reconcile_interval,
+        d.director.config().global.reconcile_interval,
+    );
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watchdog = WatchdogTicker::new(d.notifier.watchdog_period());
+
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                None | Some(Event::Signal(SignalEvent::Shutdown)) => break,
+                Some(Event::Signal(SignalEvent::Reload)) => {
+                    tracing::info!(reason = "SIGHUP", "reloading");
+                    let _ = d.reload(&dir, &mut feed).await;
+                }
+                Some(Event::Reload(reply)) => {
+                    tracing::info!(reason = "control request", "reloading");
+                    let r = d.reload(&dir, &mut feed).await;
+                    let _ = reply.send(r);
+                }
+                Some(Event::Signal(SignalEvent::Dump)) => d.dump(),
+                Some(Event::Status(reply)) => {
+                    let keys: Vec<_> = d.director.owned().iter().copied().collect();
+                    let kernel = d.ipvs.with(move |i| status::kernel_stats(i, keys)).await;
+                    let _ = reply.send(status::report(&d.director, &d.watches.intervals(), kernel.as_ref(), Instant::now()));
+                }
+                Some(Event::Drain { ip, port, virtual_name, on, reply }) => {
+                    let r = d.drain(ip, port, virtual_name.as_deref(), on).await;
+                    let _ = reply.send(r);
+                }
+            },
+            Some((tag, report)) = feed.recv() => {
+                d.last_report = Instant::now();
+                if let Some(id) = d.watches.by_tag.get(&tag).copied() {
+                    let e = d.director.on_result(id, &report.outcome, report.at);
+                    d.apply(e).await;
+                }
+            }
+            what = inotify.next() => match what {
+                Some(Changed::Config) => reload_at = Some(Instant::now() + DEBOUNCE),
+                Some(Changed::Maintenance) => {
+                    if let Some(m) = &maintenance_dir {
+                        let e = d.director.set_maintenance(scan_maintenance(m));
+                        d.apply(e).await;
+                    }
+                }
+                None => {}
+            },
+            _ = sleep_until(reload_at) => {
+                reload_at = None;
+                tracing::info!(reason = "files changed", "reloading");
+                let _ = d.reload(&dir, &mut feed).await;
+            }
+            _ = reconcile.tick() => {
+                if let Some(m) = &maintenance_dir {
+                    let e = d.director.set_maintenance(scan_maintenance(m));
+                    d.apply(e).await;
+                }
+                d.reconcile().await;
+            }
+            _ = sleep_until(d.reconcile_soon) => {
+                d.reconcile_soon = None;
+                d.reconcile().await;
+            }
+            _ = watchdog.tick() => {
+                let limit = d.watches.stall_limit();
+                match limit {
+                    Some(limit) if d.last_report.elapsed() > limit => tracing::error!(
+                        silent_for = ?d.last_report.elapsed(), "no check result for too long: withholding the watchdog so that the service manager restarts ldir"
+                    ),
+                    _ => { let _ = d.notifier.watchdog(); }
+                }
+            }
+        }
+    }
+
+    let _ = d.notifier.stopping();
+    drop(feed);
+    drop(engine);
+    let ops = d.director.stop_ops();
+    if ops.is_empty() {
+        tracing::info!("stopping; the table stays as it is (cleanstop = false)");
+    } else {
+        tracing::info!(
+            services = ops.len(),
+            reason = "cleanstop",
+            "stopping; deleting ldir's services"
+        );
+        match d.ipvs.apply(ops.clone()).await {
+            Ok(_) => {
+                let mut s = state::State {
+                    owned: d.director.owned().clone(),
+                    drains: d.director.drains().clone(),
+                };
+                for op in &ops {
+                    if let Op::DelService(k) = op {
+                        s.owned.remove(k);
+                    }
+                }
+                if let Err(e) = state::write(&d.state_path, &s) {
+                    tracing::warn!(error = %e, "cannot write the state file");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "clean stop failed"),
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn drain_matches(d: &Drain, k: &common::ipvs::ServiceKey, a: &SocketAddr) -> bool {
+    d.ip == a.ip() && d.port.is_none_or(|p| p == a.port()) && d.service.is_none_or(|s| s == *k)
+}
+
+struct Daemon<I> {
+    director: Director,
+    ipvs: AsyncIpvs<I>,
+    notifier: Arc<dyn Notifier>,
+    state_path: PathBuf,
+    watches: Watches,
+    last_report: Instant,
+    reconcile_soon: Option<Instant>,
+}
+
+impl<I: KernelStats + Send + 'static> Daemon<I> {
+    /// Applies the operations at once, then logs and runs what the effects ask for.
+    async fn apply(&mut self, effects: Effects) {
+        if !effects.ops.is_empty() {
+            let ops = effects.ops.clone();
+            if let Err(e) = self.ipvs.apply(ops).await {
+                tracing::error!(error = %e, "changing the IPVS table failed; reading the kernel's table to repair it");
+                self.director.invalidate();
+                self.reconcile_soon = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+        self.after(effects);
+    }
+
+    fn after(&mut self, effects: Effects) {
+        let changed = !effects.transitions.is_empty();
+        for t in &effects.transitions {
+            let weight = self
+                .director
+                .applied_dest(&t.service, &t.real)
+                .map(|d| d.weight);
+            match t.to {
+                State::Up => {
+                    tracing::info!(r#virtual = %t.virtual_name, real = %t.real, weight = ?weight, reason = %t.reason, "real up")
+                }
+                _ => {
+                    tracing::warn!(r#virtual = %t.virtual_name, real = %t.real, weight = ?weight, reason = %t.reason, "real down")
+                }
+            }
+            if let Some(v) = self
+                .director
+                .config()
+                .virtuals
+                .iter()
+                .find(|v| v.service.key == t.service)
+                && let Some(alert) = &v.alert
+            {
+                let send = match t.to {
+                    State::Up => alert.on.up,
+                    _ => alert.on.down,
+                };
+                if send {
+                    let subject = format!("ldir: {} real {} {}", v.name, t.real, t.to);
+                    let body = format!(
+                        "virtual {} ({})\nreal {}: {} -> {}\nreason: {}\n",
+                        v.name, v.service.key, t.real, t.from, t.to, t.reason
+                    );
+                    spawn_mail(alert.clone(), subject, body);
+                }
+            }
+        }
+        for f in &effects.fallbacks {
+            if f.active {
+                tracing::warn!(r#virtual = %f.virtual_name, reason = "no real is up", "fallback server added");
+            } else {
+                tracing::info!(r#virtual = %f.virtual_name, reason = "a real is up", "fallback server removed");
+            }
+            if let Some(v) = self
+                .director
+                .config()
+                .virtuals
+                .iter()
+                .find(|v| v.service.key == f.service)
+            {
+                if let Some(cmd) = &v.fallback_command {
+                    let (vip, proto) = match v.service.key {
+                        common::ipvs::ServiceKey::Addr { protocol, addr } => {
+                            (addr.to_string(), protocol.to_string())
+                        }
+                        common::ipvs::ServiceKey::Fwmark { mark, .. } => {
+                            (mark.to_string(), "fwm".to_string())
+                        }
+                    };
+                    let mut argv = cmd.clone();
+                    argv.extend([
+                        if f.active { "start" } else { "stop" }.to_string(),
+                        vip,
+                        proto,
+                    ]);
+                    spawn_command(argv, None);
+                }
+                if let Some(alert) = &v.alert
+                    && alert.on.fallback
+                {
+                    let what = if f.active {
+                        "fallback server added: no real is up"
+                    } else {
+                        "fallback server removed: a real is up"
+                    };
+                    spawn_mail(
+                        alert.clone(),
+                        format!("ldir: {} {what}", v.name),
+                        format!("virtual {} ({}): {what}\n", v.name, v.service.key),
+                    );
+                }
+            }
+        }
+        if changed {
+            self.status_line();
+        }
+    }
+
+    async fn drain(
+        &mut self,
+        ip: IpAddr,
+        port: Option<u16>,
+        virtual_name: Option<&str>,
+        on: bool,
+    ) -> Result<usize, String> {
+        let service = match virtual_name {
+            None => None,
+            Some(name) => Some(
+                self.director
+                    .config()
+                    .virtuals
+                    .iter()
+                    .find(|v| v.name == name || v.service.key.to_string() == name || matches!(v.service.key, common::ipvs::ServiceKey::Addr { addr, .. } if addr.to_string() == name))
+                    .map(|v| v.service.key)
+                    .ok_or_else(|| format!("no virtual named {name:?}"))?,
+            ),
+        };
+        let drain = Drain { ip, port, service };
+        let matched = self
+            .director
+            .config()
+            .virtuals
+            .iter()
+            .flat_map(|v| v.reals.iter().map(move |r| (v.service.key, r.dest.addr)))
+            .filter(|(k, a)| drain_matches(&drain, k, a))
+            .count();
+        if matched == 0 && on {
+            return Err(format!(
+                "{ip}{} is not a real of {}",
+                port.map(|p| format!(":{p}")).unwrap_or_default(),
+                virtual_name.unwrap_or("any virtual")
+            ));
+        }
+        if on {
+            tracing::info!(real = %ip, port = ?port, matched, reason = "control request", "draining");
+        } else {
+            tracing::info!(real = %ip, port = ?port, matched, reason = "control request", "undraining");
+        }
+        let e = self.director.set_drain(drain, on);
+        self.apply(e).await;
+        self.save_state();
+        Ok(matched)
+    }
+
+    fn status_line(&self) {
+        let (v, up, all) = self.director.counts();
+        let _ = self
+            .notifier
+            .status(&format!("{v} virtuals, {up}/{all} reals up"));
+    }
+
+    fn save_state(&self) {
+        let s = state::State {
+            owned: self.director.owned().clone(),
+            drains: self.director.drains().clone(),
+        };
+        if let Err(e) = state::write(&self.state_path, &s) {
+            tracing::warn!(error = %e, "cannot write the state file");
+        }
+    }
+
+    async fn reload(&mut self, dir: &Path, feed: &mut Feed) -> Result<(), Vec<String>> {
+        let dir2 = dir.to_owned();
+        let loaded = common::blocking::off_runtime(move || config::load(&dir2)).await;
+        let new = match loaded {
+            Ok(c) => c,
+            Err(errors) => {
+                let lines: Vec<String> = errors.errors().iter().map(|e| e.to_string()).collect();
+                for l in &lines {
+                    tracing::error!("{l}");
+                }
+                tracing::error!(
+                    errors = lines.len(),
+                    "reload refused: the configuration is invalid; the running one stays, the kernel is untouched"
+                );
+                return Err(lines);
+            }
+        };
+        let _ = self.notifier.reloading();
+        let effects = self.director.reload(Arc::new(new));
+        let n = effects.ops.len();
+        self.apply(effects).await;
+        self.watches.sync(feed, self.director.config());
+        self.last_report = Instant::now();
+        self.save_state();
+        tracing::info!(operations = n, "reloaded");
+        let _ = self.notifier.ready();
+        self.status_line();
+        Ok(())
+    }
+
+    async fn reconcile(&mut self) {
+        let kernel: Result<Table, IpvsError> = self.ipvs.table().await;
+        let kernel = match kernel {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "drift check: cannot read the IPVS table");
+                return;
+            }
+        };
+        let effects = self.director.reconcile(&kernel);
+        for op in &effects.ops {
+            tracing::warn!(change = %op, reason = "the kernel table differs from the configuration (changed by someone else)", "repairing drift");
+        }
+        self.apply(effects).await;
+    }
+
+    fn dump(&self) {
+        let now = Instant::now();
+        let r = status::report(&self.director, &self.watches.intervals(), None, now);
+        for v in &r.virtuals {
+            tracing::info!(r#virtual = %v.name, service = %v.service, reals_up = v.reals.iter().filter(|x| x.state == State::Up).count(), reals = v.reals.len(), fallback = v.fallback_active, "state");
+            for x in v.reals.iter().filter(|x| x.state != State::Up || x.held) {
+                tracing::info!(r#virtual = %v.name, real = %x.address, state = %x.state, weight = ?x.weight, held = x.held, reason = x.last.as_ref().map(|l| l.reason.as_str()).unwrap_or(""), "state");
+            }
+        }
+    }
+}
+
+/// The engine subscriptions: one tag per (virtual, real).
+#[derive(Default)]
+struct Watches {
+    by_id: HashMap<RealId, (usize, Arc<Probe>, Duration)>,
+    by_tag: HashMap<usize, RealId>,
+}
+
+impl Watches {
+    fn sync(&mut self, feed: &mut Feed, config: &Config) {
+        let mut want: HashMap<RealId, (Arc<Probe>, Duration)> = HashMap::new();
+        for v in &config.virtuals {
+            if v.check != CheckMode::Probe {
+                continue;
+            }
+            for r in &v.reals {
+                if let Some(p) = &r.probe {
+                    want.insert((v.service.key, r.dest.addr), (p.clone(), v.interval));
+                }
+            }
+        }
+        let stale: Vec<RealId> = self
+            .by_id
+            .iter()
+            .filter(|(id, (_, p, i))| want.get(id).is_none_or(|(wp, wi)| wp != p || wi != i))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some((tag, ..)) = self.by_id.remove(&id) {
+                feed.unwatch(tag);
+                self.by_tag.remove(&tag);
+            }
+        }
+        for (id, (p, interval)) in want {
+            if self.by_id.contains_key(&id) {
+                continue;
+            }
+            let tag = feed.watch((*p).clone(), interval);
+            self.by_tag.insert(tag, id);
+            self.by_id.insert(id, (tag, p, interval));
+        }
+    }
+
+    fn intervals(&self) -> HashMap<RealId, Duration> {
+        self.by_id.iter().map(|(id, (_, _, i))| (*id, *i)).collect()
+    }
+
+    /// How long without any result means the engine is stuck.
+    fn stall_limit(&self) -> Option<Duration> {
+        let worst = self
+            .by_id
+            .values()
+            .map(|(_, p, i)| *i + p.spec.timeout.as_std())
+            .max()?;
+        Some(worst * 2 + Duration::from_secs(5))
+    }
+}
+
+/// Sets the IPVS sysctls `[global]` asks for; failures are logged, not fatal.
+fn set_sysctls(config: &Config, dir: &Path) {
+    for (name, value) in [
+        ("expire_nodest_conn", config.global.expire_nodest_conn),
+        (
+            "expire_quiescent_template",
+            config.global.expire_quiescent_template,
+        ),
+    ] {
+        let Some(on) = value else { continue };
+        let path = dir.join(name);
+        match std::fs::write(&path, if on { "1\n" } else { "0\n" }) {
+            Ok(()) => tracing::info!(sysctl = %path.display(), value = u8::from(on), "set"),
+            Err(e) => tracing::warn!(sysctl = %path.display(), error = %e, "cannot set"),
+        }
+    }
+}
+
+/// The reals named in the maintenance directory: files `IP`, `IP:PORT` or `[IPv6]:PORT`.
+pub fn scan_maintenance(dir: &Path) -> HashSet<(IpAddr, Option<u16>)> {
+    let mut out = HashSet::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten().take(MAX_MAINTENANCE) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            out.insert((ip, None));
+        } else if let Ok(a) = name.parse::<SocketAddr>() {
+            out.insert((a.ip(), Some(a.port())));
+        } else {
+            tracing::debug!(file = %name, "maintenance directory: not IP or IP:PORT, ignored");
+        }
+    }
+    out
+}
+
+/// Runs `argv` with a time limit, feeding `stdin` if given; failures are logged.
+fn spawn_command(argv: Vec<String>, stdin: Option<String>) {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .stdin(if stdin.is_some() {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            })
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(command = %argv[0], error = %e, "cannot run");
+                return;
+            }
+        };
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            let _ = tokio::time::timeout(COMMAND_TIMEOUT, pipe.write_all(text.as_bytes())).await;
+        }
+        match tokio::time::timeout(COMMAND_TIMEOUT, child.wait()).await {
+            Ok(Ok(s)) if s.success() => tracing::debug!(command = %argv[0], "done"),
+            Ok(Ok(s)) => tracing::warn!(command = %argv[0], status = %s, "failed"),
+            Ok(Err(e)) => tracing::warn!(command = %argv[0], error = %e, "failed"),
+            Err(_) => tracing::warn!(command = %argv[0], "killed after 30s"),
+        }
+    });
+}
+
+fn spawn_mail(alert: config::Alert, subject: String, body: String) {
+    let mut mail = format!("To: {}\n", alert.to);
+    if let Some(from) = &alert.from {
+        mail += &format!("From: {from}\n");
+    }
+    mail += &format!("Subject: {subject}\n\n{body}");
+    spawn_command(alert.command.clone(), Some(mail));
+}
+
+/// What an inotify event was about.
+enum Changed {
+    Config,
+    Maintenance,
+}
+
+/// inotify on the configuration and maintenance directories: a thread blocked in `read` (the
+/// inotify descriptor is not a socket tokio can poll without `unsafe`) forwards what changed.
+struct Watcher {
+    rx: Option<mpsc::Receiver<Changed>>,
+}
+
+impl Watcher {
+    fn new(config_dir: &Path, maintenance: Option<&Path>) -> Watcher {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let mask = AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_ATTRIB;
+        let ino = match Inotify::init(InitFlags::IN_CLOEXEC) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "inotify unavailable: files are re-read on SIGHUP only");
+                return Watcher { rx: None };
+            }
+        };
+        let config = ino
+            .add_watch(config_dir, mask)
+            .map_err(|e| tracing::warn!(dir = %config_dir.display(), error = %e, "cannot watch: reload with SIGHUP"))
+            .ok();
+        let maint = maintenance.and_then(|m| {
+            ino.add_watch(m, mask)
+                .map_err(|e| tracing::warn!(dir = %m.display(), error = %e, "cannot watch the maintenance directory: it is read at every drift check"))
+                .ok()
+        });
+        let (tx, rx) = mpsc::channel(16);
+        let spawned = std::thread::Builder::new().name("ldir-inotify".into()).spawn(move || {
+            loop {
+                // Each read returns at most one buffer of events (nix reads 4 KiB at a time).
+                let events = match ino.read_events() {
+                    Ok(e) => e,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "inotify read failed; files are re-read on SIGHUP only");
+                        return;
+                    }
+                };
+                let mut what = None;
+                for e in events {
+                    if Some(e.wd) == config {
+                        let name = e.name.as_ref().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                        if name.ends_with(".toml") && !name.starts_with('.') {
+                            what = Some(Changed::Config);
+                        }
+                    } else if Some(e.wd) == maint && what.is_none() {
+                        what = Some(Changed::Maintenance);
+                    }
+                }
+                // A full queue already holds a change for the loop to act on.
+                if let Some(w) = what
+                    && let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(w)
+                {
+                    return;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the inotify thread: files are re-read on SIGHUP only");
+            return Watcher { rx: None };
+        }
+        Watcher { rx: Some(rx) }
+    }
+
+    /// The next change, or never when nothing is watched.
+    async fn next(&mut self) -> Option<Changed> {
+        match &mut self.rx {
+            Some(rx) => match rx.recv().await {
+                Some(c) => Some(c),
+                None => {
+                    self.rx = None;
+                    None
+                }
+            },
+            None => std::future::pending().await,
+        }
+    }
+}
