@@ -56,7 +56,8 @@
 # the other tools still run.
 #
 # Environment: ROUNDS (3), PARTS, VIRTUALS (1000), REALS (10), COLD_TOOLS (default "ldir-run
-# ldir-apply ipvsadm keepalived ldirectord"), LDIRECTORD_SHAPE (10x10), POLL_MS (20), RELOAD_POLL_MS
+# ldir-apply ipvsadm keepalived ldirectord"), LDIRECTORD_SHAPE (10x10), LDIRECTORD_ROUNDS (in how many of
+# the rounds ldirectord runs: ROUNDS; it takes 2-5 minutes a turn), POLL_MS (20), RELOAD_POLL_MS
 # (5), CHECK_VIRTUALS (10), CHECK_REALS (100, at most 250), SECONDS_MEASURED (30), WARMUP (10), STOP
 # (100). The full run takes ~25 minutes in the VM (ldirectord alone ~3 minutes a round); e.g.
 # `PARTS=checks CHECK_VIRTUALS=2 CHECK_REALS=50 STOP=10 ROUNDS=1 tests/lab bench ldir` is quick.
@@ -64,7 +65,7 @@
 # build: -p ldir --bin ldir
 # build: -p monitor --bin monitor
 # ratio: ldir-cold-10k ldir-reload-1-in-10k ldir-checks-1k
-# env: ROUNDS PARTS VIRTUALS REALS COLD_TOOLS LDIRECTORD_SHAPE POLL_MS RELOAD_POLL_MS CHECK_VIRTUALS CHECK_REALS SECONDS_MEASURED WARMUP STOP
+# env: ROUNDS PARTS VIRTUALS REALS COLD_TOOLS LDIRECTORD_SHAPE LDIRECTORD_ROUNDS POLL_MS RELOAD_POLL_MS CHECK_VIRTUALS CHECK_REALS SECONDS_MEASURED WARMUP STOP
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 PARTS=${PARTS:-"cold reload checks"}
@@ -72,6 +73,7 @@ V=${VIRTUALS:-1000}
 R=${REALS:-10}
 read -r -a cold_tools <<< "${COLD_TOOLS:-ldir-run ldir-apply ipvsadm keepalived ldirectord}"
 LD_SHAPE=${LDIRECTORD_SHAPE:-10x10}
+LD_ROUNDS=${LDIRECTORD_ROUNDS:-$ROUNDS}
 POLL_MS=${POLL_MS:-20}
 RELOAD_POLL_MS=${RELOAD_POLL_MS:-5}
 CV=${CHECK_VIRTUALS:-10}
@@ -302,7 +304,9 @@ if [[ " $PARTS " == *" cold "* ]]; then
     for ((r = 1; r <= ROUNDS; r++)); do
         cold_line="cold round $r:"
         for ((i = 0; i < k; i++)); do
-            cold_turn "${cold_tools[$(((i + r - 1) % k))]}" "$r"
+            tool=${cold_tools[$(((i + r - 1) % k))]}
+            [ $tool != ldirectord ] || [ "$r" -le "$LD_ROUNDS" ] || continue
+            cold_turn "$tool" "$r"
         done
         echo "$cold_line"
     done
@@ -461,6 +465,12 @@ opens() {
     echo $n
 }
 ticks_of() { awk '{ print $14 + $15, $14, $15 }' "/proc/$1/stat"; }
+# Busy and total ticks of each CPU ("cpu0 BUSY TOTAL ..."): is the server side saturated?
+cpu_ticks() { awk '/^cpu[0-9]/ { printf "%s %d %d ", $1, $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+cpu_busy() {
+    awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " ")
+        for (i = 1; i <= n; i += 3) printf "%s%s=%.0f%%", i > 1 ? " " : "", x[i], (y[i + 2] - x[i + 2]) ? (y[i + 1] - x[i + 1]) / (y[i + 2] - x[i + 2]) * 100 : 0 }'
+}
 hz=$(getconf CLK_TCK)
 # Reals' weights in the kernel: "VIP RIP WEIGHT", sorted.
 weights() { "$IPVSADM" -Sn | awk '$1 == "-a" { print $3, $5, $NF }' | sort; }
@@ -545,7 +555,7 @@ KFAIL='fail|error|timeout|timed out|removing|down|refused|mismatch|no match|unre
 
 # checks_turn TOOL ROUND
 checks_turn() {
-    local tool=$1 round=$2 pid cpid lacks i up ups t0 t1 u0 u1 s0 s1 o0 o1 w0 w1 c line status_up=- kbad=-
+    local tool=$1 round=$2 pid cpid lacks i up ups t0 t1 u0 u1 s0 s1 o0 o1 w0 w1 c c0 c1 line status_up=- kbad=-
     why=
     if [ $tool = ldir ]; then
         lacks=$(ldir_lacks run)
@@ -580,14 +590,14 @@ checks_turn() {
     if [ -z "$why" ]; then
         printf '  %s: %d of %d reals at weight 1 after %.1fs\n' "$tool" "$up" "$N" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')"
         sleep "$WARM"
-        read -r t0 u0 s0 <<< "$(ticks_of "$cpid")"; o0=$(opens); w0=$EPOCHREALTIME
+        read -r t0 u0 s0 <<< "$(ticks_of "$cpid")"; o0=$(opens); w0=$EPOCHREALTIME; c0=$(cpu_ticks)
         sleep "$T"
-        read -r t1 u1 s1 <<< "$(ticks_of "$cpid")"; o1=$(opens); w1=$EPOCHREALTIME
+        read -r t1 u1 s1 <<< "$(ticks_of "$cpid")"; o1=$(opens); w1=$EPOCHREALTIME; c1=$(cpu_ticks)
         weights > "$tmp/window.weights"
         ups=$(grep -c ' 1$' "$tmp/window.weights" || true)
         if [ $tool = ldir ]; then
             if "$ldir" --config-dir "$cdir" status --json > "$tmp/status.json" 2> "$tmp/status.err"; then
-                status_up=$(jq '[.. | objects | select((.health? // .state? // "") == "up")] | length' "$tmp/status.json" 2> /dev/null || echo "unparsed")
+                status_up=$(jq '[.virtuals[].reals[] | select(.state == "up")] | length' "$tmp/status.json" 2> /dev/null || echo "unparsed")
             else
                 status_up="failed($(head -1 "$tmp/status.err"))"
             fi
@@ -602,7 +612,7 @@ checks_turn() {
                 n, w, c, N * w, c / (N * w) * 100, cpu, u / hz, s / hz, cpu / w * 100, c ? cpu / c * 1e6 : 0, ups, N
             if (n == "ldir") printf " up_in_status=%s", su; else printf " failure_log_lines=%s", kb
             printf "\n" }')
-        echo "  $line"
+        echo "  $line busy: $(cpu_busy "$c0" "$c1")"
         [ "$c" -gt 0 ] || why="the servers counted no checks"
         [ "$ups" = "$N" ] || echo "  $tool judged $ups of $N reals up (weight 1), e.g. down: $(grep -v ' 1$' "$tmp/window.weights" | head -3 | tr '\n' ' ')"
     fi
@@ -623,17 +633,19 @@ down_test() {
     local tool=$1 pid=$2 t0 tp now max
     weights > "$tmp/down.before"
     : > "$tmp/down.seen"
+    # Timed: the stopped ones that were up (weight > 0) before the stop.
+    awk 'NR == FNR { s[$1 ":80"] = 1; next } ($2 in s) && $3 != 0 { print $2 }' "$tmp/stop.addrs" "$tmp/down.before" > "$tmp/down.watch"
     awk 'NR == FNR { s[$1] = 1; next } ($1 in s)' "$tmp/stop.addrs" "$tmp/servers.pids" > "$tmp/stop.pids"
     t0=$EPOCHREALTIME
     awk '{ print $2 }' "$tmp/stop.pids" | xargs kill
     while :; do
         tp=$EPOCHREALTIME
-        weights | awk -v tp="$tp" -v t0="$t0" 'NR == FNR { s[$1 ":80"] = 1; next }
-            ($2 in s) && $3 == 0 { printf "%s %.2f\n", $2, tp - t0 }' "$tmp/stop.addrs" - > "$tmp/down.now"
+        weights | awk -v tp="$tp" -v t0="$t0" 'NR == FNR { s[$1] = 1; next }
+            ($2 in s) && $3 == 0 { printf "%s %.2f\n", $2, tp - t0 }' "$tmp/down.watch" - > "$tmp/down.now"
         awk 'NR == FNR { seen[$1] = 1; print; next } !($1 in seen)' "$tmp/down.seen" "$tmp/down.now" > "$tmp/down.merged"
         mv "$tmp/down.merged" "$tmp/down.seen"
         now=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
-        [ "$(wc -l < "$tmp/down.seen")" -lt "$STOP" ] || break
+        [ "$(wc -l < "$tmp/down.seen")" -lt "$(wc -l < "$tmp/down.watch")" ] || break
         awk -v n="$now" -v l=$((FALL * INTERVAL + 20)) 'BEGIN { exit !(n > l) }' && break
         kill -0 "$pid" 2> /dev/null || break
         sleep 0.2
@@ -641,19 +653,21 @@ down_test() {
     # A moment more for a tool that would touch other weights late.
     sleep 2
     weights > "$tmp/down.after"
-    local down others max_t
-    down=$(wc -l < "$tmp/down.seen")
+    local down others max_t already
+    # Those already at weight 0 before the stop say nothing about the time to go down.
+    already=$(awk 'NR == FNR { s[$1 ":80"] = 1; next } ($2 in s) && $3 == 0' "$tmp/stop.addrs" "$tmp/down.before" | wc -l)
+    down=$(awk 'NR == FNR { s[$1 ":80"] = 1; next } ($2 in s) && $3 == 0' "$tmp/stop.addrs" "$tmp/down.after" | wc -l)
     max_t=$(sort -k2 -n "$tmp/down.seen" | tail -1 | awk '{ print $2 }')
     local spread
     spread=$(sort -k2 -n "$tmp/down.seen" | awk '{ t[NR] = $2 } END { if (NR) printf "min %ss, median %ss, max %ss", t[1], t[int((NR + 1) / 2)], t[NR] }')
     # Expected after: before with the stopped ones at 0.
     awk 'NR == FNR { s[$1 ":80"] = 1; next } { if ($2 in s) $3 = 0; print }' "$tmp/stop.addrs" "$tmp/down.before" > "$tmp/down.expected"
     others=$(diff "$tmp/down.expected" "$tmp/down.after" | grep -c '^[<>]' || true)
-    printf '  %s: %d of %d stopped servers at weight 0 (seen after: %s; fall x interval = %ds; a poll every ~0.2s + ipvsadm); table otherwise unchanged: %s\n' \
-        "$tool" "$down" "$STOP" "${spread:-never}" $((FALL * INTERVAL)) \
+    printf '  %s: %d of %d stopped servers at weight 0 (%d of them already before; seen after: %s; fall x interval = %ds; a poll every ~0.2s + ipvsadm); table otherwise unchanged: %s\n' \
+        "$tool" "$down" "$STOP" "$already" "${spread:-never}" $((FALL * INTERVAL)) \
         "$([ "$others" = 0 ] && echo yes || echo "NO ($others lines differ: $(diff "$tmp/down.expected" "$tmp/down.after" | grep '^[<>]' | head -2 | tr '\n' ' '))")"
-    awk -v l=$((FALL * INTERVAL)) -v n="$down" -v s="$STOP" -v m="${max_t:-999}" -v o="$others" -v t="$tool" 'BEGIN {
-        printf "  %s down check: %s\n", t, (n == s && m <= l + 0.5 && o == 0) ? "ok (every one within fall x interval + 0.5 s, nothing else touched)" : "NOT ok" }'
+    awk -v l=$((FALL * INTERVAL)) -v n="$down" -v s="$STOP" -v m="${max_t:-999}" -v o="$others" -v t="$tool" -v a="$already" 'BEGIN {
+        printf "  %s down check: %s\n", t, (n == s && a == 0 && m <= l + 0.5 && o == 0) ? "ok (every one went from 1 to 0 within fall x interval + 0.5 s, nothing else touched)" : "NOT ok" }'
     # Restart the stopped servers for the next turn.
     awk 'NR == FNR { s[$1] = 1; next } !($1 in s)' "$tmp/stop.addrs" "$tmp/servers.pids" > "$tmp/servers.kept"
     mv "$tmp/servers.kept" "$tmp/servers.pids"
