@@ -311,13 +311,13 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
             let weight = self
                 .director
                 .applied_dest(&t.service, &t.real)
-                .map(|d| d.weight);
+                .map_or("none".to_string(), |d| d.weight.to_string());
             match t.to {
                 State::Up => {
-                    tracing::info!(r#virtual = %t.virtual_name, real = %t.real, weight = ?weight, reason = %t.reason, "real up")
+                    tracing::info!(r#virtual = %t.virtual_name, real = %t.real, weight = %weight, reason = %t.reason, "real up")
                 }
                 _ => {
-                    tracing::warn!(r#virtual = %t.virtual_name, real = %t.real, weight = ?weight, reason = %t.reason, "real down")
+                    tracing::warn!(r#virtual = %t.virtual_name, real = %t.real, weight = %weight, reason = %t.reason, "real down")
                 }
             }
             if let Some(v) = self

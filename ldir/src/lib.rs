@@ -3,11 +3,13 @@
 //!
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
 //! - [`config`]: the files, read and validated into a typed [`config::Config`].
+//! - [`import`]: `ldir import`, ldirectord.cf converted into those files.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod director;
+pub mod import;
 pub mod state;
 pub mod status;
 

@@ -57,6 +57,14 @@ enum Command {
     },
     /// Ask the running daemon to reload its files.
     Reload,
+    /// Convert an ldirectord.cf into ldir's files (to DIR, or printed); warn for what has no equivalent.
+    Import {
+        /// The ldirectord configuration.
+        file: PathBuf,
+        /// Write the files into this directory (created if missing; existing files are not replaced).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Switch the kernel's connection sync daemons (settings from ldir.toml's [sync]).
     Sync {
         /// master, backup or stop.
@@ -81,6 +89,9 @@ fn main() -> Exit {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     match cli.command {
         Command::Check => cli::check(&dir, &mut out, &mut err),
+        Command::Import { file, out: to } => {
+            ldir::import::run_import(&file, to.as_deref(), &mut out, &mut err)
+        }
         Command::Apply => cli::apply(&dir, &mut out, &mut err),
         Command::Sync { role } => {
             let role = match role {

@@ -216,28 +216,8 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
     ))
 }
 
-/// The probe kinds, as `monitor probe` and configuration files name them ([`Check::name`]).
-pub const KINDS: &[&str] = &[
-    "tcp",
-    "http",
-    "https",
-    "ping",
-    "dns",
-    "udp",
-    "simpletcp",
-    "external",
-    "smtp",
-    "ftp",
-    "pop3",
-    "imap",
-    "pop3s",
-    "imaps",
-    "sip",
-    "radius",
-    "ldap",
-    "mysql",
-    "pgsql",
-];
+/// The probe kinds, as `monitor probe` and configuration files name them.
+pub use common::probe::KINDS;
 
 /// An option that sets a field of the probe kinds: the option, the field, and its value if given.
 struct Opt {

@@ -206,6 +206,30 @@ impl Probe {
     }
 }
 
+/// The probe kinds as configurations and command lines name them ([`Check::name`]), in the order of
+/// [`Check`]'s variants.
+pub const KINDS: &[&str] = &[
+    "tcp",
+    "http",
+    "https",
+    "ping",
+    "dns",
+    "udp",
+    "simpletcp",
+    "external",
+    "smtp",
+    "ftp",
+    "pop3",
+    "imap",
+    "pop3s",
+    "imaps",
+    "sip",
+    "radius",
+    "ldap",
+    "mysql",
+    "pgsql",
+];
+
 /// The kinds of check and their own parameters, tagged by `kind` in TOML and JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]

@@ -14,30 +14,16 @@ use super::{Problems, Src};
 pub const DEFAULTABLE: &[&str] = &["interval", "timeout", "rise", "fall"];
 /// Keys that are ldir's, not the probe kind's.
 const OWN: &[&str] = &["type", "interval", "rise", "fall"];
-/// The probe kinds of `common::probe::Check`, plus ldir's `on` and `off`.
-const TYPES: &[&str] = &[
-    "on",
-    "off",
-    "tcp",
-    "http",
-    "https",
-    "ping",
-    "dns",
-    "udp",
-    "simpletcp",
-    "external",
-    "smtp",
-    "ftp",
-    "pop3",
-    "imap",
-    "pop3s",
-    "imaps",
-    "sip",
-    "radius",
-    "ldap",
-    "mysql",
-    "pgsql",
-];
+/// ldir's own check types besides the probe kinds (`common::probe::KINDS`).
+const OWN_TYPES: &[&str] = &["on", "off"];
+
+fn is_type(t: &str) -> bool {
+    OWN_TYPES.contains(&t) || common::probe::KINDS.contains(&t)
+}
+
+fn types() -> impl Iterator<Item = &'static str> {
+    OWN_TYPES.iter().chain(common::probe::KINDS).copied()
+}
 /// Without a `[check]`: a TCP connection to the real's port (ldirectord's `connect`).
 const DEFAULT_TYPE: &str = "tcp";
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -73,9 +59,9 @@ pub fn settings(
         Some((v, src)) => match v.get_ref().as_str() {
             Some("on") => CheckMode::On,
             Some("off") => CheckMode::Off,
-            Some(t) if TYPES.contains(&t) => CheckMode::Probe,
+            Some(t) if is_type(t) => CheckMode::Probe,
             Some(t) => {
-                let hint = common::config::did_you_mean(t, TYPES.iter().copied())
+                let hint = common::config::did_you_mean(t, types())
                     .map(|k| format!("did you mean {k:?}? "))
                     .unwrap_or_default();
                 p.at(
@@ -84,7 +70,7 @@ pub fn settings(
                     "check.type",
                     format!(
                         "{t:?} is not a check type: {hint}use one of {}",
-                        TYPES.join(", ")
+                        types().collect::<Vec<_>>().join(", ")
                     ),
                 );
                 CheckMode::Probe
@@ -208,7 +194,7 @@ pub fn compile(
     }
     let kind = match merged.iter().find(|(k, ..)| k == "type") {
         Some((_, v, ..)) => match v.get_ref().as_str() {
-            Some(t) if TYPES.contains(&t) => t.to_string(),
+            Some(t) if is_type(t) => t.to_string(),
             _ => return None, // reported by `settings`
         },
         None => DEFAULT_TYPE.to_string(),
@@ -238,8 +224,22 @@ pub fn compile(
 
     let mut table = toml::Table::new();
     table.insert("kind".into(), toml::Value::String(kind.clone()));
-    for (k, v, ..) in &merged {
-        if !OWN.contains(&k.as_str()) {
+    for (k, v, s, layer) in &merged {
+        if k == "record_type" {
+            // `type` is ldir's kind of check, so the dns kind's own `type` (the record type) is
+            // written `record_type` here.
+            if kind == "dns" {
+                table.insert("type".into(), v.get_ref().clone());
+            } else {
+                p.at(
+                    s,
+                    Some(v.span()),
+                    &field_name(layer, k),
+                    "only for type = \"dns\" (the DNS record type to ask for)",
+                );
+                return None;
+            }
+        } else if !OWN.contains(&k.as_str()) {
             table.insert(k.clone(), v.get_ref().clone());
         }
     }

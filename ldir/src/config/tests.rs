@@ -1,34 +1,8 @@
 use super::*;
 use common::ipvs::{Protocol, ServiceFlags};
 
-/// The issue's example, as written.
-pub(crate) const WEB: &str = r#"# /etc/ldir/web.toml
-[virtual]
-address = "192.0.2.100:80"      # or "[2001:db8::100]:443", or fwmark = 7 (with family = "inet6" for v6)
-protocol = "tcp"                # tcp | udp | sctp
-scheduler = "wrr"
-persistent = "300s"             # optional; with netmask = "255.255.255.0"
-forwarding = "gate"             # default for reals: gate | masq | ipip (gue/gre options allowed)
-quiescent = true                # down = weight 0 (true) or removed (false)
-fallback = "192.0.2.50:80"      # sorry server while no real is up
-
-[check]
-type = "http"                   # any probe kind, plus "on" (always up) and "off" (never add)
-path = "/health"
-expect = "200-299"
-interval = "2s"
-timeout = "1s"
-rise = 2                        # consecutive successes to come up
-fall = 3                        # consecutive failures to go down
-
-[[real]]
-address = "192.0.2.13:80"
-weight = 10
-
-[[real]]
-address = "192.0.2.20->192.0.2.29:80"   # ldirectord's range syntax
-weight = 5
-"#;
+/// The issue's example, as written (the standalone example ships the same file).
+pub(crate) const WEB: &str = include_str!("../../../contrib/examples/standalone/ldir/web.toml");
 
 fn files(global: Option<&str>, vs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
     build(
@@ -147,6 +121,7 @@ comment = "two resolvers"
 [check]
 type = "dns"
 name = "example.org"
+record_type = "AAAA"
 
 [[real]]
 address = "2001:db8::1"
@@ -257,6 +232,10 @@ address = "192.0.2.7"
         Duration::from_secs(2)
     );
     assert_eq!(r0.probe.as_ref().unwrap().spec.port, Some(53));
+    let common::probe::Check::Dns(dns) = &r0.probe.as_ref().unwrap().spec.check else {
+        panic!()
+    };
+    assert_eq!(dns.qtype, "AAAA", "record_type is the dns kind's own type");
     assert_eq!(d.reals[1].dest.forward, Forward::Masq);
     assert_eq!(
         d.reals[1].probe.as_ref().unwrap().spec.port,
