@@ -754,7 +754,11 @@ summary() {
         }' "$tmp/results" || rc=1
 }
 echo "== figures"
-[[ " $PARTS " != *" cold "* ]] || summary cold ldir-cold-10k 0.3 ldir-run "ipvsadm keepalived"
+if [[ " $PARTS " == *" cold "* ]]; then
+    summary cold ldir-cold-10k 0.3 ldir-run "ipvsadm keepalived"
+    awk -v shape="$LD_SHAPE" '$1 == "cold" && $3 == "ldirectord" && $5 == "ok" { printf "%s%s", n++ ? " " : "", $4 }
+        END { if (n) printf " ms: ldirectord for %s destinations (not in the ratio: another size)\n", shape }' "$tmp/results"
+fi
 [[ " $PARTS " != *" reload "* ]] || summary reload ldir-reload-1-in-10k 0.1 ldir keepalived
 [[ " $PARTS " != *" checks "* ]] || summary checks ldir-checks-1k 0.5 ldir keepalived
 exit $rc
