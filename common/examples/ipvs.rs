@@ -6,7 +6,12 @@
 //! ipvs change S D     set the weight of one destination of that table to 2 (plan against a dump)
 //! ipvs restore S D    print the same table as ipvsadm-restore input
 //! ipvs wait S D MS    poll every MS ms until the kernel holds that table's services and destinations
-//!                     (put there by another tool); print when the poll that saw it began
+//!                     with their weights (put there by another tool); print when the poll that saw
+//!                     it began
+//! ipvs wait-dest SERVICE DEST WEIGHT MS
+//!                     (tcp SERVICE, e.g. 198.18.0.1:80) poll every MS ms until SERVICE has DEST at
+//!                     WEIGHT; print `absent` after the first poll (which must not see it), then the
+//!                     time the poll that saw it began (for `tests/lab bench ldir`'s reload figure)
 //! ipvs capture        print the raw reply bytes of a table dump as hex
 //! ```
 //! `apply` and `change` print `ops=N sends=N plan_ms=N apply_ms=N dump_ms=N`.
@@ -14,10 +19,11 @@
 #[path = "../tests/ipvs_util/mod.rs"]
 mod ipvs_util;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::ipvs::{NetlinkIpvs, plan};
+use common::ipvs::{NetlinkIpvs, ServiceKey, plan};
 
 fn size(args: &[String]) -> Result<(usize, usize), String> {
     match args {
@@ -50,7 +56,8 @@ fn sync(desired: &common::ipvs::Table) -> Result<(), String> {
     Ok(())
 }
 
-/// Polls until the kernel table has `desired`'s services with their destination addresses, and
+/// Polls until the kernel table has `desired`'s services with their destination addresses and
+/// weights (a tool that adds destinations at weight 0 first is not done until they carry theirs), and
 /// prints the wall-clock time (`SECONDS.MICROS`, as bash's `$EPOCHREALTIME`) at which the poll that
 /// saw it began. A poll is one dump of the last service's destinations (the one a tool that adds in
 /// order adds last): cheap, so the poller takes little CPU from the tool it watches; only when that
@@ -66,10 +73,14 @@ fn wait(desired: &common::ipvs::Table, every: Duration) -> Result<(), String> {
             let actual = ipvs.table().map_err(|e| e.to_string())?;
             let complete = actual.services.len() == desired.services.len()
                 && desired.services.iter().all(|(k, want)| {
-                    actual
-                        .services
-                        .get(k)
-                        .is_some_and(|got| got.destinations.keys().eq(want.destinations.keys()))
+                    actual.services.get(k).is_some_and(|got| {
+                        got.destinations.len() == want.destinations.len()
+                            && got
+                                .destinations
+                                .iter()
+                                .zip(&want.destinations)
+                                .all(|((ga, g), (wa, w))| ga == wa && g.weight == w.weight)
+                    })
                 });
             if complete {
                 let t = began
@@ -81,6 +92,47 @@ fn wait(desired: &common::ipvs::Table, every: Duration) -> Result<(), String> {
         }
         if start.elapsed() > Duration::from_secs(600) {
             return Err("the table was not complete after 600 s".into());
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// Polls one service until it has `dest` at `weight`; prints `absent` after the first poll (an error
+/// if that one already sees it: the caller must start this before the change), then the wall-clock
+/// time at which the poll that saw it began. Gives up after ten minutes.
+fn wait_dest(
+    service: SocketAddr,
+    dest: SocketAddr,
+    weight: u32,
+    every: Duration,
+) -> Result<(), String> {
+    let key = ServiceKey::tcp(service);
+    let mut ipvs = NetlinkIpvs::connect().map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let mut first = true;
+    loop {
+        let began = SystemTime::now();
+        let found = ipvs
+            .destinations(&key)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .any(|d| d.destination.addr == dest && d.destination.weight == weight);
+        if found {
+            if first {
+                return Err(format!("{dest} is already in {service} at weight {weight}"));
+            }
+            let t = began
+                .duration_since(UNIX_EPOCH)
+                .map_err(|e| e.to_string())?;
+            println!("{}.{:06}", t.as_secs(), t.subsec_micros());
+            return Ok(());
+        }
+        if first {
+            println!("absent");
+            first = false;
+        }
+        if start.elapsed() > Duration::from_secs(600) {
+            return Err(format!("{dest} was not in {service} after 600 s"));
         }
         std::thread::sleep(every);
     }
@@ -116,6 +168,16 @@ fn main() -> ExitCode {
             }),
             _ => Err("usage: ipvs wait S D POLL_MS".into()),
         },
+        Some("wait-dest") => match args.get(1..5) {
+            Some([s, d, w, ms]) => (|| {
+                let s: SocketAddr = s.parse().map_err(|_| format!("service: {s}"))?;
+                let d: SocketAddr = d.parse().map_err(|_| format!("destination: {d}"))?;
+                let w: u32 = w.parse().map_err(|_| format!("weight: {w}"))?;
+                let ms: u64 = ms.parse().map_err(|_| format!("poll milliseconds: {ms}"))?;
+                wait_dest(s, d, w, Duration::from_millis(ms))
+            })(),
+            _ => Err("usage: ipvs wait-dest SERVICE DEST WEIGHT POLL_MS".into()),
+        },
         Some("capture") => NetlinkIpvs::connect()
             .and_then(|mut i| i.raw_table_dump())
             .map(|raw| {
@@ -128,7 +190,9 @@ fn main() -> ExitCode {
             })
             .map_err(|e| e.to_string()),
         _ => Err(
-            "usage: ipvs apply|change|restore S D | ipvs wait S D POLL_MS | ipvs capture".into(),
+            "usage: ipvs apply|change|restore S D | ipvs wait S D POLL_MS | \
+             ipvs wait-dest SERVICE DEST WEIGHT POLL_MS | ipvs capture"
+                .into(),
         ),
     };
     match r {
