@@ -340,7 +340,12 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, events: mpsc::Send
 }
 
 /// `ldir run`: sets up the kernel, control socket and metrics, then runs the daemon.
-pub async fn run(c: Config, metrics: Option<SocketAddr>, notifier: Arc<dyn Notifier>) -> Exit {
+pub async fn run(
+    c: Config,
+    cache: config::Cache,
+    metrics: Option<SocketAddr>,
+    notifier: Arc<dyn Notifier>,
+) -> Exit {
     raise_nofile();
     let kernel = match NetlinkIpvs::connect() {
         Ok(k) => k,
@@ -412,7 +417,7 @@ pub async fn run(c: Config, metrics: Option<SocketAddr>, notifier: Arc<dyn Notif
         notifier,
         sysctl_dir: "/proc/sys/net/ipv4/vs".into(),
     };
-    match daemon::run(c, deps, events).await {
+    match daemon::run(c, cache, deps, events).await {
         Ok(()) => Exit::Ok,
         Err(e) => {
             tracing::error!(error = %e, "stopped");

@@ -88,6 +88,7 @@ const MAX_MAINTENANCE: usize = 65_536;
 /// Runs the daemon until a shutdown event (or the end of `events`).
 pub async fn run<I, R>(
     config: Config,
+    cache: config::Cache,
     deps: Deps<I, R>,
     mut events: mpsc::Receiver<Event>,
 ) -> Result<(), DaemonError>
@@ -140,6 +141,7 @@ where
         last_report: Instant::now(),
         reconcile_soon: None,
         repeats: HashMap::new(),
+        cache,
     };
     d.after(Effects {
         ops: Vec::new(),
@@ -308,6 +310,8 @@ struct Daemon<I> {
     /// Down reals whose alert is sent again every `repeat` (ldirectord's `emailalertfreq`): when it
     /// was last sent, and the mail.
     repeats: HashMap<RealId, Repeat>,
+    /// The files as last read, so that a reload reads only what changed.
+    cache: config::Cache,
 }
 
 impl<I: KernelStats + Send + 'static> Daemon<I> {
@@ -510,7 +514,13 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
 
     async fn reload(&mut self, dir: &Path, feed: &mut Feed) -> Result<(), Vec<String>> {
         let dir2 = dir.to_owned();
-        let loaded = common::blocking::off_runtime(move || config::load(&dir2)).await;
+        let mut cache = std::mem::take(&mut self.cache);
+        let (loaded, cache) = common::blocking::off_runtime(move || {
+            let r = config::load_cached(&dir2, &mut cache);
+            (r, cache)
+        })
+        .await;
+        self.cache = cache;
         let new = match loaded {
             Ok(c) => c,
             Err(errors) => {
@@ -525,6 +535,11 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
                 return Err(lines);
             }
         };
+        if new == **self.director.config() {
+            // A second event for a change already read (SIGHUP and inotify for one edit).
+            tracing::info!("reloaded: nothing changed");
+            return Ok(());
+        }
         let _ = self.notifier.reloading();
         let effects = self.director.reload(Arc::new(new));
         let director = &self.director;

@@ -130,9 +130,16 @@ fn main() -> Exit {
             Err(code) => code,
         },
         Command::Run { metrics } => {
-            let config = match cli::load(&dir, &mut err) {
+            let mut cache = ldir::config::Cache::default();
+            let config = match ldir::config::load_cached(&dir, &mut cache) {
                 Ok(c) => c,
-                Err(code) => return code,
+                Err(errors) => {
+                    for e in errors.errors() {
+                        eprintln!("ldir: {e}");
+                    }
+                    eprintln!("ldir: {} error(s); nothing was changed", errors.len());
+                    return Exit::Usage;
+                }
             };
             // One thread: checks are I/O-bound; the kernel calls run on the blocking pool.
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -146,12 +153,17 @@ fn main() -> Exit {
                 }
             };
             runtime.block_on(async move {
-                tokio::spawn(cli::run(config, metrics, Arc::new(SdNotifier::from_env())))
-                    .await
-                    .unwrap_or_else(|e| {
-                        eprintln!("ldir: internal error: {e}");
-                        Exit::TempFail
-                    })
+                tokio::spawn(cli::run(
+                    config,
+                    cache,
+                    metrics,
+                    Arc::new(SdNotifier::from_env()),
+                ))
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("ldir: internal error: {e}");
+                    Exit::TempFail
+                })
             })
         }
     }

@@ -111,7 +111,12 @@ fn start<R: Runner>(
         notifier: notifier.clone(),
         sysctl_dir: dir.join("../sys"),
     };
-    let task = tokio::spawn(daemon::run(config, deps, rx));
+    let task = tokio::spawn(daemon::run(
+        config,
+        ldir::config::Cache::default(),
+        deps,
+        rx,
+    ));
     Running {
         kernel,
         events,

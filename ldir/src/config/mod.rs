@@ -164,6 +164,35 @@ pub struct Real {
 
 /// Reads and validates the directory `dir`.
 pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+    load_cached(dir, &mut Cache::default())
+}
+
+/// A virtual service file as read and parsed.
+#[derive(Debug)]
+pub struct Parsed {
+    path: PathBuf,
+    src: Src,
+    file: VirtualFile,
+}
+
+/// What [`load_cached`] keeps between loads: each virtual file's text, parse and result, valid
+/// while `ldir.toml` stays the same. A reload of a 10k-real directory where one file changed reads
+/// every file (a file's time stamps are too coarse to tell two quick edits apart) but parses and
+/// checks that file only; the checks across files run on all of them, from memory.
+#[derive(Debug, Default)]
+pub struct Cache {
+    global: Option<Option<String>>,
+    files: HashMap<PathBuf, (Arc<Parsed>, Virtual)>,
+}
+
+/// One virtual file for [`assemble`]: read now, or unchanged since the cache holds it.
+enum Input {
+    Text(PathBuf, Result<String, ConfigError>),
+    Cached(Arc<Parsed>, Virtual),
+}
+
+/// Like [`load`], reading again only the files that changed since `cache` saw them.
+pub fn load_cached(dir: &Path, cache: &mut Cache) -> Result<Config, ConfigErrors> {
     let list_error = |e: std::io::Error| ConfigError::Read {
         path: dir.to_owned(),
         reason: format!("cannot list directory: {}", words(&e)),
@@ -199,15 +228,44 @@ pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
     }
     files.sort();
     let global = global_path.as_ref().map(|p| read_text(p));
-    let virtuals: Vec<(PathBuf, Result<String, ConfigError>)> = files
+    // Every file's result depends on ldir.toml's defaults: a changed ldir.toml invalidates all.
+    let global_now = match &global {
+        None => Some(None),
+        Some(Ok(t)) => Some(Some(t.clone())),
+        Some(Err(_)) => None,
+    };
+    if global_now.is_none() || cache.global != global_now {
+        cache.files.clear();
+    }
+    cache.global = global_now;
+    let inputs: Vec<Input> = files
         .into_iter()
-        .map(|p| (p.clone(), read_text(&p)))
+        .map(|p| {
+            let text = read_text(&p);
+            match (cache.files.get(&p), &text) {
+                (Some((parsed, v)), Ok(t)) if *parsed.src.text == **t => {
+                    Input::Cached(parsed.clone(), v.clone())
+                }
+                _ => Input::Text(p, text),
+            }
+        })
         .collect();
-    build(
+    let mut fresh = Vec::new();
+    let result = assemble(
         dir,
         global.map(|t| (global_path.unwrap_or_default(), t)),
-        virtuals,
-    )
+        inputs,
+        &mut fresh,
+    );
+    for (parsed, v) in fresh {
+        cache.files.insert(parsed.path.clone(), (parsed, v));
+    }
+    if let Ok(c) = &result {
+        let live: std::collections::HashSet<&Path> =
+            c.virtuals.iter().map(|v| v.file.as_path()).collect();
+        cache.files.retain(|p, _| live.contains(p.as_path()));
+    }
+    result
 }
 
 /// Validates texts already read (tests, and [`load`]).
@@ -215,6 +273,21 @@ pub fn build(
     dir: &Path,
     global: Option<(PathBuf, Result<String, ConfigError>)>,
     virtuals: Vec<(PathBuf, Result<String, ConfigError>)>,
+) -> Result<Config, ConfigErrors> {
+    let inputs = virtuals
+        .into_iter()
+        .map(|(p, t)| Input::Text(p, t))
+        .collect();
+    assemble(dir, global, inputs, &mut Vec::new())
+}
+
+/// Checks every file and everything across files; `fresh` gets each file parsed now that is valid
+/// on its own, for the cache.
+fn assemble(
+    dir: &Path,
+    global: Option<(PathBuf, Result<String, ConfigError>)>,
+    inputs: Vec<Input>,
+    fresh: &mut Vec<(Arc<Parsed>, Virtual)>,
 ) -> Result<Config, ConfigErrors> {
     let mut errors = ConfigErrors::default();
 
@@ -238,8 +311,17 @@ pub fn build(
     let mut problems = Problems::default();
     let defaults = Defaults::from_file(&global_file, global_src.as_ref(), &mut problems);
 
-    let mut parsed = Vec::new();
-    for (path, text) in virtuals {
+    let mut parsed: Vec<Arc<Parsed>> = Vec::new();
+    let mut out = Vec::new();
+    for input in inputs {
+        let (path, text) = match input {
+            Input::Cached(p, v) => {
+                parsed.push(p);
+                out.push(v);
+                continue;
+            }
+            Input::Text(path, text) => (path, text),
+        };
         let text = match text {
             Ok(t) => t,
             Err(e) => {
@@ -261,17 +343,23 @@ pub fn build(
             });
             continue;
         }
-        match common::config::parse_str::<VirtualFile>(&name, &text) {
-            Ok(v) => parsed.push((path, Src::new(name, text), v)),
-            Err(e) => errors.extend(e),
-        }
-    }
-
-    let mut out = Vec::new();
-    for (path, src, file) in &parsed {
-        if let Some(v) = build_virtual(path, src, file, &defaults, &mut problems) {
+        let file = match common::config::parse_str::<VirtualFile>(&name, &text) {
+            Ok(v) => v,
+            Err(e) => {
+                errors.extend(e);
+                continue;
+            }
+        };
+        let p = Arc::new(Parsed {
+            path,
+            src: Src::new(name, text),
+            file,
+        });
+        if let Some(v) = build_virtual(&p.path, &p.src, &p.file, &defaults, &mut problems) {
+            fresh.push((p.clone(), v.clone()));
             out.push(v);
         }
+        parsed.push(p);
     }
     across_files(&parsed, &out, &mut problems);
 
@@ -1094,12 +1182,17 @@ fn fw_name(f: Forward) -> &'static str {
 }
 
 /// The same service in two files, and two files with one name.
-fn across_files(parsed: &[(PathBuf, Src, VirtualFile)], built: &[Virtual], p: &mut Problems) {
+fn across_files(parsed: &[Arc<Parsed>], built: &[Virtual], p: &mut Problems) {
     let mut by_key: BTreeMap<ServiceKey, Vec<&Virtual>> = BTreeMap::new();
     for v in built {
         by_key.entry(v.service.key).or_default().push(v);
     }
-    let src_of = |v: &Virtual| parsed.iter().find(|(path, ..)| *path == v.file);
+    let src_of = |v: &Virtual| {
+        parsed
+            .iter()
+            .find(|x| x.path == v.file)
+            .map(|x| (&x.path, &x.src, &x.file))
+    };
     for (key, vs) in &by_key {
         if vs.len() < 2 {
             continue;

@@ -639,3 +639,55 @@ fn hostile_input_never_panics() {
         );
     }
 }
+
+#[test]
+fn a_cached_load_reads_again_only_what_changed() {
+    let d = tempdir("cache");
+    std::fs::write(d.join("web.toml"), WEB).unwrap();
+    let other = "[virtual]\naddress = \"192.0.2.101:80\"\n[[real]]\naddress = \"192.0.2.13\"\n";
+    std::fs::write(d.join("other.toml"), other).unwrap();
+    let mut cache = Cache::default();
+    let first = load_cached(&d, &mut cache).unwrap();
+    std::fs::write(
+        d.join("other.toml"),
+        format!("{other}[[real]]\naddress = \"192.0.2.14\"\n"),
+    )
+    .unwrap();
+    let second = load_cached(&d, &mut cache).unwrap();
+    assert_eq!(second, load(&d).unwrap(), "the same as a full load");
+    let probe = |c: &Config, i: usize| c.virtuals[i].reals[0].probe.clone().unwrap();
+    // other.toml sorts first.
+    assert_eq!(second.virtuals[0].reals.len(), 2);
+    assert!(
+        Arc::ptr_eq(&probe(&first, 1), &probe(&second, 1)),
+        "web.toml reused from the cache"
+    );
+    assert!(
+        !Arc::ptr_eq(&probe(&first, 0), &probe(&second, 0)),
+        "other.toml read again"
+    );
+    // A changed ldir.toml changes every file's defaults: all read again.
+    std::fs::write(d.join("ldir.toml"), "[check]\ntimeout = \"3s\"\n").unwrap();
+    let third = load_cached(&d, &mut cache).unwrap();
+    assert!(!Arc::ptr_eq(&probe(&second, 1), &probe(&third, 1)));
+    assert_eq!(
+        third.virtuals[0].reals[0]
+            .probe
+            .as_ref()
+            .unwrap()
+            .spec
+            .timeout
+            .as_std(),
+        Duration::from_secs(3)
+    );
+    // A file that turns invalid is an error, and the next load after its repair is right.
+    std::fs::write(
+        d.join("web.toml"),
+        WEB.replace("weight = 10", "weight = -1"),
+    )
+    .unwrap();
+    assert!(load_cached(&d, &mut cache).is_err());
+    std::fs::write(d.join("web.toml"), WEB).unwrap();
+    assert_eq!(load_cached(&d, &mut cache).unwrap(), load(&d).unwrap());
+    std::fs::remove_dir_all(&d).unwrap();
+}
