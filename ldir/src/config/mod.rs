@@ -188,7 +188,7 @@ pub struct Cache {
 /// One virtual file for [`assemble`]: read now, or unchanged since the cache holds it.
 enum Input {
     Text(PathBuf, Result<String, ConfigError>),
-    Cached(Arc<Parsed>, Virtual),
+    Cached(Arc<Parsed>, Box<Virtual>),
 }
 
 /// Like [`load`], reading again only the files that changed since `cache` saw them.
@@ -244,7 +244,7 @@ pub fn load_cached(dir: &Path, cache: &mut Cache) -> Result<Config, ConfigErrors
             let text = read_text(&p);
             match (cache.files.get(&p), &text) {
                 (Some((parsed, v)), Ok(t)) if *parsed.src.text == **t => {
-                    Input::Cached(parsed.clone(), v.clone())
+                    Input::Cached(parsed.clone(), Box::new(v.clone()))
                 }
                 _ => Input::Text(p, text),
             }
@@ -317,7 +317,7 @@ fn assemble(
         let (path, text) = match input {
             Input::Cached(p, v) => {
                 parsed.push(p);
-                out.push(v);
+                out.push(*v);
                 continue;
             }
             Input::Text(path, text) => (path, text),
