@@ -208,7 +208,13 @@ pub fn load_cached(dir: &Path, cache: &mut Cache) -> Result<Config, ConfigErrors
             tracing::debug!(file = %path.display(), "ignored: not a *.toml file (editor leftovers and hidden files are skipped)");
             continue;
         }
-        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+        // The entry's own type (no stat for each of a thousand files); links are followed.
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_symlink() => std::fs::metadata(&path).is_ok_and(|m| m.is_dir()),
+            Ok(t) => t.is_dir(),
+            Err(_) => false,
+        };
+        if is_dir {
             tracing::debug!(file = %path.display(), "ignored: a directory");
             continue;
         }
