@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::control::{self, Access, Group, Listener, Reply};
-use common::daemon::{Exit, Notifier, SignalEvent};
+use common::daemon::{Exit, Notifier};
 use common::ipvs::{self, DaemonRole, NetlinkIpvs, Op, Table};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -24,7 +24,16 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Loads the configuration, printing every error; `Err` carries the exit code.
 pub fn load(dir: &Path, err: &mut dyn Write) -> Result<Config, Exit> {
-    config::load(dir).map_err(|errors| {
+    load_cached(dir, &mut config::Cache::default(), err)
+}
+
+/// [`load`], keeping what was read in `cache` (for the daemon's reloads).
+pub fn load_cached(
+    dir: &Path,
+    cache: &mut config::Cache,
+    err: &mut dyn Write,
+) -> Result<Config, Exit> {
+    config::load_cached(dir, cache).map_err(|errors| {
         for e in errors.errors() {
             let _ = writeln!(err, "ldir: {e}");
         }
@@ -294,6 +303,8 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, events: mpsc::Send
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     loop {
         let Ok((mut sock, _)) = listener.accept().await else {
+            // Out of file descriptors, most likely: wait instead of spinning on the error.
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let events = events.clone();
@@ -367,9 +378,6 @@ pub async fn run(
         while let Some(ev) = sigs.recv().await {
             if tx.send(Event::Signal(ev)).await.is_err() {
                 return;
-            }
-            if ev == SignalEvent::Shutdown {
-                // A second TERM/INT while stopping is not queued behind the first.
             }
         }
     });

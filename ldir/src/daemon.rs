@@ -192,7 +192,7 @@ where
                 Some(Event::Status(reply)) => {
                     let keys: Vec<_> = d.director.owned().iter().copied().collect();
                     let kernel = d.ipvs.with(move |i| status::kernel_stats(i, keys)).await;
-                    let _ = reply.send(status::report(&d.director, &d.watches.intervals(), kernel.as_ref(), Instant::now()));
+                    let _ = reply.send(status::report(&d.director, kernel.as_ref(), Instant::now()));
                 }
                 Some(Event::Drain { ip, port, virtual_name, on, reply }) => {
                     let r = d.drain(ip, port, virtual_name.as_deref(), on).await;
@@ -293,10 +293,6 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-fn drain_matches(d: &Drain, k: &common::ipvs::ServiceKey, a: &SocketAddr) -> bool {
-    d.ip == a.ip() && d.port.is_none_or(|p| p == a.port()) && d.service.is_none_or(|s| s == *k)
 }
 
 struct Daemon<I> {
@@ -457,7 +453,7 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
             .virtuals
             .iter()
             .flat_map(|v| v.reals.iter().map(move |r| (v.service.key, r.dest.addr)))
-            .filter(|(k, a)| drain_matches(&drain, k, a))
+            .filter(|(k, a)| drain.matches(k, a))
             .count();
         if matched == 0 && on {
             return Err(format!(
@@ -574,7 +570,7 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
 
     fn dump(&self) {
         let now = Instant::now();
-        let r = status::report(&self.director, &self.watches.intervals(), None, now);
+        let r = status::report(&self.director, None, now);
         for v in &r.virtuals {
             tracing::info!(r#virtual = %v.name, service = %v.service, reals_up = v.reals.iter().filter(|x| x.state == State::Up).count(), reals = v.reals.len(), fallback = v.fallback_active, "state");
             for x in v.reals.iter().filter(|x| x.state != State::Up || x.held) {
@@ -632,10 +628,6 @@ impl Watches {
             self.by_tag.insert(tag, id);
             self.by_id.insert(id, (tag, p, interval));
         }
-    }
-
-    fn intervals(&self) -> HashMap<RealId, Duration> {
-        self.by_id.iter().map(|(id, (_, _, i))| (*id, *i)).collect()
     }
 
     /// How long without any result means the engine is stuck.

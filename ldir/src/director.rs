@@ -145,7 +145,8 @@ pub struct Drain {
 }
 
 impl Drain {
-    fn matches(&self, key: &ServiceKey, addr: &SocketAddr) -> bool {
+    /// Whether the drain covers `addr` in the service `key`.
+    pub fn matches(&self, key: &ServiceKey, addr: &SocketAddr) -> bool {
         self.ip == addr.ip()
             && self.port.is_none_or(|p| p == addr.port())
             && self.service.is_none_or(|s| s == *key)
@@ -541,8 +542,8 @@ impl Director {
             .collect()
     }
 
-    /// Forgets what was applied for `key` (after a failed apply, the kernel's state is unknown
-    /// until the next reconcile).
+    /// Forgets what was applied (after a failed apply, the kernel's state is unknown until the
+    /// next reconcile reads it).
     pub fn invalidate(&mut self) {
         self.applied.table = Table::new();
     }

@@ -131,15 +131,9 @@ fn main() -> Exit {
         },
         Command::Run { metrics } => {
             let mut cache = ldir::config::Cache::default();
-            let config = match ldir::config::load_cached(&dir, &mut cache) {
+            let config = match cli::load_cached(&dir, &mut cache, &mut err) {
                 Ok(c) => c,
-                Err(errors) => {
-                    for e in errors.errors() {
-                        eprintln!("ldir: {e}");
-                    }
-                    eprintln!("ldir: {} error(s); nothing was changed", errors.len());
-                    return Exit::Usage;
-                }
+                Err(code) => return code,
             };
             // One thread: checks are I/O-bound; the kernel calls run on the blocking pool.
             let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use common::ipvs::{Ipvs, NetlinkIpvs, RecordingIpvs, ServiceKey};
 use serde::{Deserialize, Serialize};
@@ -134,7 +133,6 @@ pub struct LastReport {
 /// The report of `director`'s state, with `counters` if read.
 pub fn report(
     director: &Director,
-    _intervals: &HashMap<RealId, Duration>,
     counters: Option<&HashMap<RealId, Counters>>,
     now: Instant,
 ) -> Report {
