@@ -31,11 +31,21 @@ pub fn parse_str<T: DeserializeOwned + Validate>(
         }
     };
 
-    let value: T = match serde_path_to_error::deserialize(deserializer) {
+    // The plain deserializer first: path tracking costs a large share of a 1,000-file load
+    // (callgrind, `ldir check` of 1,000 virtuals x 10 reals: 211 M instructions with it on every
+    // file). Only a failure parses again, with tracking, to name the field.
+    let value: T = match T::deserialize(deserializer) {
         Ok(value) => value,
-        Err(e) => {
-            let mut field = field_path(e.path());
-            let humanized = humanize(e.inner().message());
+        Err(plain) => {
+            let tracked = toml::Deserializer::parse(text)
+                .ok()
+                .map(serde_path_to_error::deserialize::<_, T>);
+            let (path, inner) = match tracked {
+                Some(Err(e)) => (Some(e.path().clone()), e.into_inner()),
+                _ => (None, plain),
+            };
+            let mut field = path.as_ref().map(field_path).unwrap_or_default();
+            let humanized = humanize(inner.message());
             if let Some(extra) = &humanized.extra_field {
                 push_key(&mut field, extra);
             }
@@ -44,11 +54,11 @@ pub fn parse_str<T: DeserializeOwned + Validate>(
                 // The usual slip: `[name]` where the schema wants `[[name]]` (array of tables).
                 message.push_str(&format!(
                     "; write [[{}]] for each entry",
-                    table_header(e.path())
+                    path.as_ref().map(table_header).unwrap_or_default()
                 ));
             }
             return Err(ConfigError::Schema {
-                location: at(e.inner().span()),
+                location: at(inner.span()),
                 field: Some(field).filter(|f| !f.is_empty()),
                 message: one_line(&message),
             }
