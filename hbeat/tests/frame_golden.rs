@@ -32,7 +32,10 @@ fn fixture(name: &str) -> Vec<u8> {
         .flat_map(|l| l.split('#').next().unwrap().bytes())
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    assert!(digits.len() % 2 == 0, "{name}: odd number of hex digits");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "{name}: odd number of hex digits"
+    );
     digits
         .chunks(2)
         .map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap(), 16).unwrap())
@@ -381,7 +384,6 @@ fn replayed_frames_are_rejected_and_counted_duplicates_are_not() {
     .unwrap();
     assert_eq!(judge(&next), Some(Freshness::Fresh));
     assert_eq!(judge(&[0u8; 3]), None);
-    drop(judge);
     assert_eq!(counters.get(Reject::Replay), 2);
     assert_eq!(counters.get(Reject::BadMagic), 1);
     assert_eq!(counters.total(), 3);
