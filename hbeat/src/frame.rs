@@ -71,6 +71,21 @@ pub enum Field {
     Trailing,
 }
 
+impl Field {
+    /// The field's name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Length => "length",
+            Field::Kind => "kind",
+            Field::State => "state",
+            Field::Cluster => "cluster",
+            Field::Sender => "sender",
+            Field::Held => "held groups",
+            Field::Trailing => "trailing",
+        }
+    }
+}
+
 /// Why a frame was dropped. Never acted on; counted by [`Reject::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum Reject {
@@ -86,7 +101,7 @@ pub enum Reject {
     UnknownKey(u8),
     #[error("bad HMAC")]
     BadMac,
-    #[error("malformed field: {0:?}")]
+    #[error("malformed {} field", .0.as_str())]
     Malformed(Field),
     #[error("frame of another cluster")]
     OtherCluster,
@@ -165,7 +180,7 @@ impl Counters {
 /// Why a message cannot be encoded (a bug or a config the checks should have refused).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
-    #[error("{field:?} name must be 1..={MAX_NAME} bytes without control characters: {name:?}")]
+    #[error("{} name must be 1..={MAX_NAME} bytes without control characters: {name:?}", field.as_str())]
     BadName { field: Field, name: String },
     #[error("{0} held groups; a frame carries at most {MAX_HELD}")]
     TooManyHeld(usize),
@@ -598,6 +613,30 @@ mod tests {
         let f = encode(&fits, &ring()).unwrap();
         assert!(f.len() <= MAX_FRAME);
         assert_eq!(decode(&f, &ring(), "lb"), Ok(fits));
+    }
+
+    #[test]
+    fn messages_name_the_problem() {
+        assert_eq!(
+            Reject::Malformed(Field::Held).to_string(),
+            "malformed held groups field"
+        );
+        assert_eq!(
+            Reject::BadVersion(2).to_string(),
+            "unsupported frame version 2 (this hbeat speaks 1)"
+        );
+        let e = encode(
+            &Message {
+                sender: "a\tb".into(),
+                ..msg()
+            },
+            &ring(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "sender name must be 1..=64 bytes without control characters: \"a\\tb\""
+        );
     }
 
     #[test]

@@ -61,6 +61,21 @@ fn check(data: &[u8], keys: &KeyRing) -> Result<(), Reject> {
         "decode allocated {allocated} bytes for a {}-byte frame",
         data.len()
     );
+    if let Err(
+        Reject::Truncated
+        | Reject::Oversized
+        | Reject::BadMagic
+        | Reject::BadVersion(_)
+        | Reject::UnknownKey(_)
+        | Reject::BadMac,
+    ) = res
+    {
+        // Refused before the HMAC proved the sender: nothing may have been allocated for it.
+        assert_eq!(
+            allocated, 0,
+            "decode allocated before authenticating: {res:?}"
+        );
+    }
     let msg = res?;
     assert!(data.len() <= MAX_FRAME);
     assert_eq!(msg.cluster, "lb");
