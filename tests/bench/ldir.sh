@@ -50,6 +50,11 @@
 #         table must differ from the one before only in those weights (verified and printed, for both
 #         tools). Last line `ldir-checks-1k ratio=<ldir/keepalived CPU per check> target=0.5
 #         met|NOT MET`, median of per-round ratios.
+# drift   (not in the default PARTS: a figure, no other tool, no target) `ldir run` idle with the cold
+#         table, reconcile_interval each of DRIFT_INTERVALS seconds (default "10 1"; 10 s is ldir's
+#         default): ldir's CPU (utime+stime) over SECONDS_MEASURED once the table is complete and
+#         WARMUP seconds passed, as % of a core and per drift check (a full dump of the table compared
+#         with the desired one); no repair may happen and the table must stay as expected.
 # Order: the tools' order rotates every round (cold), or alternates (reload, checks: ldir first in
 # odd rounds). A turn that fails says why; a round with a failed turn has no ratio; a part with no
 # ratio prints `ratio=none ... NOT MET (why)` and the script exits 1 at the end. While ldir lacks a
@@ -71,7 +76,7 @@
 # build: -p ldir --bin ldir
 # build: -p monitor --bin monitor
 # ratio: ldir-cold-10k ldir-reload-1-in-10k ldir-checks-1k
-# env: ROUNDS PARTS VIRTUALS REALS COLD_TOOLS LDIRECTORD_SHAPE LDIRECTORD_ROUNDS POLL_MS RELOAD_POLL_MS CHECK_VIRTUALS CHECK_REALS CHECK_INTERVAL MIN_PCT SECONDS_MEASURED WARMUP STOP
+# env: DRIFT_INTERVALS ROUNDS PARTS VIRTUALS REALS COLD_TOOLS LDIRECTORD_SHAPE LDIRECTORD_ROUNDS POLL_MS RELOAD_POLL_MS CHECK_VIRTUALS CHECK_REALS CHECK_INTERVAL MIN_PCT SECONDS_MEASURED WARMUP STOP
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 PARTS=${PARTS:-"cold reload checks"}
@@ -88,6 +93,7 @@ T=${SECONDS_MEASURED:-30}
 WARM=${WARMUP:-10}
 STOP=${STOP:-100}
 INTERVAL=${CHECK_INTERVAL:-1}
+DRIFT_INTERVALS=${DRIFT_INTERVALS:-"10 1"}
 MIN_PCT=${MIN_PCT:-80}
 FALL=3
 
@@ -105,7 +111,7 @@ LDIRECTORD=$(PATH=$PATH:/usr/sbin:/sbin command -v ldirectord) \
 command -v busybox > /dev/null || fail "busybox is missing (apt-get install busybox-static; tests/lab deps)"
 command -v jq > /dev/null || fail "jq is missing (apt-get install jq; tests/lab deps)"
 [ "$ROUNDS" -ge 1 ] || fail "ROUNDS must be 1 or more"
-for p in $PARTS; do case $p in cold|reload|checks) ;; *) fail "PARTS: unknown part $p (cold reload checks)" ;; esac; done
+for p in $PARTS; do case $p in cold|reload|checks|drift) ;; *) fail "PARTS: unknown part $p (cold reload checks drift)" ;; esac; done
 [ "$CR" -le 250 ] || fail "CHECK_REALS: at most 250 (one /24 per namespace)"
 [ "$CV" -le 100 ] || fail "CHECK_VIRTUALS: at most 100"
 [ "$STOP" -le $((CV * CR)) ] && [ "$STOP" -ge 1 ] || fail "STOP: 1 to CHECK_VIRTUALS x CHECK_REALS"
@@ -197,7 +203,7 @@ ldir_check() {
 echo "kernel $(uname -r), $(nproc) CPUs, TCG emulation: compare figures only within this run"
 echo "ldir: $("$ldir" --version 2>&1 | head -1); keepalived: $("$KEEPALIVED" --version 2>&1 | head -1)"
 
-if [[ " $PARTS " == *" cold "* || " $PARTS " == *" reload "* ]]; then
+if [[ " $PARTS " == *" cold "* || " $PARTS " == *" reload "* || " $PARTS " == *" drift "* ]]; then
     "$ours" restore "$V" "$R" > "$tmp/big.restore"
     sort "$tmp/big.restore" > "$tmp/big.expected"
     [ "$(wc -l < "$tmp/big.expected")" = $((V + V * R)) ] || fail "ipvs restore $V $R gave the wrong line count"
@@ -441,6 +447,41 @@ if [[ " $PARTS " == *" reload "* ]]; then
         if [ $((r % 2)) = 1 ]; then order="ldir keepalived"; else order="keepalived ldir"; fi
         for tool in $order; do reload_turn $tool $r; done
         echo "$reload_line"
+    done
+fi
+
+# --- part drift ---------------------------------------------------------------------------------
+
+# utime+stime of process PID, in clock ticks.
+cpu_ticks_of() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+if [[ " $PARTS " == *" drift "* ]]; then
+    echo "== drift: ldir run idle with the ${V}x$R table, CPU over ${T}s after ${WARM}s, drift check every: $DRIFT_INTERVALS (seconds)"
+    hz=$(getconf CLK_TCK)
+    for iv in $DRIFT_INTERVALS; do
+        ns_fresh
+        dir=$tmp/drift.ldir
+        rm -rf "$dir" "$dir.state"
+        ldir_conf "$dir" "cleanstop = false"$'\n'"reconcile_interval = \"${iv}s\""$'\n' < "$tmp/big.restore"
+        ip netns exec "$NS" "${pin[@]}" "$ldir" --config-dir "$dir" run > "$tmp/drift.log" 2>&1 &
+        pid=$!
+        pids+=("$pid")
+        ip netns exec "$NS" "${pin1[@]}" "$ours" wait "$V" "$R" "$POLL_MS" > "$tmp/wait.out" 2>&1 \
+            || fail "drift: the table never completed: $(cat "$tmp/wait.out"); log: $(tail -3 "$tmp/drift.log")"
+        sleep "$WARM"
+        c0=$(cpu_ticks_of "$pid") t0=$EPOCHREALTIME
+        sleep "$T"
+        c1=$(cpu_ticks_of "$pid") t1=$EPOCHREALTIME
+        ip netns exec "$NS" "$IPVSADM" -Sn | sort > "$tmp/drift.after"
+        kill "$pid"
+        wait "$pid" || true
+        ns_done
+        repairs=$(grep -c 'repairing drift' "$tmp/drift.log" || true)
+        checks=$(awk -v a="$t0" -v b="$t1" -v iv="$iv" 'BEGIN { printf "%d", (b - a) / iv }')
+        awk -v c="$((c1 - c0))" -v hz="$hz" -v a="$t0" -v b="$t1" -v n="$checks" -v iv="$iv" -v r="$repairs" 'BEGIN {
+            s = c / hz; printf "drift interval %ss: ldir cpu %.2fs over %.1fs = %.2f%% of a core; %d drift checks: at most %.0f ms CPU each (idle work included); repairs %d\n",
+                iv, s, b - a, s / (b - a) * 100, n, n ? s * 1000 / n : 0, r }'
+        [ "$repairs" = 0 ] || fail "drift: ldir repaired drift nobody made: $(grep -m3 'repairing drift' "$tmp/drift.log")"
+        cmp -s "$tmp/drift.after" "$tmp/big.expected" || fail "drift: the table changed while ldir was idle"
     done
 fi
 
