@@ -2,8 +2,10 @@
 //!
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
 //! - [`msg`]: the heartbeat message shared by the codec and the state machine.
+//! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
 
 /// One line saying what the tool is for, shown by `hbeat --help`.
 pub const ABOUT: &str = "Director-pair membership and failover: authenticated heartbeats over redundant links; starts and stops resource groups in order";
 
+pub mod machine;
 pub mod msg;
