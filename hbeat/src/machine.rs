@@ -12,21 +12,27 @@
 //! - **R** (Recover): `auto_failback` is on and one of my home groups (I am first in its `nodes`)
 //!   is not yet held by me: I am back (or starting) and waiting for it. A node in standby, or one
 //!   that handed its home group away on request, does not want it back and is not R.
-//! - **T** (Takeover): I hold (or am acquiring or releasing) a group that I took because the node
-//!   it belongs to was down or left. This is the only way into T: a group moved by a handshake
-//!   between live nodes (standby, takeover, failback) never makes its taker T. T ends when I
-//!   release the group, or, without `auto_failback`, as soon as the group's home node is up again
-//!   (nobody will ask for it back: the new placement is settled and both nodes are N).
+//! - **T** (Takeover): I hold (or am acquiring) a group that I took because the node it belongs
+//!   to was down or left. This is the only way into T: a group moved by a handshake between live
+//!   nodes (standby, takeover, failback) never makes its taker T. T ends when I start releasing
+//!   the group, or, without `auto_failback`, as soon as the group's home node is up again (nobody
+//!   will ask for it back: the new placement is settled and both nodes are N).
 //! - **N** (Normal): neither. R wins over T when both apply.
 //!
 //! The primary failing and returning with `auto_failback`: (N,N) → (D,N) → (D,T) (the standby
 //! acquired) → (R,T) (the primary is back) → (R,N) (the standby released after the primary's
 //! takeover request) → (N,N) (the primary acquired). Without `auto_failback`: (N,N) → (D,N) →
-//! (D,T) → (N,N) with the groups staying on the standby.
+//! (D,T) → (N,N) with the groups staying on the standby (seen from outside, (N,T) lasts the one
+//! frame's flight until the standby hears that the primary is back). With `auto_failback` a cold
+//! start is (R,R) or (R,N) until each node holds its home groups.
 //!
 //! **TT is impossible while the nodes hear each other**: T is entered only by taking a group from a
 //! node that is down in my view, so both being T needs each to have seen the other down, i.e. no
 //! frame in either direction for `deadtime` (a partition: split brain, the next issue's policies).
+//! When the partition heals, each node releases the groups it took in the very step in which it
+//! first hears the other holding them (it comes later in their `nodes`), so two nodes that hear
+//! each other are still never both T. (With three nodes, two live nodes that each took a group
+//! from a dead third one are both T, which is fine: they did not take from each other.)
 //!
 //! # Rules
 //! - A peer is up from its first frame (any link) and down after `deadtime` without one, or at
@@ -1073,7 +1079,11 @@ impl Machine {
             (0..self.slots.len()).any(|i| self.wants_home(i) && self.slots[i].hold != Hold::Held);
         if recovering {
             NodeState::Recover
-        } else if self.slots.iter().any(|s| s.hold.occupied() && s.taken_over) {
+        } else if self
+            .slots
+            .iter()
+            .any(|s| matches!(s.hold, Hold::Acquiring | Hold::Held) && s.taken_over)
+        {
             NodeState::Takeover
         } else {
             NodeState::Normal
