@@ -891,6 +891,12 @@ impl Machine {
     }
 
     fn designated_me(&self, i: usize) -> bool {
+        if self.slots[i].failed {
+            // Never retry a failing start on my own (it would loop at the runner's pace); the
+            // group is offered to the next node, and `Takeover` clears the mark. Local restart
+            // vs failover is the next issue's policy.
+            return false;
+        }
         let me = self.s.me.as_str();
         for n in &self.slots[i].nodes {
             if n == me {
@@ -1042,9 +1048,11 @@ impl Machine {
                     }
                 }
                 Hold::Free if s.pending_from.is_none() => {
-                    let holder = holder.clone().unwrap_or_default();
+                    // Here a live peer holds it (the arm above took the other case).
                     let failback = self.wants_home(i) && t >= self.s.failback_holdoff;
-                    if s.intent.is_some() || failback {
+                    if let Some(holder) = holder.clone()
+                        && (s.intent.is_some() || failback)
+                    {
                         requests.entry((1, holder)).or_default().push(name.clone());
                     }
                 }

@@ -1456,3 +1456,23 @@ fn a_failed_release_keeps_the_group_reported_held_so_nobody_takes_it_and_stop_re
     s.run_until(ms(500), "b holds web", |s| s.held_by("web", "b"));
     assert!(s.machine(0).is_stopped());
 }
+
+#[test]
+fn a_start_that_fails_on_the_only_node_left_is_not_retried_in_a_loop() {
+    let mut s = Sim::pair(false);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.crash(0);
+    s.nodes[1].fail_acquire.insert("web".into());
+    s.run_for(ms(3000));
+    assert_eq!(
+        s.acquires(1, "web").len(),
+        1,
+        "b retried a failing start on its own"
+    );
+    assert!(s.holders("web").is_empty());
+    s.nodes[1].fail_acquire.clear();
+    s.cmd(1, Event::Takeover);
+    s.run_until(ms(500), "b holds web after takeover", |s| {
+        s.held_by("web", "b")
+    });
+}
