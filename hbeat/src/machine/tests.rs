@@ -1223,16 +1223,21 @@ enum Start {
     RecoverTakeover,
     /// (N,N) after a's standby: web on b.
     AfterStandby,
+    /// Both just started: nobody heard yet, nothing held (active/active, auto_failback).
+    Booting,
+    /// (R,T) with a's failback takeover request just sent: the handshake is in flight.
+    FailbackInFlight,
 }
 
 #[derive(Debug, Clone, Copy)]
 enum Faults {
     None,
-    /// The first two copies of every request and ack are lost (on every link).
+    /// The first two sends of each request and ack kind from each node are lost on every link.
     LoseHandshake,
     /// Every frame twice, link 1 15 ms late (duplicates and reordering between links).
     DuplicateReorder,
-    /// 40 % of frames lost, never three in a row per direction, random 0-10 ms delay.
+    /// 40 % of frames lost per link, never more than two sends in a row lost on all links (per
+    /// direction, so nobody misses deadtime), random 0-10 ms delay (reordering).
     Lossy,
 }
 
@@ -1240,13 +1245,17 @@ fn setup(start: Start) -> Sim {
     let mut s = match start {
         Start::Normal | Start::AfterStandby => Sim::pair(false),
         Start::ActiveActive => Sim::active_active(true),
-        Start::RecoverTakeover => Sim::pair(true),
+        Start::RecoverTakeover | Start::FailbackInFlight => Sim::pair(true),
+        Start::Booting => Sim::active_active(true),
     };
     for n in &mut s.nodes {
         n.settings.failback_holdoff = Duration::from_secs(60);
     }
     s.start(0);
     s.start(1);
+    if let Start::Booting = start {
+        return s;
+    }
     s.run_until(ms(1000), "a holds web", |s| s.held_by("web", "a"));
     match start {
         Start::RecoverTakeover => {
@@ -1255,6 +1264,18 @@ fn setup(start: Start) -> Sim {
             s.start(0);
             s.run_for(ms(300));
             assert_eq!(s.global_pair(), "(R,T)");
+        }
+        Start::FailbackInFlight => {
+            s.crash(0);
+            s.run_until(ms(500), "b took web", |s| s.held_by("web", "b"));
+            s.nodes[0].settings.failback_holdoff = ms(200);
+            s.start(0);
+            let from = s.now;
+            s.run_until(ms(1000), "a asks for web", |s| {
+                s.wire
+                    .iter()
+                    .any(|w| w.0 >= from && w.1 == 0 && w.2 == Kind::TakeoverRequest)
+            });
         }
         Start::AfterStandby => {
             s.cmd(0, Event::Standby);
@@ -1322,6 +1343,8 @@ fn concurrent_standby_and_takeover_from_every_state_never_tt_nor_a_group_held_tw
         Start::ActiveActive,
         Start::RecoverTakeover,
         Start::AfterStandby,
+        Start::Booting,
+        Start::FailbackInFlight,
     ] {
         for ca in &commands {
             for cb in &commands {
@@ -1366,7 +1389,7 @@ fn concurrent_standby_and_takeover_from_every_state_never_tt_nor_a_group_held_tw
             }
         }
     }
-    assert_eq!(runs, 4 * 9 * 3 * 4);
+    assert_eq!(runs, 6 * 9 * 3 * 4);
 }
 
 #[test]
