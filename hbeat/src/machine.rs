@@ -62,6 +62,18 @@
 //!   peers get a full `deadtime` to be heard before anything is concluded from the gap, and a node
 //!   waking up does not take over groups whose holder is alive. The peer that saw it silent has
 //!   taken its groups; the conflict rule gives them back to the earlier node in `nodes`.
+//! - A handover or offer nobody takes within `request_timeout` (10 × deadtime, at least initdead)
+//!   after the release lapses: a standby node then serves the group again rather than leave it
+//!   down. A failed start is never retried on its own (it would loop at the runner's pace): the
+//!   group is offered to the next node; `Takeover` clears the mark.
+//!
+//! # The daemon's side
+//! Call `Tick` at least every keepalive, and hand over frames already received before the tick
+//! (a tick after a long gap should not be the first thing to see a silence the sockets disprove).
+//! Each `Send` is one message with one sequence number on every link: the codec's replay check
+//! must accept a sequence once per link, or every link but the fastest would look dead. Fill the
+//! message's `state` and `held` from [`Machine::state`] and [`Machine::held`] after `handle`
+//! returns. `Leave` is sent once; if every copy is lost the peers wait deadtime.
 //!
 //! # Where the next issue's policies slot in
 //! `Event::Eligible { ok }` is the hook: a policy (ping nodes or quorum lost, a tracked interface
