@@ -4,10 +4,12 @@
 //! - [`msg`]: the heartbeat message shared by the codec and the state machine.
 //! - [`frame`]: the wire format (authenticated frames), the replay guard and reject counters.
 //! - [`keys`]: the key file and `hbeat keygen`.
+//! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
 
 /// One line saying what the tool is for, shown by `hbeat --help`.
 pub const ABOUT: &str = "Director-pair membership and failover: authenticated heartbeats over redundant links; starts and stops resource groups in order";
 
 pub mod frame;
 pub mod keys;
+pub mod machine;
 pub mod msg;
