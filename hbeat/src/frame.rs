@@ -18,6 +18,8 @@
 //! | 33 | 1+n | cluster: length n (1..=64), UTF-8 without control characters |
 //! | … | 1+n | sender: same rules |
 //! | … | 1 | number of held groups (0..=64), then each: length n (1..=64) and the name |
+//! | … | 1+n | to: the node a request or ack is for; length 0 for everyone, else as sender |
+//! | … | 1 | number of groups the request or ack is about (0..=64), then each as held |
 //! | len−32 | 32 | HMAC-SHA256 over every byte before it, keyed with the key named at offset 3 |
 //!
 //! [`decode`] checks, in this order, and stops at the first failure: size and header (nothing
@@ -53,8 +55,8 @@ pub const TAG_LEN: usize = 32;
 pub const HEADER_LEN: usize = 6;
 /// The fixed-size fields after the header: kind, state, link, incarnation, seq, groups hash.
 const FIXED_LEN: usize = 3 + 3 * 8;
-/// The shortest structurally possible frame: header, fixed fields, three length bytes, tag.
-pub const MIN_FRAME: usize = HEADER_LEN + FIXED_LEN + 3 + TAG_LEN;
+/// The shortest structurally possible frame: header, fixed fields, five length bytes, tag.
+pub const MIN_FRAME: usize = HEADER_LEN + FIXED_LEN + 5 + TAG_LEN;
 
 /// A field that a frame got wrong (inside a [`Reject::Malformed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +69,10 @@ pub enum Field {
     Sender,
     /// The held group list: too many entries, or a bad name.
     Held,
+    /// The addressee of a request or ack.
+    To,
+    /// The group list of a request or ack: too many entries, or a bad name.
+    Groups,
     /// Bytes left between the last field and the tag.
     Trailing,
 }
@@ -81,6 +87,8 @@ impl Field {
             Field::Cluster => "cluster",
             Field::Sender => "sender",
             Field::Held => "held groups",
+            Field::To => "to",
+            Field::Groups => "request groups",
             Field::Trailing => "trailing",
         }
     }
@@ -245,16 +253,26 @@ pub fn encode_with(msg: &Message, key: &Key) -> Result<Vec<u8>, EncodeError> {
     if !name_ok(&msg.sender) {
         return Err(bad(Field::Sender, &msg.sender));
     }
-    if msg.held.len() > MAX_HELD {
-        return Err(EncodeError::TooManyHeld(msg.held.len()));
+    for list in [&msg.held, &msg.groups] {
+        if list.len() > MAX_HELD {
+            return Err(EncodeError::TooManyHeld(list.len()));
+        }
     }
     if let Some(g) = msg.held.iter().find(|g| !name_ok(g)) {
         return Err(bad(Field::Held, g));
     }
+    if let Some(g) = msg.groups.iter().find(|g| !name_ok(g)) {
+        return Err(bad(Field::Groups, g));
+    }
+    if let Some(to) = msg.to.as_deref().filter(|t| !name_ok(t)) {
+        return Err(bad(Field::To, to));
+    }
     let len = MIN_FRAME
         + msg.cluster.len()
         + msg.sender.len()
-        + msg.held.iter().map(|g| 1 + g.len()).sum::<usize>();
+        + msg.held.iter().map(|g| 1 + g.len()).sum::<usize>()
+        + msg.to.as_ref().map_or(0, String::len)
+        + msg.groups.iter().map(|g| 1 + g.len()).sum::<usize>();
     if len > MAX_FRAME {
         return Err(EncodeError::Oversized(len));
     }
@@ -275,6 +293,14 @@ pub fn encode_with(msg: &Message, key: &Key) -> Result<Vec<u8>, EncodeError> {
     }
     out.push(msg.held.len() as u8);
     for g in &msg.held {
+        out.push(g.len() as u8);
+        out.extend_from_slice(g.as_bytes());
+    }
+    let to = msg.to.as_deref().unwrap_or("");
+    out.push(to.len() as u8);
+    out.extend_from_slice(to.as_bytes());
+    out.push(msg.groups.len() as u8);
+    for g in &msg.groups {
         out.push(g.len() as u8);
         out.extend_from_slice(g.as_bytes());
     }
@@ -361,6 +387,20 @@ impl<'a> Reader<'a> {
         }
         Ok(s.to_string())
     }
+
+    /// A count byte and that many names.
+    fn names(&mut self, field: Field) -> Result<Vec<String>, Reject> {
+        let count = usize::from(self.u8(field)?);
+        // Each entry takes at least two bytes, so `count` is bounded by what the frame holds too.
+        if count > MAX_HELD || count * 2 > self.0.len() {
+            return Err(Reject::Malformed(field));
+        }
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            out.push(self.name(field)?);
+        }
+        Ok(out)
+    }
 }
 
 fn parse_fields(body: &[u8]) -> Result<Message, Reject> {
@@ -373,15 +413,15 @@ fn parse_fields(body: &[u8]) -> Result<Message, Reject> {
     let groups_hash = r.u64();
     let cluster = r.name(Field::Cluster)?;
     let sender = r.name(Field::Sender)?;
-    let count = usize::from(r.u8(Field::Held)?);
-    // Each entry takes at least two bytes, so `count` is bounded by what the frame holds too.
-    if count > MAX_HELD || count * 2 > r.0.len() {
-        return Err(Reject::Malformed(Field::Held));
-    }
-    let mut held = Vec::with_capacity(count);
-    for _ in 0..count {
-        held.push(r.name(Field::Held)?);
-    }
+    let held = r.names(Field::Held)?;
+    let to = match r.0.first() {
+        Some(0) => {
+            r.u8(Field::To)?;
+            None
+        }
+        _ => Some(r.name(Field::To)?),
+    };
+    let groups = r.names(Field::Groups)?;
     if !r.0.is_empty() {
         return Err(Reject::Malformed(Field::Trailing));
     }
@@ -395,6 +435,8 @@ fn parse_fields(body: &[u8]) -> Result<Message, Reject> {
         held,
         groups_hash,
         link,
+        to,
+        groups,
     })
 }
 
@@ -495,6 +537,8 @@ mod tests {
             held: vec!["web".into()],
             groups_hash: 0xdead_beef,
             link: 0,
+            to: None,
+            groups: vec![],
         }
     }
 

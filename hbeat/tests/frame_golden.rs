@@ -54,6 +54,8 @@ fn goldens() -> Vec<(&'static str, Message)> {
             held: held.iter().map(|s| s.to_string()).collect(),
             groups_hash,
             link,
+            to: None,
+            groups: vec![],
         };
     let g64 = "g".repeat(64);
     vec![
@@ -72,16 +74,20 @@ fn goldens() -> Vec<(&'static str, Message)> {
         ),
         (
             "takeover_request",
-            m(
-                "lb2",
-                7,
-                42,
-                Kind::TakeoverRequest,
-                NodeState::Recover,
-                &[],
-                0,
-                2,
-            ),
+            Message {
+                to: Some("lb1".into()),
+                groups: vec!["web".into()],
+                ..m(
+                    "lb2",
+                    7,
+                    42,
+                    Kind::TakeoverRequest,
+                    NodeState::Recover,
+                    &[],
+                    0,
+                    2,
+                )
+            },
         ),
         (
             "resource_state_rotated_key",
@@ -213,10 +219,10 @@ fn oversized() {
     let mut f = alive();
     f[4..6].copy_from_slice(&(MAX_FRAME as u16 + 1).to_be_bytes());
     assert_eq!(frame::decode(&f, &keys, "lb"), Err(Reject::Oversized));
-    // Exactly MAX_FRAME is a frame: 73 bytes with "lb", "lb1" and no groups, plus 20 names of
-    // 64 bytes and one of 26 (each with its length byte) is 1400.
+    // Exactly MAX_FRAME is a frame: 75 bytes with "lb", "lb1", no groups and no addressee, plus
+    // 20 names of 64 bytes and one of 24 (each with its length byte) is 1400.
     let mut held: Vec<String> = (0..20).map(|i| format!("{i:064}")).collect();
-    held.push("x".repeat(26));
+    held.push("x".repeat(24));
     let m = Message {
         held,
         ..goldens()[0].1.clone()
@@ -269,7 +275,8 @@ fn length_field_must_match_the_datagram() {
 }
 
 /// The alive fixture's layout: kind at 6, state 7, cluster length at 33 ("lb"), sender length at 36
-/// ("lb1"), held count at 40, then "web" with its length at 41.
+/// ("lb1"), held count at 40, then "web" with its length at 41, the addressee's length at 45 (0:
+/// everyone) and the request groups' count at 46.
 #[test]
 fn authenticated_but_malformed_fields() {
     let keys = keys();
@@ -324,6 +331,35 @@ fn authenticated_but_malformed_fields() {
                 b.extend_from_slice(&[b'g'; 65]);
             }),
             Field::Held,
+        ),
+        (
+            "addressee with a newline",
+            edit(&|b| {
+                b[45] = 1;
+                b.insert(46, b'\n');
+            }),
+            Field::To,
+        ),
+        (
+            "addressee runs past the end",
+            edit(&|b| b[45] = 9),
+            Field::To,
+        ),
+        (
+            "65 request groups",
+            edit(&|b| {
+                b.truncate(46);
+                b.push(65);
+                for _ in 0..65 {
+                    b.extend_from_slice(&[1, b'g']);
+                }
+            }),
+            Field::Groups,
+        ),
+        (
+            "request groups past the end",
+            edit(&|b| b[46] = 2),
+            Field::Groups,
         ),
         ("trailing byte", edit(&|b| b.push(0)), Field::Trailing),
     ];
