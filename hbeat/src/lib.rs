@@ -4,6 +4,7 @@
 //! - [`msg`]: the heartbeat message shared by the codec and the state machine.
 //! - [`frame`]: the wire format (authenticated frames), the replay guard and reject counters.
 //! - [`keys`]: the key file and `hbeat keygen`.
+//! - [`link`]: the transports that carry frames between nodes (UDP, multicast, broadcast, serial, disk).
 //! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
 
 /// One line saying what the tool is for, shown by `hbeat --help`.
@@ -11,5 +12,6 @@ pub const ABOUT: &str = "Director-pair membership and failover: authenticated he
 
 pub mod frame;
 pub mod keys;
+pub mod link;
 pub mod machine;
 pub mod msg;

@@ -1,0 +1,223 @@
+//! The datagram links: unicast, multicast (IPv4 and IPv6) and IPv4 broadcast. Sockets are made
+//! with socket2 (for the options tokio does not offer) and then driven by tokio.
+//!
+//! A datagram is read into a buffer of `MAX_FRAME + 1` bytes, so a larger one (truncated by the
+//! kernel) is recognised and counted as garbage rather than delivered cut.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use super::{Ctx, LinkError, MAX_FRAME, Stop};
+
+/// Which sources a link accepts.
+enum Accept {
+    /// Only this address (unicast).
+    Only(SocketAddr),
+    /// Anyone but these (broadcast: our own datagrams come back to us).
+    NotFrom(Vec<SocketAddr>),
+    /// Anyone (multicast: own datagrams are not looped back).
+    Any,
+}
+
+impl Accept {
+    fn allows(&self, from: &SocketAddr) -> bool {
+        match self {
+            Accept::Only(a) => a == from,
+            Accept::NotFrom(own) => !own.contains(from),
+            Accept::Any => true,
+        }
+    }
+}
+
+pub(super) async fn unicast(bind: SocketAddr, peer: SocketAddr, ctx: &mut Ctx) -> Stop {
+    let sock = match UdpSocket::bind(bind).await {
+        Ok(s) => s,
+        Err(e) => return LinkError::io(format!("bind {bind}"), e).into(),
+    };
+    serve(sock, peer, Accept::Only(peer), ctx).await
+}
+
+pub(super) async fn mcast(dev: &str, group: SocketAddr, ttl: u8, ctx: &mut Ctx) -> Stop {
+    let (sock, dest) = match mcast_socket(dev, group, ttl) {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    serve(sock, dest, Accept::Any, ctx).await
+}
+
+pub(super) async fn bcast(dev: &str, port: u16, ctx: &mut Ctx) -> Stop {
+    let (sock, dest, own) = match bcast_socket(dev, port) {
+        Ok(s) => s,
+        Err(e) => return e.into(),
+    };
+    serve(sock, dest, Accept::NotFrom(own), ctx).await
+}
+
+fn ifindex(dev: &str) -> Result<u32, LinkError> {
+    nix::net::if_::if_nametoindex(dev).map_err(|_| LinkError::NoInterface {
+        dev: dev.to_string(),
+    })
+}
+
+fn new_socket(domain: Domain, what: &str) -> Result<Socket, LinkError> {
+    let s = Socket::new(
+        domain,
+        Type::DGRAM.nonblocking().cloexec(),
+        Some(Protocol::UDP),
+    )
+    .map_err(|e| LinkError::io(format!("{what}: socket"), e))?;
+    // Another link (or a unicast socket on the same port) may share the port.
+    s.set_reuse_address(true)
+        .map_err(|e| LinkError::io(format!("{what}: SO_REUSEADDR"), e))?;
+    Ok(s)
+}
+
+fn into_tokio(s: Socket, what: &str) -> Result<UdpSocket, LinkError> {
+    UdpSocket::from_std(s.into()).map_err(|e| LinkError::io(format!("{what}: register"), e))
+}
+
+/// A socket bound to the group's address and port on `dev`, member of the group there; returns
+/// it and where to send (the group, scoped to `dev` for IPv6).
+fn mcast_socket(
+    dev: &str,
+    group: SocketAddr,
+    ttl: u8,
+) -> Result<(UdpSocket, SocketAddr), LinkError> {
+    let what = format!("mcast {group} on {dev}");
+    if !group.ip().is_multicast() {
+        return Err(LinkError::Other(format!(
+            "{what}: {} is not a multicast address",
+            group.ip()
+        )));
+    }
+    let index = ifindex(dev)?;
+    let ctx = |step: &str| {
+        let what = what.clone();
+        let step = step.to_string();
+        move |e: io::Error| LinkError::io(format!("{what}: {step}"), e)
+    };
+    let (sock, bind, dest) = match group {
+        SocketAddr::V4(g) => {
+            let s = new_socket(Domain::IPV4, &what)?;
+            s.join_multicast_v4_n(g.ip(), &InterfaceIndexOrAddress::Index(index))
+                .map_err(ctx("join"))?;
+            s.set_multicast_loop_v4(false)
+                .map_err(ctx("IP_MULTICAST_LOOP"))?;
+            s.set_multicast_ttl_v4(ttl.into())
+                .map_err(ctx("IP_MULTICAST_TTL"))?;
+            // Only the groups this socket joined, not every group joined on the host.
+            s.set_multicast_all_v4(false)
+                .map_err(ctx("IP_MULTICAST_ALL"))?;
+            (s, group, group)
+        }
+        SocketAddr::V6(g) => {
+            let s = new_socket(Domain::IPV6, &what)?;
+            s.set_only_v6(true).map_err(ctx("IPV6_V6ONLY"))?;
+            s.join_multicast_v6(g.ip(), index).map_err(ctx("join"))?;
+            s.set_multicast_loop_v6(false)
+                .map_err(ctx("IPV6_MULTICAST_LOOP"))?;
+            s.set_multicast_hops_v6(ttl.into())
+                .map_err(ctx("IPV6_MULTICAST_HOPS"))?;
+            s.set_multicast_if_v6(index)
+                .map_err(ctx("IPV6_MULTICAST_IF"))?;
+            s.set_multicast_all_v6(false)
+                .map_err(ctx("IPV6_MULTICAST_ALL"))?;
+            let scoped = SocketAddr::V6(SocketAddrV6::new(*g.ip(), g.port(), 0, index));
+            (s, scoped, scoped)
+        }
+    };
+    // Sends leave through `dev` whatever the routing table says; receives only what came in on it.
+    sock.bind_device(Some(dev.as_bytes()))
+        .map_err(ctx("SO_BINDTODEVICE"))?;
+    // Bound to the group's address: datagrams to other groups or unicast on this port stay out.
+    sock.bind(&bind.into()).map_err(ctx("bind"))?;
+    Ok((into_tokio(sock, &what)?, dest))
+}
+
+/// A broadcast socket on `dev` bound to `port`; returns it, where to send (the interface's
+/// broadcast address) and our own addresses on `dev` (whose datagrams come back to us).
+fn bcast_socket(
+    dev: &str,
+    port: u16,
+) -> Result<(UdpSocket, SocketAddr, Vec<SocketAddr>), LinkError> {
+    let what = format!("bcast port {port} on {dev}");
+    ifindex(dev)?;
+    let addrs =
+        nix::ifaddrs::getifaddrs().map_err(|e| LinkError::nix(format!("{what}: getifaddrs"), e))?;
+    let mut broadcast = None;
+    let mut own = Vec::new();
+    for a in addrs.filter(|a| a.interface_name == dev) {
+        let v4 = |s: Option<nix::sys::socket::SockaddrStorage>| {
+            s.and_then(|s| s.as_sockaddr_in().map(|s| s.ip()))
+        };
+        if let Some(ip) = v4(a.address) {
+            own.push(SocketAddr::new(IpAddr::V4(ip), port));
+            if let Some(b) = v4(a.broadcast) {
+                broadcast.get_or_insert(b);
+            }
+        }
+    }
+    let broadcast = broadcast.ok_or_else(|| LinkError::NoBroadcast {
+        dev: dev.to_string(),
+    })?;
+    let ctx = |step: &'static str| {
+        let what = what.clone();
+        move |e: io::Error| LinkError::io(format!("{what}: {step}"), e)
+    };
+    let sock = new_socket(Domain::IPV4, &what)?;
+    sock.set_broadcast(true).map_err(ctx("SO_BROADCAST"))?;
+    sock.bind_device(Some(dev.as_bytes()))
+        .map_err(ctx("SO_BINDTODEVICE"))?;
+    sock.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port).into())
+        .map_err(ctx("bind"))?;
+    Ok((
+        into_tokio(sock, &what)?,
+        SocketAddr::new(IpAddr::V4(broadcast), port),
+        own,
+    ))
+}
+
+/// Errors after which the socket is no use any more (the interface went away): the link restarts.
+fn fatal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::ENODEV | nix::libc::ENXIO | nix::libc::EBADF)
+    )
+}
+
+async fn serve(sock: UdpSocket, dest: SocketAddr, accept: Accept, ctx: &mut Ctx) -> Stop {
+    ctx.shared.set_up();
+    let mut buf = vec![0u8; MAX_FRAME + 1];
+    loop {
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    if !accept.allows(&from) {
+                        ctx.shared.rejected_source();
+                    } else if n == 0 || n > MAX_FRAME {
+                        ctx.shared.garbage();
+                    } else if let Err(c) = ctx.deliver(buf[..n].to_vec(), Some(from)) {
+                        return c.into();
+                    }
+                }
+                // An ICMP error queued on the socket (port unreachable, ...) is not the link's end.
+                Err(e) if !fatal(&e) => ctx.shared.lock().last_error = Some(format!("receive: {e}")),
+                Err(e) => return LinkError::io("receive", e).into(),
+            },
+            f = ctx.out.recv() => {
+                let Some(f) = f else { return Stop::Closed };
+                match sock.try_send_to(&f, dest) {
+                    Ok(n) => ctx.shared.sent(n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        ctx.shared.lock().send_dropped += 1;
+                    }
+                    Err(e) if fatal(&e) => return LinkError::io(format!("send to {dest}"), e).into(),
+                    Err(e) => ctx.shared.send_error(format!("send to {dest}: {e}")),
+                }
+            }
+        }
+    }
+}
