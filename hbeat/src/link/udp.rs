@@ -37,23 +37,23 @@ pub(super) async fn unicast(bind: SocketAddr, peer: SocketAddr, ctx: &mut Ctx) -
         Ok(s) => s,
         Err(e) => return LinkError::io(format!("bind {bind}"), e).into(),
     };
-    serve(sock, peer, Accept::Only(peer), ctx).await
+    serve(sock, peer, Accept::Only(peer), None, ctx).await
 }
 
 pub(super) async fn mcast(dev: &str, group: SocketAddr, ttl: u8, ctx: &mut Ctx) -> Stop {
-    let (sock, dest) = match mcast_socket(dev, group, ttl) {
+    let (sock, dest, index) = match mcast_socket(dev, group, ttl) {
         Ok(s) => s,
         Err(e) => return e.into(),
     };
-    serve(sock, dest, Accept::Any, ctx).await
+    serve(sock, dest, Accept::Any, Some((dev, index)), ctx).await
 }
 
 pub(super) async fn bcast(dev: &str, port: u16, ctx: &mut Ctx) -> Stop {
-    let (sock, dest, own) = match bcast_socket(dev, port) {
+    let (sock, dest, own, index) = match bcast_socket(dev, port) {
         Ok(s) => s,
         Err(e) => return e.into(),
     };
-    serve(sock, dest, Accept::NotFrom(own), ctx).await
+    serve(sock, dest, Accept::NotFrom(own), Some((dev, index)), ctx).await
 }
 
 fn ifindex(dev: &str) -> Result<u32, LinkError> {
@@ -80,12 +80,12 @@ fn into_tokio(s: Socket, what: &str) -> Result<UdpSocket, LinkError> {
 }
 
 /// A socket bound to the group's address and port on `dev`, member of the group there; returns
-/// it and where to send (the group, scoped to `dev` for IPv6).
+/// it, where to send (the group, scoped to `dev` for IPv6) and `dev`'s index.
 fn mcast_socket(
     dev: &str,
     group: SocketAddr,
     ttl: u8,
-) -> Result<(UdpSocket, SocketAddr), LinkError> {
+) -> Result<(UdpSocket, SocketAddr, u32), LinkError> {
     let what = format!("mcast {group} on {dev}");
     if !group.ip().is_multicast() {
         return Err(LinkError::Other(format!(
@@ -134,17 +134,16 @@ fn mcast_socket(
         .map_err(ctx("SO_BINDTODEVICE"))?;
     // Bound to the group's address: datagrams to other groups or unicast on this port stay out.
     sock.bind(&bind.into()).map_err(ctx("bind"))?;
-    Ok((into_tokio(sock, &what)?, dest))
+    Ok((into_tokio(sock, &what)?, dest, index))
 }
 
 /// A broadcast socket on `dev` bound to `port`; returns it, where to send (the interface's
-/// broadcast address) and our own addresses on `dev` (whose datagrams come back to us).
-fn bcast_socket(
-    dev: &str,
-    port: u16,
-) -> Result<(UdpSocket, SocketAddr, Vec<SocketAddr>), LinkError> {
+/// broadcast address), our own addresses on `dev` (whose datagrams come back to us) and `dev`'s
+/// index.
+type Bcast = (UdpSocket, SocketAddr, Vec<SocketAddr>, u32);
+fn bcast_socket(dev: &str, port: u16) -> Result<Bcast, LinkError> {
     let what = format!("bcast port {port} on {dev}");
-    ifindex(dev)?;
+    let index = ifindex(dev)?;
     let addrs =
         nix::ifaddrs::getifaddrs().map_err(|e| LinkError::nix(format!("{what}: getifaddrs"), e))?;
     let mut broadcast = None;
@@ -177,6 +176,7 @@ fn bcast_socket(
         into_tokio(sock, &what)?,
         SocketAddr::new(IpAddr::V4(broadcast), port),
         own,
+        index,
     ))
 }
 
@@ -188,7 +188,27 @@ fn fatal(e: &io::Error) -> bool {
     )
 }
 
-async fn serve(sock: UdpSocket, dest: SocketAddr, accept: Accept, ctx: &mut Ctx) -> Stop {
+/// Whether the interface a socket was set up on is still there under the same index. A deleted
+/// interface does not always surface as ENODEV (IPv6 multicast sends fail with ENETUNREACH), and
+/// one created again under the same name has a new index the old socket knows nothing of.
+fn same_interface(dev: &str, index: u32) -> Result<(), LinkError> {
+    match ifindex(dev)? {
+        i if i == index => Ok(()),
+        _ => Err(LinkError::Other(format!(
+            "interface {dev} was replaced: setting the link up again"
+        ))),
+    }
+}
+
+/// Carries datagrams until the daemon goes away or the socket breaks. `iface` is the device and
+/// index a multicast or broadcast socket is tied to, checked after every failed send.
+async fn serve(
+    sock: UdpSocket,
+    dest: SocketAddr,
+    accept: Accept,
+    iface: Option<(&str, u32)>,
+    ctx: &mut Ctx,
+) -> Stop {
     ctx.shared.set_up();
     let mut buf = vec![0u8; MAX_FRAME + 1];
     loop {
@@ -215,7 +235,12 @@ async fn serve(sock: UdpSocket, dest: SocketAddr, accept: Accept, ctx: &mut Ctx)
                         ctx.shared.lock().send_dropped += 1;
                     }
                     Err(e) if fatal(&e) => return LinkError::io(format!("send to {dest}"), e).into(),
-                    Err(e) => ctx.shared.send_error(format!("send to {dest}: {e}")),
+                    Err(e) => {
+                        ctx.shared.send_error(format!("send to {dest}: {e}"));
+                        if let Some(Err(gone)) = iface.map(|(dev, index)| same_interface(dev, index)) {
+                            return gone.into();
+                        }
+                    }
                 }
             }
         }

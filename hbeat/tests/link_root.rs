@@ -1,0 +1,399 @@
+//! The links that need root: multicast (IPv4 and IPv6) and broadcast between two network
+//! namespaces this test creates (a veth pair), an interface that vanishes and comes back, and the
+//! disk link on a real block device (a loop device) opened with `O_DIRECT`. Not part of a plain
+//! `cargo test` (`test = false`); `tests/lab all` runs it (`cargo test --workspace --test '*_root'`),
+//! or by hand as root: `cargo test -p hbeat --test link_root`.
+//!
+//! Each side runs its own tokio runtime on a thread that entered its namespace with `setns`.
+
+use std::fs::File;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hbeat::link::{Inbound, LinkSpec, LinkStatus, Links, Setup};
+use nix::sched::{CloneFlags, setns};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e} (install iproute2 / util-linux)"));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn need_root() {
+    assert_eq!(
+        run(&["id", "-u"]).trim(),
+        "0",
+        "link_root needs root (network namespaces, loop devices): run `tests/lab all` or `cargo test -p hbeat --test link_root` as root"
+    );
+}
+
+/// Namespaces `hbl-TAG-a-PID` and `hbl-TAG-b-PID` joined by veth `va` (A, 192.0.2.1/24,
+/// 2001:db8::1/64) and `vb` (B, .2 and ::2); deleted on drop.
+struct Pair {
+    a: String,
+    b: String,
+}
+
+impl Pair {
+    fn new(tag: &str) -> Pair {
+        need_root();
+        let pid = std::process::id();
+        let p = Pair {
+            a: format!("hbl-{tag}-a-{pid}"),
+            b: format!("hbl-{tag}-b-{pid}"),
+        };
+        run(&["ip", "netns", "add", &p.a]);
+        run(&["ip", "netns", "add", &p.b]);
+        p.add_veth();
+        p
+    }
+
+    fn add_veth(&self) {
+        run(&[
+            "ip", "-n", &self.a, "link", "add", "va", "type", "veth", "peer", "name", "vb",
+            "netns", &self.b,
+        ]);
+        for (ns, dev, n) in [(&self.a, "va", "1"), (&self.b, "vb", "2")] {
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("192.0.2.{n}/24"),
+                "brd",
+                "+",
+                "dev",
+                dev,
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("2001:db8::{n}/64"),
+                "nodad",
+                "dev",
+                dev,
+            ]);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        // Both ends need carrier, and IPv6 multicast on a fresh interface fails (ENETUNREACH)
+        // until then.
+        let deadline = std::time::Instant::now() + WAIT;
+        for (ns, dev) in [(&self.a, "va"), (&self.b, "vb")] {
+            while !run(&["ip", "-n", ns, "link", "show", dev]).contains("state UP") {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "veth {dev} has no carrier"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Runs `f` on a current-thread runtime on a new thread inside namespace `ns`.
+fn in_ns<'s, T: Send + 's>(
+    s: &'s std::thread::Scope<'s, '_>,
+    ns: &str,
+    f: impl AsyncFnOnce() -> T + Send + 's,
+) -> std::thread::ScopedJoinHandle<'s, T> {
+    let path = format!("/var/run/netns/{ns}");
+    s.spawn(move || {
+        setns(File::open(path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    })
+}
+
+fn setup(me: &str) -> Setup {
+    let mut s = Setup::new(me, &["lb1", "lb2"]);
+    s.retry = Duration::from_millis(100);
+    s
+}
+
+const MCAST4: &str = "239.255.0.1:6940";
+const MCAST6: &str = "[ff15::6862]:6941";
+const BCAST_PORT: u16 = 6942;
+
+fn specs(dev: &str) -> Vec<(u8, LinkSpec)> {
+    vec![
+        (
+            1,
+            LinkSpec::Mcast {
+                dev: dev.into(),
+                group: MCAST4.parse().unwrap(),
+                ttl: 1,
+            },
+        ),
+        (
+            2,
+            LinkSpec::Mcast {
+                dev: dev.into(),
+                group: MCAST6.parse().unwrap(),
+                ttl: 1,
+            },
+        ),
+        (
+            3,
+            LinkSpec::Bcast {
+                dev: dev.into(),
+                port: BCAST_PORT,
+            },
+        ),
+    ]
+}
+
+async fn wait_status(links: &Links, what: &str, f: impl Fn(&[LinkStatus]) -> bool) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = links.status();
+        if f(&s) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waited {WAIT:?} for {what}: {s:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// One side of the exchange: starts the three links, waits for the other side (and, on B, sends
+/// junk unicast datagrams at A's group ports first), then sends `me` every 10 ms until frames from
+/// the other side arrived on all three links and the other side is done too.
+async fn side(
+    dev: &str,
+    me: &str,
+    junk_to: Option<&str>,
+    barrier: &Barrier,
+    done: &AtomicUsize,
+) -> (Vec<Inbound>, Vec<LinkStatus>) {
+    let (tx, mut rx) = mpsc::channel(256);
+    let links = Links::start(specs(dev), setup(me), tx);
+    wait_status(&links, "every link up", |s| s.iter().all(|l| l.up)).await;
+    barrier.wait();
+    if let Some(a) = junk_to {
+        // Unicast to A's address on the groups' ports: a socket bound to its group never sees it.
+        let v4 = UdpSocket::bind("192.0.2.2:0").unwrap();
+        v4.send_to(b"JUNK", format!("{a}:6940")).unwrap();
+        let v6 = UdpSocket::bind("[2001:db8::2]:0").unwrap();
+        v6.send_to(b"JUNK", "[2001:db8::1]:6941").unwrap();
+    }
+    let mut got: Vec<Inbound> = Vec::new();
+    let mut finished = false;
+    let deadline = Instant::now() + WAIT;
+    while done.load(Ordering::SeqCst) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{me}: waited {WAIT:?}; got {got:?}; {:#?}",
+            links.status()
+        );
+        links.send(me.as_bytes());
+        while let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(10), rx.recv()).await {
+            got.push(i);
+        }
+        let from_other = |l: u8| got.iter().any(|i| i.link == l && i.bytes != me.as_bytes());
+        if !finished && (1..=3).all(from_other) {
+            finished = true;
+            done.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    (got, links.status())
+}
+
+#[test]
+fn multicast_v4_v6_and_broadcast_between_two_namespaces() {
+    let p = Pair::new("mb");
+    let barrier = Barrier::new(2);
+    let done = AtomicUsize::new(0);
+    let ((got_a, st_a), (got_b, st_b)) = std::thread::scope(|s| {
+        let a = in_ns(s, &p.a, async || {
+            side("va", "lb1", None, &barrier, &done).await
+        });
+        let b = in_ns(s, &p.b, async || {
+            side("vb", "lb2", Some("192.0.2.1"), &barrier, &done).await
+        });
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for (me, other, other_ip4, other_ip6, got, st) in [
+        ("lb1", "lb2", "192.0.2.2", "2001:db8::2", &got_a, &st_a),
+        ("lb2", "lb1", "192.0.2.1", "2001:db8::1", &got_b, &st_b),
+    ] {
+        // Only the other side's frames: no own multicast looped back, no own broadcast, no junk.
+        for i in got.iter() {
+            assert_eq!(i.bytes, other.as_bytes(), "{me} got {i:?}");
+            let from = i.from.unwrap();
+            match i.link {
+                1 => assert_eq!(
+                    from,
+                    format!("{other_ip4}:6940").parse::<SocketAddr>().unwrap()
+                ),
+                2 => assert_eq!(from.ip().to_string(), other_ip6, "{me}: {i:?}"),
+                3 => assert_eq!(
+                    from,
+                    format!("{other_ip4}:{BCAST_PORT}")
+                        .parse::<SocketAddr>()
+                        .unwrap()
+                ),
+                l => panic!("{me}: frame on link {l}"),
+            }
+        }
+        for l in st.iter() {
+            assert!(
+                l.up && l.frames_sent > 0 && l.frames_received > 0,
+                "{me}: {l:?}"
+            );
+            assert_eq!(l.send_errors, 0, "{me}: {l:?}");
+        }
+        // Our own broadcasts come back to us, and are dropped as such.
+        assert!(st[2].rejected_source > 0, "{me}: {:?}", st[2]);
+        assert_eq!((st[0].rejected_source, st[1].rejected_source), (0, 0));
+    }
+    assert_eq!(st_a[0].what, "mcast 239.255.0.1:6940 on va ttl 1");
+}
+
+#[test]
+fn a_vanished_interface_takes_its_links_down_until_it_is_back() {
+    let p = Pair::new("gone");
+    std::thread::scope(|s| {
+        in_ns(s, &p.a, async || {
+            let (tx, _rx) = mpsc::channel(256);
+            let links = Links::start(specs("va"), setup("lb1"), tx);
+            wait_status(&links, "every link up", |s| s.iter().all(|l| l.up)).await;
+            run(&["ip", "-n", &p.a, "link", "del", "va"]);
+            // Heartbeats go on while the interface is gone: the sends fail and the links restart.
+            let deadline = Instant::now() + WAIT;
+            while !links.status().iter().all(|l| !l.up) {
+                assert!(Instant::now() < deadline, "{:#?}", links.status());
+                links.send(b"lb1");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            wait_status(&links, "the reason", |s| {
+                s.iter()
+                    .all(|l| l.last_error.as_deref() == Some("interface va does not exist"))
+            })
+            .await;
+            p.add_veth();
+            wait_status(&links, "every link up again", |s| s.iter().all(|l| l.up)).await;
+            assert!(links.status().iter().all(|l| l.restarts >= 1));
+        })
+        .join()
+        .unwrap();
+    });
+}
+
+/// A loop device over a temporary file; detached on drop.
+struct Loop {
+    dev: String,
+    file: std::path::PathBuf,
+}
+
+impl Loop {
+    fn new() -> Loop {
+        need_root();
+        let file = std::env::temp_dir().join(format!("hbeat-link-loop-{}", std::process::id()));
+        std::fs::write(&file, vec![0u8; 1 << 20]).unwrap();
+        let dev = run(&["losetup", "-f", "--show", file.to_str().unwrap()])
+            .trim()
+            .to_string();
+        Loop { dev, file }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).output();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Whether this process has `path` open with `O_DIRECT` (from /proc/self/fdinfo).
+fn open_with_o_direct(path: &str) -> Option<bool> {
+    for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        if std::fs::read_link(e.path()).ok()?.to_str() == Some(path) {
+            let info = std::fs::read_to_string(format!(
+                "/proc/self/fdinfo/{}",
+                e.file_name().to_str().unwrap()
+            ))
+            .ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
+            let flags = u32::from_str_radix(flags, 8).ok()?;
+            return Some(flags & nix::fcntl::OFlag::O_DIRECT.bits() as u32 != 0);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_link_on_a_loop_block_device_uses_o_direct() {
+    let lo = Loop::new();
+    let spec = || {
+        vec![(
+            4,
+            LinkSpec::Disk {
+                path: lo.dev.clone().into(),
+            },
+        )]
+    };
+    let (ta, mut ra) = mpsc::channel(64);
+    let (tb, mut rb) = mpsc::channel(64);
+    let la = Links::start(spec(), setup("lb1"), ta);
+    let lb = Links::start(spec(), setup("lb2"), tb);
+    wait_status(&la, "lb1's disk link up", |s| s[0].up).await;
+    wait_status(&lb, "lb2's disk link up", |s| s[0].up).await;
+    assert_eq!(
+        open_with_o_direct(&lo.dev),
+        Some(true),
+        "{} is not open with O_DIRECT",
+        lo.dev
+    );
+    for (from, name, rx) in [(&la, "lb1", &mut rb), (&lb, "lb2", &mut ra)] {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            from.send(name.as_bytes());
+            if let Ok(Some(i)) = tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
+                assert_eq!((i.link, i.bytes.as_slice()), (4, name.as_bytes()));
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name}'s frame did not arrive");
+        }
+    }
+    // The frame is on the device itself, in lb1's slot at offset 0.
+    drop((la, lb));
+    let mut dev = File::open(&lo.dev).unwrap();
+    let mut slot = vec![0u8; hbeat::link::disk::SLOT];
+    std::io::Read::read_exact(&mut dev, &mut slot).unwrap();
+    assert!(matches!(
+        hbeat::link::disk::decode_slot(&slot),
+        hbeat::link::disk::Slot::Frame { frame: b"lb1", .. }
+    ));
+}
