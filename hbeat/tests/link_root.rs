@@ -144,14 +144,14 @@ const MCAST4: &str = "239.255.0.1:6940";
 const MCAST6: &str = "[ff15::6862]:6941";
 const BCAST_PORT: u16 = 6942;
 
-fn specs(dev: &str) -> Vec<(u8, LinkSpec)> {
+fn specs(dev: &str, ttl: u8) -> Vec<(u8, LinkSpec)> {
     vec![
         (
             1,
             LinkSpec::Mcast {
                 dev: dev.into(),
                 group: MCAST4.parse().unwrap(),
-                ttl: 1,
+                ttl,
             },
         ),
         (
@@ -159,7 +159,7 @@ fn specs(dev: &str) -> Vec<(u8, LinkSpec)> {
             LinkSpec::Mcast {
                 dev: dev.into(),
                 group: MCAST6.parse().unwrap(),
-                ttl: 1,
+                ttl,
             },
         ),
         (
@@ -198,7 +198,7 @@ async fn side(
     done: &AtomicUsize,
 ) -> (Vec<Inbound>, Vec<LinkStatus>) {
     let (tx, mut rx) = mpsc::channel(256);
-    let links = Links::start(specs(dev), setup(me), tx);
+    let links = Links::start(specs(dev, 1), setup(me), tx);
     wait_status(&links, "every link up", |s| s.iter().all(|l| l.up)).await;
     barrier.wait();
     if let Some(a) = junk_to {
@@ -287,7 +287,7 @@ fn a_vanished_interface_takes_its_links_down_until_it_is_back() {
     std::thread::scope(|s| {
         in_ns(s, &p.a, async || {
             let (tx, _rx) = mpsc::channel(256);
-            let links = Links::start(specs("va"), setup("lb1"), tx);
+            let links = Links::start(specs("va", 1), setup("lb1"), tx);
             wait_status(&links, "every link up", |s| s.iter().all(|l| l.up)).await;
             run(&["ip", "-n", &p.a, "link", "del", "va"]);
             // Heartbeats go on while the interface is gone: the sends fail and the links restart.
@@ -396,4 +396,81 @@ async fn disk_link_on_a_loop_block_device_uses_o_direct() {
         hbeat::link::disk::decode_slot(&slot),
         hbeat::link::disk::Slot::Frame { frame: b"lb1", .. }
     ));
+}
+
+/// Receives one datagram on `group` joined on `dev` and returns the TTL (IPv4) or hop limit
+/// (IPv6) it arrived with, or `None` after [`WAIT`].
+fn received_ttl(dev: &str, group: SocketAddr) -> Option<i32> {
+    use nix::sys::socket::{
+        ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+    };
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let index = nix::net::if_::if_nametoindex(dev).unwrap();
+    let (s, bind) = match group {
+        SocketAddr::V4(g) => {
+            let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+            s.join_multicast_v4_n(g.ip(), &socket2::InterfaceIndexOrAddress::Index(index))
+                .unwrap();
+            setsockopt(&s, sockopt::Ipv4RecvTtl, &true).unwrap();
+            (s, group)
+        }
+        SocketAddr::V6(g) => {
+            let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+            s.join_multicast_v6(g.ip(), index).unwrap();
+            setsockopt(&s, sockopt::Ipv6RecvHopLimit, &true).unwrap();
+            (
+                s,
+                SocketAddr::V6(std::net::SocketAddrV6::new(*g.ip(), g.port(), 0, index)),
+            )
+        }
+    };
+    s.set_reuse_address(true).unwrap();
+    s.bind_device(Some(dev.as_bytes())).unwrap();
+    s.bind(&bind.into()).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!(nix::libc::c_int);
+    let msg =
+        recvmsg::<SockaddrStorage>(s.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())
+            .ok()?;
+    msg.cmsgs().ok()?.find_map(|c| match c {
+        ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => Some(t),
+        _ => None,
+    })
+}
+
+#[test]
+fn multicast_ttl_and_hop_limit_are_the_configured_ones() {
+    let p = Pair::new("ttl");
+    let stop = AtomicUsize::new(0);
+    let (v4, v6) = std::thread::scope(|s| {
+        let sender = in_ns(s, &p.a, async || {
+            let (tx, _rx) = mpsc::channel(256);
+            let links = Links::start(specs("va", 3)[..2].to_vec(), setup("lb1"), tx);
+            let deadline = Instant::now() + WAIT;
+            while stop.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+                links.send(b"lb1");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        let receiver = s.spawn(|| {
+            setns(
+                File::open(format!("/var/run/netns/{}", p.b)).unwrap(),
+                CloneFlags::CLONE_NEWNET,
+            )
+            .unwrap();
+            let r = (
+                received_ttl("vb", MCAST4.parse().unwrap()),
+                received_ttl("vb", MCAST6.parse().unwrap()),
+            );
+            stop.store(1, Ordering::SeqCst);
+            r
+        });
+        let r = receiver.join().unwrap();
+        sender.join().unwrap();
+        r
+    });
+    assert_eq!((v4, v6), (Some(3), Some(3)));
 }
