@@ -25,7 +25,11 @@ enum Accept {
 impl Accept {
     fn allows(&self, from: &SocketAddr) -> bool {
         match self {
-            Accept::Only(a) => a == from,
+            // Address and port only: an IPv6 source carries a flow label and scope the
+            // configured peer does not, and a dual-stack socket sees IPv4 peers as mapped.
+            Accept::Only(a) => {
+                a.ip().to_canonical() == from.ip().to_canonical() && a.port() == from.port()
+            }
             Accept::NotFrom(own) => !own.contains(from),
             Accept::Any => true,
         }
@@ -244,5 +248,35 @@ async fn serve(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unicast_accepts_the_peer_only_by_address_and_port() {
+        let peer = Accept::Only("192.0.2.12:694".parse().unwrap());
+        for (from, ok) in [
+            ("192.0.2.12:694", true),
+            ("[::ffff:192.0.2.12]:694", true),
+            ("192.0.2.12:695", false),
+            ("192.0.2.13:694", false),
+        ] {
+            assert_eq!(peer.allows(&from.parse().unwrap()), ok, "{from}");
+        }
+        let peer6 = Accept::Only("[2001:db8::12]:694".parse().unwrap());
+        let scoped = SocketAddr::V6(SocketAddrV6::new(
+            "2001:db8::12".parse().unwrap(),
+            694,
+            7,
+            2,
+        ));
+        assert!(peer6.allows(&scoped));
+        assert!(!peer6.allows(&"[2001:db8::13]:694".parse().unwrap()));
+        let own = Accept::NotFrom(vec!["192.0.2.11:694".parse().unwrap()]);
+        assert!(!own.allows(&"192.0.2.11:694".parse().unwrap()));
+        assert!(own.allows(&"192.0.2.12:694".parse().unwrap()));
     }
 }
