@@ -63,6 +63,10 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 const SPAWN_ATTEMPTS: usize = 5;
 const SPAWN_RETRY: Duration = Duration::from_millis(20);
 
+/// How often a stopping command's process group is looked at until it is empty (the kernel has no
+/// notification for a group whose members are not our children).
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
 /// One resource of a group, as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Resource {
@@ -674,7 +678,7 @@ impl GroupRunner {
                 reason: e.to_string(),
             }),
             Err(_) => {
-                kill_group(&child, Signal::SIGKILL);
+                kill_group(group_of(&child), Signal::SIGKILL);
                 let _ = timeout(REAP_TIMEOUT, child.wait()).await;
                 Err(RunError::TimedOut {
                     action,
@@ -728,11 +732,33 @@ async fn spawn(argv: &[String], env: &[(&'static str, String)]) -> Result<Child,
     }
 }
 
-/// Sends `signal` to the child's process group, if the child has not been reaped yet (its pid,
-/// and so its group id, cannot have been reused before that).
-fn kill_group(child: &Child, signal: Signal) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        let _ = killpg(Pid::from_raw(pid), signal);
+/// The child's process group id: its pid, since every child leads its own group. `None` once the
+/// child was reaped.
+fn group_of(child: &Child) -> Option<Pid> {
+    child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(Pid::from_raw)
+}
+
+/// Sends `signal` to the child's process group. Safe after the leader was reaped too: Linux does
+/// not hand out a pid that is still some process group's id, so the group is ours or empty.
+fn kill_group(group: Option<Pid>, signal: Signal) {
+    if let Some(group) = group {
+        let _ = killpg(group, signal);
+    }
+}
+
+/// Waits until no process of `group` is left, or `deadline`; true when the group is empty.
+async fn group_gone(group: Pid, deadline: Instant) -> bool {
+    loop {
+        if killpg(group, None) == Err(nix::errno::Errno::ESRCH) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sleep(GROUP_POLL).await;
     }
 }
 
@@ -765,10 +791,13 @@ impl Supervisor {
         let mut started = Instant::now();
         loop {
             // Held: wait for a stop request (or the runner's drop) or the command's death.
+            let group = group_of(&child);
             let status = tokio::select! {
                 _ = &mut stop => return self.terminate(child).await,
                 status = child.wait() => status,
             };
+            // What the dead command left in its group would run twice after the restart.
+            kill_group(group, Signal::SIGKILL);
             let status = status.map_or_else(|e| e.to_string(), describe_status);
             if started.elapsed() >= self.timings.restart_max {
                 delay = self.timings.restart_min;
@@ -818,17 +847,27 @@ impl Supervisor {
         }
     }
 
-    /// TERM to the command's process group, KILL after `kill_after`, and reap.
+    /// TERM to the command's process group; KILL to the group if the command, or anything it
+    /// started in its group, still runs `kill_after` later; the command reaped either way.
     async fn terminate(&self, mut child: Child) -> Stopped {
-        kill_group(&child, Signal::SIGTERM);
-        if timeout(self.timings.kill_after, child.wait()).await.is_ok() {
-            let _ = self.state.send(ResourceState::NotRunning);
-            return Stopped::Terminated;
-        }
-        kill_group(&child, Signal::SIGKILL);
-        let _ = timeout(REAP_TIMEOUT, child.wait()).await;
+        let group = group_of(&child);
+        kill_group(group, Signal::SIGTERM);
+        let deadline = Instant::now() + self.timings.kill_after;
+        let exited = tokio::time::timeout_at(deadline, child.wait())
+            .await
+            .is_ok();
+        let how = match group {
+            Some(group) if exited && group_gone(group, deadline).await => Stopped::Terminated,
+            _ => {
+                kill_group(group, Signal::SIGKILL);
+                if !exited {
+                    let _ = timeout(REAP_TIMEOUT, child.wait()).await;
+                }
+                Stopped::Killed
+            }
+        };
         let _ = self.state.send(ResourceState::NotRunning);
-        Stopped::Killed
+        how
     }
 }
 

@@ -91,6 +91,29 @@ async fn next_event(rx: &mut mpsc::UnboundedReceiver<Event>) -> Event {
     }
 }
 
+/// Kills what a failing test would otherwise leave behind (and keep cargo's output pipe open).
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Waits (bounded) until `pid` is gone (or a zombie: not ours to reap).
+async fn wait_gone(pid: u32) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while alive(pid) && !is_zombie(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pid {pid} is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn alive(pid: u32) -> bool {
     kill(Pid::from_raw(pid as i32), None).is_ok()
 }
@@ -540,6 +563,7 @@ async fn a_script_that_hangs_is_killed_at_the_timeout() {
         }
     );
     let pid: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    let _cleanup = KillOnDrop(vec![pid]);
     assert!(!alive(pid), "the hung script {pid} was left behind");
 }
 
@@ -601,17 +625,74 @@ async fn term_reaches_the_whole_process_group() {
     let (mut g, _rx) = runner(&[&cmd], fast());
     g.acquire(&Cause::default()).await.unwrap();
     let grandchild: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    let _cleanup = KillOnDrop(vec![grandchild]);
     assert!(alive(grandchild));
     g.release(&Cause::default()).await.unwrap();
-    // The grandchild is not ours to reap: it may linger as a zombie of init only briefly.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while alive(grandchild) && !is_zombie(grandchild) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "grandchild {grandchild} survived the release"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_gone(grandchild).await;
+}
+
+#[tokio::test]
+async fn what_ignores_term_in_the_group_gets_kill_too() {
+    // The command exits on TERM, but something it started ignores TERM: the group gets KILL.
+    let dir = TempDir::new("stubborn");
+    let pidfile = dir.path("pid");
+    let stubborn = dir.script(
+        "stubborn",
+        &format!(
+            "trap '' TERM; echo $$ > {}; while :; do sleep 0.05; done",
+            pidfile.display()
+        ),
+    );
+    let timings = Timings {
+        kill_after: Duration::from_millis(300),
+        ..fast()
+    };
+    let (mut g, mut rx) = runner(&[&format!("sh -c '{stubborn} & wait'")], timings);
+    g.acquire(&Cause::default()).await.unwrap();
+    let grandchild: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    let _cleanup = KillOnDrop(vec![grandchild]);
+    g.release(&Cause::default()).await.unwrap();
+    wait_gone(grandchild).await;
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::Acquired {
+            group: "web".into()
+        }
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::Stopped {
+            group: "web".into(),
+            index: 0,
+            how: Stopped::Killed
+        }
+    );
+}
+
+#[tokio::test]
+async fn what_a_dead_command_left_behind_is_killed_before_the_restart() {
+    let dir = TempDir::new("leftover");
+    let log = dir.path("log");
+    let cmd = format!(
+        "sh -c 'sleep 1000 & echo \"$$ $!\" >> {}; wait'",
+        log.display()
+    );
+    let (mut g, mut rx) = runner(&[&cmd], fast());
+    g.acquire(&Cause::default()).await.unwrap();
+    let first = wait_for_line(&log).await;
+    let (leader, child) = first.split_once(' ').unwrap();
+    let (leader, child): (u32, u32) = (leader.parse().unwrap(), child.parse().unwrap());
+    let _cleanup = KillOnDrop(vec![child]);
+    kill(Pid::from_raw(leader as i32), Signal::SIGKILL).unwrap();
+    assert!(matches!(next_event(&mut rx).await, Event::Acquired { .. }));
+    assert!(matches!(next_event(&mut rx).await, Event::Died { .. }));
+    wait_gone(child).await;
+    assert!(matches!(next_event(&mut rx).await, Event::Restarted { .. }));
+    let lines = wait_for_lines(&log, 2).await;
+    let new_child: u32 = lines[1].split_once(' ').unwrap().1.parse().unwrap();
+    let _cleanup2 = KillOnDrop(vec![new_child]);
+    g.release(&Cause::default()).await.unwrap();
+    wait_gone(new_child).await;
 }
 
 fn is_zombie(pid: u32) -> bool {
