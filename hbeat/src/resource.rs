@@ -17,9 +17,13 @@
 //!
 //! Every process gets `HBEAT_NODE`, `HBEAT_GROUP`, `HBEAT_PEER` and `HBEAT_REASON` (DESIGN.md,
 //! "resources run by hbeat"), standard input from `/dev/null`, and its own process group, so that TERM
-//! and KILL reach what a `sh -c` started too. Every wait is bounded; every child is reaped, and one
-//! whose owner goes away is killed (`kill_on_drop`, and a supervisor whose [`GroupRunner`] is dropped
-//! stops its command).
+//! and KILL reach what a `sh -c` started too: a release sends TERM to the group and KILL once
+//! `kill_after` has passed with anything of it still running. Every wait is bounded; every child is
+//! reaped. Nothing is left behind: a command's group is killed when the command dies (before its
+//! restart), when its start fails, and when its supervisor is dropped (runtime shutdown); a script's
+//! group when it times out or its call is dropped — but not when it ends, since heartbeat-style
+//! scripts start daemons in the background. A supervisor whose [`GroupRunner`] is dropped stops its
+//! command (TERM, then KILL).
 //!
 //! Not here: deciding *when* a group moves (the state machine), restarting a script resource (v1
 //! heartbeat never monitored them; `status` is available to whoever wants to poll), and the policy
@@ -580,6 +584,9 @@ impl GroupRunner {
             Resource::Command { argv } => {
                 let env = self.env(cause);
                 let mut child = spawn(argv, &env).await?;
+                // A failed start (or a dropped acquire) leaves nothing of the command's group
+                // behind; then the supervisor owns the guard, even before its first poll.
+                let guard = GroupGuard(group_of(&child));
                 if let Ok(status) = timeout(self.timings.settle, child.wait()).await {
                     let status = status.map_or_else(|e| e.to_string(), describe_status);
                     return Err(RunError::ExitedEarly { status });
@@ -596,7 +603,7 @@ impl GroupRunner {
                     events: self.events.clone(),
                     state: state_tx,
                 };
-                let task = tokio::spawn(supervisor.run(child, stop_rx));
+                let task = tokio::spawn(supervisor.run(child, guard, stop_rx));
                 Ok(Held::Command {
                     stop: stop_tx,
                     task,
@@ -671,7 +678,14 @@ impl GroupRunner {
         argv.extend(args.iter().cloned());
         argv.push(action.to_owned());
         let mut child = spawn(&argv, &self.env(cause)).await?;
-        match timeout(self.timings.script_timeout, child.wait()).await {
+        // A dropped call kills the script's group; one that ends keeps what it started in the
+        // background (heartbeat's scripts start daemons with `&`).
+        let mut guard = GroupGuard(group_of(&child));
+        let result = timeout(self.timings.script_timeout, child.wait()).await;
+        if matches!(result, Ok(Ok(_))) {
+            guard.disarm();
+        }
+        match result {
             Ok(Ok(status)) => Ok(status),
             Ok(Err(e)) => Err(RunError::Spawn {
                 program: argv[0].clone(),
@@ -749,6 +763,21 @@ fn kill_group(group: Option<Pid>, signal: Signal) {
     }
 }
 
+/// Kills a process group with SIGKILL when dropped while it holds one.
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        kill_group(self.0, Signal::SIGKILL);
+    }
+}
+
 /// Waits until no process of `group` is left, or `deadline`; true when the group is empty.
 async fn group_gone(group: Pid, deadline: Instant) -> bool {
     loop {
@@ -786,18 +815,31 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(self, mut child: Child, mut stop: oneshot::Receiver<()>) -> Stopped {
+    /// `guard` kills the group if the task is dropped (the runtime shuts down): `kill_on_drop`
+    /// reaches the command only.
+    async fn run(
+        self,
+        mut child: Child,
+        mut guard: GroupGuard,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Stopped {
         let mut delay = self.timings.restart_min;
         let mut started = Instant::now();
         loop {
             // Held: wait for a stop request (or the runner's drop) or the command's death.
             let group = group_of(&child);
+            guard.0 = group;
             let status = tokio::select! {
-                _ = &mut stop => return self.terminate(child).await,
+                _ = &mut stop => {
+                    let how = self.terminate(child).await;
+                    guard.disarm();
+                    return how;
+                }
                 status = child.wait() => status,
             };
             // What the dead command left in its group would run twice after the restart.
             kill_group(group, Signal::SIGKILL);
+            guard.disarm();
             let status = status.map_or_else(|e| e.to_string(), describe_status);
             if started.elapsed() >= self.timings.restart_max {
                 delay = self.timings.restart_min;

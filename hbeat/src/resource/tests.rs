@@ -733,3 +733,46 @@ async fn a_failed_stop_is_reported_and_the_rest_still_stop() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_failed_start_leaves_nothing_of_the_command_behind() {
+    let dir = TempDir::new("early-leftover");
+    let pidfile = dir.path("pid");
+    let cmd = format!("sh -c 'sleep 1000 & echo $! > {}'", pidfile.display());
+    let (mut g, _rx) = runner(&[&cmd], fast());
+    let e = g.acquire(&Cause::default()).await.unwrap_err();
+    assert!(matches!(e.error, RunError::ExitedEarly { .. }), "{e}");
+    let child: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    let _cleanup = KillOnDrop(vec![child]);
+    wait_gone(child).await;
+}
+
+#[test]
+fn a_runtime_shutdown_kills_the_commands_groups() {
+    let dir = TempDir::new("shutdown");
+    let pidfile = dir.path("pid");
+    let cmd = format!("sh -c 'sleep 1000 & echo $! > {}; wait'", pidfile.display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (child, runner) = rt.block_on(async {
+        let (mut g, _rx) = runner(&[&cmd], fast());
+        g.acquire(&Cause::default()).await.unwrap();
+        let child: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+        (child, g)
+    });
+    let _cleanup = KillOnDrop(vec![child]);
+    assert!(alive(child));
+    // The runtime goes first: the supervisor task is dropped, not asked to stop.
+    drop(rt);
+    drop(runner);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while alive(child) && !is_zombie(child) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{child} outlived the runtime"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
