@@ -2,7 +2,7 @@
 //!
 //! The configuration (every problem, `file:line:col: field: message`), every resource's executable
 //! (found, a regular file, executable: a typo surfaces here, not at failover time), the `notify`
-//! command the same way, and the key file's existence and mode. Exit 2 on any problem (DESIGN.md:
+//! command the same way, the key file's existence and mode, and that `socket_group` exists. Exit 2 on any problem (DESIGN.md:
 //! `check` validates, all errors, exit 2). It runs nothing and opens no socket.
 
 use std::io::Write;
@@ -84,6 +84,13 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     }
     if let Err(e) = key_file(&config.key_file) {
         problems.push(format!("key_file: {e}"));
+    }
+    if let Some(group) = &config.socket_group {
+        match nix::unistd::Group::from_name(group) {
+            Ok(Some(_)) => {}
+            Ok(None) => problems.push(format!("socket_group: no group named {group:?}")),
+            Err(e) => problems.push(format!("socket_group: cannot look up {group:?}: {e}")),
+        }
     }
     if !problems.is_empty() {
         for p in &problems {

@@ -30,9 +30,13 @@ impl Drop for Dir {
 
 /// The pair example's shape with paths inside `dir`.
 fn config(dir: &Dir, key: &Path, resources: &[String]) -> PathBuf {
+    config_with(dir, key, resources, "")
+}
+
+fn config_with(dir: &Dir, key: &Path, resources: &[String], extra: &str) -> PathBuf {
     let resources: Vec<String> = resources.iter().map(|r| format!("{r:?}")).collect();
     let text = format!(
-        "node = \"lb1\"\ncluster = \"lb\"\nkey_file = {key:?}\n\
+        "node = \"lb1\"\ncluster = \"lb\"\nkey_file = {key:?}\n{extra}\
          keepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"\n\
          [[peer]]\nname = \"lb2\"\n\
          [[link]]\nudp = {{ bind = \"192.0.2.11:694\", peer = \"192.0.2.12:694\" }}\n\
@@ -156,4 +160,34 @@ fn config_errors_are_all_reported_with_exit_2() {
     let (code, _, err) = check(&dir.0.join("missing.toml"));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("missing.toml: cannot read"), "{err}");
+}
+
+#[test]
+fn notify_and_socket_group_are_checked() {
+    let dir = Dir::new("extra");
+    let key = dir.file("authkey", "1 sha256 secret\n", 0o600);
+    let path = config_with(
+        &dir,
+        &key,
+        &["sleep 1000".into()],
+        "notify = \"hbeat-no-such-notifier --all\"\nsocket_group = \"hbeat-no-such-group\"\n",
+    );
+    let (code, _, err) = check(&path);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("notify: `hbeat-no-such-notifier` not found in PATH"),
+        "{err}"
+    );
+    assert!(
+        err.contains("socket_group: no group named \"hbeat-no-such-group\""),
+        "{err}"
+    );
+    let path = config_with(
+        &dir,
+        &key,
+        &["sleep 1000".into()],
+        "notify = \"true\"\nsocket_group = \"root\"\n",
+    );
+    let (code, out, err) = check(&path);
+    assert_eq!(code, 0, "{out}{err}");
 }
