@@ -2,16 +2,17 @@
 //!
 //! The configuration (every problem, `file:line:col: field: message`), every resource's executable
 //! (found, a regular file, executable: a typo surfaces here, not at failover time), the `notify`
-//! command the same way, the key file's existence and mode, and that `socket_group` exists. Exit 2 on any problem (DESIGN.md:
+//! command the same way, the key file (mode and contents, [`crate::keys`]), and that `socket_group`
+//! exists. Exit 2 on any problem (DESIGN.md:
 //! `check` validates, all errors, exit 2). It runs nothing and opens no socket.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use common::daemon::Exit;
 
 use crate::config::{self, Config};
+use crate::keys::{KeyError, KeyRing};
 use crate::resource::{ProgramError, Resource};
 
 /// A resource whose program cannot be run.
@@ -49,21 +50,9 @@ pub fn notify(config: &Config) -> Option<ProgramError> {
     Resource::Command { argv }.resolve(None).err()
 }
 
-/// The key file exists, is a regular file and nobody but its owner can read or write it (mode
-/// 0600 or 0400). Its contents are the key parser's to judge: the lead wires `keys` in here.
-pub fn key_file(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!("{}: not a regular file", path.display()));
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{}: mode {mode:04o} lets others read or write the key; chmod 600 it",
-            path.display()
-        ));
-    }
-    Ok(())
+/// The key file: mode 0600 or 0400, and keys that parse ([`KeyRing::load`]).
+pub fn key_file(path: &Path) -> Result<KeyRing, KeyError> {
+    KeyRing::load(path)
 }
 
 /// Runs `hbeat check` on the file at `path`; messages go to `err`, the summary to `out`.

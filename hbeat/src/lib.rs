@@ -2,6 +2,9 @@
 //!
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
 //! - [`msg`]: the heartbeat message shared by the codec and the state machine.
+//! - [`frame`]: the wire format (authenticated frames), the replay guard and reject counters.
+//! - [`keys`]: the key file and `hbeat keygen`.
+//! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
 //! - [`config`]: `hbeat.toml`, validated; [`resource`]: resources parsed, checked and run by a
 //!   [`resource::GroupRunner`]; [`check`]: `hbeat check`.
 
@@ -10,5 +13,8 @@ pub const ABOUT: &str = "Director-pair membership and failover: authenticated he
 
 pub mod check;
 pub mod config;
+pub mod frame;
+pub mod keys;
+pub mod machine;
 pub mod msg;
 pub mod resource;

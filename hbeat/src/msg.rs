@@ -68,4 +68,10 @@ pub struct Message {
     pub groups_hash: u64,
     /// The sender's id of the link the frame was sent on.
     pub link: u8,
+    /// The node a request or ack is for (`None`: everyone, as for `Alive`, `Leave`,
+    /// `ResourceState`). With three nodes a request must name who should answer it.
+    pub to: Option<String>,
+    /// The groups a request or ack is about (empty for `Alive`, `Leave`, `ResourceState`): with
+    /// several groups and nodes, "take my groups" or "give me the groups" must say which.
+    pub groups: Vec<String>,
 }

@@ -4,6 +4,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A valid key file's text (see `hbeat::keys`).
+const KEY: &str = "1 0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0\n";
+
 struct Dir(PathBuf);
 
 impl Dir {
@@ -62,7 +65,7 @@ fn check(config: &Path) -> (i32, String, String) {
 #[test]
 fn a_good_config_passes() {
     let dir = Dir::new("good");
-    let key = dir.file("authkey", "1 sha256 secret\n", 0o600);
+    let key = dir.file("authkey", KEY, 0o600);
     let script = dir.file("ldir-sync", "#!/bin/sh\nexit 0\n", 0o755);
     let path = config(
         &dir,
@@ -86,7 +89,7 @@ fn a_good_config_passes() {
 #[test]
 fn a_resource_that_cannot_run_is_caught() {
     let dir = Dir::new("resources");
-    let key = dir.file("authkey", "1 sha256 secret\n", 0o600);
+    let key = dir.file("authkey", KEY, 0o600);
     let plain = dir.file("ldir-sync", "#!/bin/sh\nexit 0\n", 0o644);
     let path = config(
         &dir,
@@ -118,22 +121,36 @@ fn a_resource_that_cannot_run_is_caught() {
 #[test]
 fn a_key_file_others_can_read_is_refused() {
     let dir = Dir::new("key");
-    let key = dir.file("authkey", "1 sha256 secret\n", 0o644);
+    let key = dir.file("authkey", KEY, 0o644);
     let path = config(&dir, &key, &["sleep 1000".into()]);
     let (code, _, err) = check(&path);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(&format!(
-            "key_file: {}: mode 0644 lets others read or write the key; chmod 600 it",
-            key.display()
+            "key_file: {k}: the key file has mode 0644; it must be 0600 or 0400",
+            k = key.display()
         )),
         "{err}"
     );
+    // The contents are checked too: empty, and a duplicate id.
+    for (text, wanted) in [
+        ("# no key yet\n".to_string(), "the key file holds no key"),
+        (
+            format!("{KEY}{KEY}"),
+            ":2:1: key id 1 is listed twice (first at line 1)",
+        ),
+    ] {
+        std::fs::write(&key, text).unwrap();
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (code, _, err) = check(&path);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(wanted), "missing {wanted:?} in:\n{err}");
+    }
     std::fs::remove_file(&key).unwrap();
     let (code, _, err) = check(&path);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("key_file: ") && err.contains("No such file"),
+        err.contains("key_file: ") && err.contains("cannot read the key file"),
         "{err}"
     );
 }
@@ -165,7 +182,7 @@ fn config_errors_are_all_reported_with_exit_2() {
 #[test]
 fn notify_and_socket_group_are_checked() {
     let dir = Dir::new("extra");
-    let key = dir.file("authkey", "1 sha256 secret\n", 0o600);
+    let key = dir.file("authkey", KEY, 0o600);
     let path = config_with(
         &dir,
         &key,

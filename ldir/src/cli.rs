@@ -354,6 +354,7 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, events: mpsc::Send
 pub async fn run(
     c: Config,
     cache: config::Cache,
+    watcher: crate::watch::Watcher,
     metrics: Option<SocketAddr>,
     notifier: Arc<dyn Notifier>,
 ) -> Exit {
@@ -424,6 +425,7 @@ pub async fn run(
         runner: Arc::new(common::probe::Prober::new()),
         notifier,
         sysctl_dir: "/proc/sys/net/ipv4/vs".into(),
+        watcher,
     };
     match daemon::run(c, cache, deps, events).await {
         Ok(()) => Exit::Ok,

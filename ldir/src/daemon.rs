@@ -9,7 +9,8 @@
 //! Deliberately not here: deciding weights (the director does), reading files (the config
 //! module), the control socket's wire format (`main.rs` turns requests into [`Event`]s).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::config::{self, CheckMode, Config};
 use crate::director::{Director, Drain, Effects, RealId, State};
 use crate::state;
 use crate::status::{self, KernelStats, Report};
+use crate::watch::{Changed, Watcher};
 
 /// Something from outside the loop.
 #[derive(Debug)]
@@ -73,6 +75,8 @@ pub struct Deps<I, R> {
     pub notifier: Arc<dyn Notifier>,
     /// Where the IPVS sysctls are (`/proc/sys/net/ipv4/vs`).
     pub sysctl_dir: PathBuf,
+    /// The watch on the configuration directory, started before the configuration was read.
+    pub watcher: Watcher,
 }
 
 /// Time to wait after a file change before reloading, so that an editor's several writes make one
@@ -166,7 +170,10 @@ where
     let mut feed = engine.feed(all.max(up).clamp(1024, 1 << 20) * 2);
     d.watches.sync(&mut feed, d.director.config());
 
-    let mut inotify = Watcher::new(&dir, maintenance_dir.as_deref());
+    let mut inotify = deps.watcher;
+    if let Some(m) = &maintenance_dir {
+        inotify.watch_maintenance(m);
+    }
     let mut reload_at: Option<Instant> = None;
     let mut reconcile = tokio::time::interval_at(
         Instant::now() + d.director.config().global.reconcile_interval,
@@ -181,11 +188,11 @@ where
                 None | Some(Event::Signal(SignalEvent::Shutdown)) => break,
                 Some(Event::Signal(SignalEvent::Reload)) => {
                     tracing::info!(reason = "SIGHUP", "reloading");
-                    let _ = d.reload(&dir, &mut feed).await;
+                    let _ = d.reload(&dir, inotify.take_changes(), &mut feed).await;
                 }
                 Some(Event::Reload(reply)) => {
                     tracing::info!(reason = "control request", "reloading");
-                    let r = d.reload(&dir, &mut feed).await;
+                    let r = d.reload(&dir, inotify.take_changes(), &mut feed).await;
                     let _ = reply.send(r);
                 }
                 Some(Event::Signal(SignalEvent::Dump)) => d.dump(),
@@ -229,7 +236,7 @@ where
             _ = sleep_until(reload_at) => {
                 reload_at = None;
                 tracing::info!(reason = "files changed", "reloading");
-                let _ = d.reload(&dir, &mut feed).await;
+                let _ = d.reload(&dir, inotify.take_changes(), &mut feed).await;
             }
             _ = reconcile.tick() => {
                 if let Some(m) = &maintenance_dir {
@@ -508,11 +515,21 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
         }
     }
 
-    async fn reload(&mut self, dir: &Path, feed: &mut Feed) -> Result<(), Vec<String>> {
+    /// Reads the files again (only `changed` when inotify knows what changed) and applies what
+    /// differs.
+    async fn reload(
+        &mut self,
+        dir: &Path,
+        changed: Option<BTreeSet<OsString>>,
+        feed: &mut Feed,
+    ) -> Result<(), Vec<String>> {
         let dir2 = dir.to_owned();
         let mut cache = std::mem::take(&mut self.cache);
         let (loaded, cache) = common::blocking::off_runtime(move || {
-            let r = config::load_cached(&dir2, &mut cache);
+            let r = match &changed {
+                Some(names) => config::load_changed(&dir2, &mut cache, names),
+                None => config::load_cached(&dir2, &mut cache),
+            };
             (r, cache)
         })
         .await;
@@ -717,94 +734,4 @@ fn spawn_mail(alert: config::Alert, subject: String, body: String) {
     }
     mail += &format!("Subject: {subject}\n\n{body}");
     spawn_command(alert.command.clone(), Some(mail));
-}
-
-/// What an inotify event was about.
-enum Changed {
-    Config,
-    Maintenance,
-}
-
-/// inotify on the configuration and maintenance directories: a thread blocked in `read` (the
-/// inotify descriptor is not a socket tokio can poll without `unsafe`) forwards what changed.
-struct Watcher {
-    rx: Option<mpsc::Receiver<Changed>>,
-}
-
-impl Watcher {
-    fn new(config_dir: &Path, maintenance: Option<&Path>) -> Watcher {
-        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-        let mask = AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_ATTRIB;
-        let ino = match Inotify::init(InitFlags::IN_CLOEXEC) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(error = %e, "inotify unavailable: files are re-read on SIGHUP only");
-                return Watcher { rx: None };
-            }
-        };
-        let config = ino
-            .add_watch(config_dir, mask)
-            .map_err(|e| tracing::warn!(dir = %config_dir.display(), error = %e, "cannot watch: reload with SIGHUP"))
-            .ok();
-        let maint = maintenance.and_then(|m| {
-            ino.add_watch(m, mask)
-                .map_err(|e| tracing::warn!(dir = %m.display(), error = %e, "cannot watch the maintenance directory: it is read at every drift check"))
-                .ok()
-        });
-        let (tx, rx) = mpsc::channel(16);
-        let spawned = std::thread::Builder::new().name("ldir-inotify".into()).spawn(move || {
-            loop {
-                // Each read returns at most one buffer of events (nix reads 4 KiB at a time).
-                let events = match ino.read_events() {
-                    Ok(e) => e,
-                    Err(nix::errno::Errno::EINTR) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "inotify read failed; files are re-read on SIGHUP only");
-                        return;
-                    }
-                };
-                let mut what = None;
-                for e in events {
-                    if Some(e.wd) == config {
-                        let name = e.name.as_ref().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                        if name.ends_with(".toml") && !name.starts_with('.') {
-                            what = Some(Changed::Config);
-                        }
-                    } else if Some(e.wd) == maint && what.is_none() {
-                        what = Some(Changed::Maintenance);
-                    }
-                }
-                // A full queue already holds a change for the loop to act on.
-                if let Some(w) = what
-                    && let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(w)
-                {
-                    return;
-                }
-            }
-        });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start the inotify thread: files are re-read on SIGHUP only");
-            return Watcher { rx: None };
-        }
-        Watcher { rx: Some(rx) }
-    }
-
-    /// The next change, or never when nothing is watched.
-    async fn next(&mut self) -> Option<Changed> {
-        match &mut self.rx {
-            Some(rx) => match rx.recv().await {
-                Some(c) => Some(c),
-                None => {
-                    self.rx = None;
-                    None
-                }
-            },
-            None => std::future::pending().await,
-        }
-    }
 }

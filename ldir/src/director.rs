@@ -214,6 +214,8 @@ pub struct Director {
     /// Services ldir deletes when they leave the configuration.
     owned: BTreeSet<ServiceKey>,
     fallback_on: HashSet<ServiceKey>,
+    /// `applied` holds what the kernel holds (false after a failed apply, until a reconcile).
+    synced: bool,
 }
 
 fn one(vs: Option<&VirtualService>) -> Table {
@@ -250,6 +252,7 @@ impl Director {
             applied: RecordingIpvs::with_table(applied),
             owned,
             fallback_on: HashSet::new(),
+            synced: true,
         };
         let effects = d.plan_everything();
         (d, effects)
@@ -394,8 +397,18 @@ impl Director {
     }
 
     fn plan_everything(&mut self) -> Effects {
+        let mut effects = self.delete_gone();
+        let keys: Vec<ServiceKey> = self.config.virtuals.iter().map(|v| v.service.key).collect();
+        for k in keys {
+            effects.extend(self.settle(k));
+        }
+        self.owned = self.index.keys().copied().collect();
+        effects
+    }
+
+    /// Deletes the services applied but no longer configured (they go first in a plan).
+    fn delete_gone(&mut self) -> Effects {
         let mut effects = Effects::default();
-        // Services owned but no longer configured go first.
         let gone: Vec<ServiceKey> = self
             .applied
             .table
@@ -409,11 +422,6 @@ impl Director {
             self.cache(std::slice::from_ref(&op));
             effects.ops.push(op);
         }
-        let keys: Vec<ServiceKey> = self.config.virtuals.iter().map(|v| v.service.key).collect();
-        for k in keys {
-            effects.extend(self.settle(k));
-        }
-        self.owned = self.index.keys().copied().collect();
         effects
     }
 
@@ -485,17 +493,47 @@ impl Director {
     /// Takes a new configuration: health kept for every real that stays, services that left the
     /// configuration deleted, everything planned against the cache (no kernel dump).
     pub fn reload(&mut self, config: Arc<Config>) -> Effects {
-        self.index = index(&config);
-        self.config = config;
-        let live: HashSet<RealId> = self
+        let old = std::mem::replace(&mut self.config, config);
+        let old_index = std::mem::replace(&mut self.index, index(&self.config));
+        let (config, index) = (&self.config, &self.index);
+        self.health.retain(|(key, addr), _| {
+            index.get(key).is_some_and(|&i| {
+                config.virtuals[i]
+                    .reals
+                    .iter()
+                    .any(|r| r.dest.addr == *addr)
+            })
+        });
+        self.fallback_on.retain(|k| index.contains_key(k));
+        if !self.synced {
+            return self.plan_everything();
+        }
+        // Only what changed: an unchanged virtual's desired service is what was applied (health,
+        // drains and maintenance did not move), so a one-real edit in a 10k table plans one
+        // service, not a thousand.
+        let mut added = false;
+        let changed: Vec<ServiceKey> = self
             .config
             .virtuals
             .iter()
-            .flat_map(|v| v.reals.iter().map(move |r| (v.service.key, r.dest.addr)))
+            .filter(|v| match old_index.get(&v.service.key) {
+                Some(&i) => old.virtuals[i] != **v,
+                None => {
+                    added = true;
+                    true
+                }
+            })
+            .map(|v| v.service.key)
             .collect();
-        self.health.retain(|id, _| live.contains(id));
-        self.fallback_on.retain(|k| self.index.contains_key(k));
-        self.plan_everything()
+        let mut effects = self.delete_gone();
+        let gone = !effects.ops.is_empty();
+        for k in changed {
+            effects.extend(self.settle(k));
+        }
+        if added || gone || self.owned.len() != self.index.len() {
+            self.owned = self.index.keys().copied().collect();
+        }
+        effects
     }
 
     /// Compares the kernel's `kernel` table with the desired one and returns what repairs the
@@ -508,6 +546,7 @@ impl Director {
             }
         }
         self.applied.table = mine;
+        self.synced = true;
         let desired = self.desired_table();
         let owned = &self.owned;
         let mut ops = ipvs::plan(&desired, &self.applied.table, |k| owned.contains(k));
@@ -546,6 +585,7 @@ impl Director {
     /// next reconcile reads it).
     pub fn invalidate(&mut self) {
         self.applied.table = Table::new();
+        self.synced = false;
     }
 
     /// Counts for the status line: virtuals, reals up, reals.

@@ -12,6 +12,7 @@ pub mod director;
 pub mod import;
 pub mod state;
 pub mod status;
+pub mod watch;
 
 /// One line saying what the tool is for, shown by `ldir --help`.
 pub const ABOUT: &str = "Programs the kernel IPVS table from one TOML file per virtual service and health-checks the real servers";

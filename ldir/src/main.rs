@@ -130,6 +130,8 @@ fn main() -> Exit {
             Err(code) => code,
         },
         Command::Run { metrics } => {
+            // Watching first: no change slips between the read and the watch.
+            let watcher = ldir::watch::Watcher::start(&dir);
             let mut cache = ldir::config::Cache::default();
             let config = match cli::load_cached(&dir, &mut cache, &mut err) {
                 Ok(c) => c,
@@ -150,6 +152,7 @@ fn main() -> Exit {
                 tokio::spawn(cli::run(
                     config,
                     cache,
+                    watcher,
                     metrics,
                     Arc::new(SdNotifier::from_env()),
                 ))

@@ -101,7 +101,9 @@ fn start<R: Runner>(
     notifier: RecordingNotifier,
     kernel: RecordingIpvs,
 ) -> Running {
-    let config = ldir::config::load(dir).unwrap();
+    let watcher = ldir::watch::Watcher::start(dir);
+    let mut cache = ldir::config::Cache::default();
+    let config = ldir::config::load_cached(dir, &mut cache).unwrap();
     let kernel = AsyncIpvs::new(kernel);
     let notifier = Arc::new(notifier);
     let (events, rx) = mpsc::channel(16);
@@ -110,13 +112,9 @@ fn start<R: Runner>(
         runner,
         notifier: notifier.clone(),
         sysctl_dir: dir.join("../sys"),
+        watcher,
     };
-    let task = tokio::spawn(daemon::run(
-        config,
-        ldir::config::Cache::default(),
-        deps,
-        rx,
-    ));
+    let task = tokio::spawn(daemon::run(config, cache, deps, rx));
     Running {
         kernel,
         events,

@@ -3,7 +3,8 @@
 # with real servers r1 and r2 (busybox httpd, LVS-DR) and d2 as the sorry server: checks drive weights,
 # clients reach only healthy servers, the fallback serves while both are down, a reload that adds one real
 # is one change, a broken file changes nothing, drift made by hand is repaired, a service made by hand
-# survives start, reload and stop, and a clean stop removes what ldir owns.
+# survives start, reload and stop, Prometheus metrics show health and weights, quiescent = false removes a
+# down real instead of weighting it 0, and a clean stop removes what ldir owns.
 . "$LAB_ROOT/tests/lib.sh"
 
 T=$(mktemp -d /tmp/ldir-lab.XXXXXX)
@@ -85,7 +86,7 @@ in_d1 ipvsadm -a -u 192.0.2.100:53 -r 192.0.2.11:53 -g -w 3
 hand="-a -u 192.0.2.100:53 -r 192.0.2.11:53 -g -w 3"
 
 # `ip netns exec` execs ldir in place: $! is ldir's pid, for the signals below.
-ip netns exec d1 ldir --config-dir "$T/conf" run >"$T/ldir.log" 2>&1 &
+ip netns exec d1 ldir --config-dir "$T/conf" run --metrics 127.0.0.1:9101 >"$T/ldir.log" 2>&1 &
 LDIR=$!
 trap 'kill $LDIR 2>/dev/null || true; topo down >/dev/null 2>&1 || true; rm -rf "$T"' EXIT
 wait_for "both reals up at weight 10" 20 has_line "-a -t 192.0.2.100:80 -r 192.0.2.12:80 -g -w 10"
@@ -102,6 +103,13 @@ expect_eq "clients reach both real servers" "r1 r2 " "$(pages)"
 
 status=$(ldir --config-dir "$T/conf" status --json) || fail "ldir status: $status"
 case "$status" in *'"state": "up"'*'"reason": "200 OK"'*) pass "ldir status --json shows states and reasons" ;; *) fail "status: $status" ;; esac
+
+metrics=$(fetch d1 http://127.0.0.1:9101/metrics) || fail "GET /metrics on d1 failed: $(tail -3 "$T/ldir.log")"
+for want in 'ldir_real_up{[^}]*192.0.2.11:80[^}]*} 1' 'ldir_real_weight{[^}]*192.0.2.12:80[^}]*} 10' \
+    'ldir_check_latency_seconds{[^}]*192.0.2.11:80[^}]*} [0-9]' 'ldir_real_connections_total{[^}]*192.0.2.11:80[^}]*} [1-9]'; do
+    echo "$metrics" | grep -q -- "^$want" || fail "no metrics line like '$want' in: $(echo "$metrics" | grep -v '^#' | head -8)"
+done
+pass "metrics: health, weight, check latency and the kernel's connection counters per real"
 
 echo "== r1's server stops: weight 0 within fall x interval; clients reach only r2"
 r1pid=$(ip netns pids r1)
@@ -159,6 +167,18 @@ ldir --config-dir "$T/conf" drain 192.0.2.11 >/dev/null || fail "ldir drain"
 wait_for "r1 drained to weight 0" 5 has_line "-a -t 192.0.2.100:80 -r 192.0.2.11:80 -g -w 0"
 ldir --config-dir "$T/conf" undrain 192.0.2.11 >/dev/null || fail "ldir undrain"
 wait_for "r1 undrained" 5 has_line "-a -t 192.0.2.100:80 -r 192.0.2.11:80 -g -w 10"
+
+echo "== quiescent = false: a down real leaves the table, and comes back when up"
+sed -i 's/^fallback = /quiescent = false\nfallback = /' "$T/conf/web.toml"
+grep -q '^quiescent = false' "$T/conf/web.toml" || fail "the edit did not take: $(cat "$T/conf/web.toml")"
+kill -HUP $LDIR
+# 192.0.2.13 has no server: down, so out of the table now.
+wait_for "the down real 192.0.2.13 removed at the reload" 15 no_line "192.0.2.100:80 -r 192.0.2.13:80"
+kill $(ip netns pids r1)
+wait_for "r1 removed within fall x interval" 15 no_line "192.0.2.100:80 -r 192.0.2.11:80"
+has_line "-a -t 192.0.2.100:80 -r 192.0.2.12:80 -g -w 10" || fail "r2 touched: $(table)"
+topo exec r1 busybox httpd -p 80 -h "$S/www-r1"
+wait_for "r1 back at weight 10" 15 has_line "-a -t 192.0.2.100:80 -r 192.0.2.11:80 -g -w 10"
 
 echo "== stop: ldir's service removed, the hand-made one stays"
 kill -TERM $LDIR

@@ -691,3 +691,74 @@ fn a_cached_load_reads_again_only_what_changed() {
     assert_eq!(load_cached(&d, &mut cache).unwrap(), load(&d).unwrap());
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_load_told_what_changed_reads_only_those_names() {
+    let d = tempdir("changed");
+    let v = |n: u8, reals: &str| {
+        format!("[virtual]\naddress = \"192.0.2.{n}:80\"\n[check]\ntype = \"on\"\n{reals}")
+    };
+    let real = |a: &str| format!("[[real]]\naddress = \"{a}\"\n");
+    std::fs::write(d.join("a.toml"), v(101, &real("192.0.2.13"))).unwrap();
+    std::fs::write(d.join("b.toml"), v(102, &real("192.0.2.13"))).unwrap();
+    let names = |ns: &[&str]| -> std::collections::BTreeSet<std::ffi::OsString> {
+        ns.iter().map(|n| (*n).into()).collect()
+    };
+    let mut cache = Cache::default();
+    // Without an earlier load it reads everything.
+    let first = load_changed(&d, &mut cache, &names(&[])).unwrap();
+    assert_eq!(first, load(&d).unwrap());
+    // a.toml named, b.toml changed behind its back: only a.toml's change is seen.
+    std::fs::write(
+        d.join("a.toml"),
+        v(101, &(real("192.0.2.13") + &real("192.0.2.14"))),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("b.toml"),
+        v(102, &(real("192.0.2.13") + &real("192.0.2.15"))),
+    )
+    .unwrap();
+    let second = load_changed(&d, &mut cache, &names(&["a.toml"])).unwrap();
+    assert_eq!(second.virtuals[0].reals.len(), 2, "a.toml read again");
+    assert_eq!(
+        second.virtuals[1].reals.len(),
+        1,
+        "b.toml not read: it was not named"
+    );
+    // A new file and a removed one, by name; editor leftovers named are ignored.
+    std::fs::write(d.join("c.toml"), v(103, &real("192.0.2.13"))).unwrap();
+    std::fs::remove_file(d.join("a.toml")).unwrap();
+    std::fs::write(d.join(".c.toml.swp"), "\0garbage").unwrap();
+    let third = load_changed(&d, &mut cache, &names(&["a.toml", "c.toml", ".c.toml.swp"])).unwrap();
+    let files: Vec<String> = third
+        .virtuals
+        .iter()
+        .map(|v| v.file.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["b.toml", "c.toml"]);
+    // ldir.toml named: everything is read again (b.toml's change shows now).
+    std::fs::write(d.join("ldir.toml"), "[check]\ntimeout = \"3s\"\n").unwrap();
+    let fourth = load_changed(&d, &mut cache, &names(&["ldir.toml"])).unwrap();
+    assert_eq!(fourth, load(&d).unwrap());
+    assert_eq!(fourth.virtuals[0].reals.len(), 2);
+    // An invalid file is read again at every load until it is repaired, named or not.
+    std::fs::write(
+        d.join("c.toml"),
+        "[virtual]\naddress = \"192.0.2.103:80\"\nweight = 1\n",
+    )
+    .unwrap();
+    assert!(load_changed(&d, &mut cache, &names(&["c.toml"])).is_err());
+    std::fs::write(d.join("c.toml"), v(103, &real("192.0.2.13"))).unwrap();
+    assert_eq!(
+        load_changed(&d, &mut cache, &names(&[])).unwrap(),
+        load(&d).unwrap()
+    );
+    // The last file gone: the same error as a full load.
+    for f in ["b.toml", "c.toml"] {
+        std::fs::remove_file(d.join(f)).unwrap();
+    }
+    let e = load_changed(&d, &mut cache, &names(&["b.toml", "c.toml"])).unwrap_err();
+    assert!(e.to_string().contains("no virtual service files"), "{e}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -306,6 +306,37 @@ async fn one_real_added_to_a_ten_thousand_real_table_is_one_operation() {
     assert!(
         matches!(&e.ops[0], Op::AddDestination(_, dst) if dst.addr == a("198.19.200.1:80") && dst.weight == 1)
     );
+    apply(&mut k, &e);
+    // After a failed apply the cache is not trusted: a reload plans every service again (against
+    // nothing, until the drift check reads the kernel)...
+    d.invalidate();
+    files[501].1 += "[[real]]\naddress = \"198.19.200.2:80\"\n";
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let e = d.reload(cfg(&refs));
+    let services = e
+        .ops
+        .iter()
+        .filter(|op| matches!(op, Op::AddService(_)))
+        .count();
+    assert_eq!(services, 1000, "every service planned");
+    // ... and once the drift check has read the kernel, one change is one operation again.
+    let e = d.reconcile(&k.table);
+    assert_eq!(
+        e.ops.len(),
+        1,
+        "only the real added while the cache was not trusted: {:?}",
+        e.ops
+    );
+    apply(&mut k, &e);
+    files[502].1 += "[[real]]\naddress = \"198.19.200.3:80\"\n";
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    assert_eq!(d.reload(cfg(&refs)).ops.len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
