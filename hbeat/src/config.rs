@@ -37,6 +37,8 @@ pub const BAUD_RATES: [u32; 14] = [
     1200, 2400, 4800, 9600, 19200, 38400, 57600, 115_200, 230_400, 460_800, 500_000, 576_000,
     921_600, 1_000_000,
 ];
+/// The most links: a frame carries its link id in one byte.
+pub const MAX_LINKS: usize = 256;
 /// The longest node, group or cluster name: enough for a host name label, short enough for frames.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -139,6 +141,33 @@ impl Config {
             .collect();
         all.sort_unstable();
         all
+    }
+
+    /// What the state machine needs: names, timings, groups with their nodes, link ids (the
+    /// index in `links`; validation keeps it within a `u8`), the groups hash.
+    pub fn machine_settings(&self) -> crate::machine::Settings {
+        crate::machine::Settings {
+            me: self.node.clone(),
+            peers: self.peers.clone(),
+            keepalive: self.keepalive,
+            warntime: self.warntime,
+            deadtime: self.deadtime,
+            initdead: self.initdead,
+            auto_failback: self.auto_failback,
+            failback_holdoff: self.failback_holdoff,
+            groups: self
+                .groups
+                .iter()
+                .map(|g| crate::machine::GroupSpec {
+                    name: g.name.clone(),
+                    nodes: g.nodes.clone(),
+                })
+                .collect(),
+            links: (0..self.links.len())
+                .map(|i| u8::try_from(i).unwrap_or(u8::MAX))
+                .collect(),
+            groups_hash: self.groups_hash(),
+        }
     }
 
     /// A stable hash of the group definitions: names, order, allowed nodes in order, resources
@@ -593,6 +622,13 @@ impl File {
         };
         if links.get_ref().is_empty() {
             v.error("link", links, "no links: add at least one [[link]]");
+        }
+        if links.get_ref().len() > MAX_LINKS {
+            v.error(
+                "link",
+                links,
+                format!("at most {MAX_LINKS} links (a frame names its link in one byte)"),
+            );
         }
         v.field("link", |v| {
             for (i, link) in links.get_ref().iter().enumerate() {

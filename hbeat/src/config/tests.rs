@@ -541,3 +541,33 @@ fn load_reads_a_file_and_names_it() {
     assert_eq!(load(&path).unwrap().node, "lb1");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn machine_settings_carry_the_config() {
+    let c = ok(EXAMPLE);
+    let m = c.machine_settings();
+    assert_eq!(m.me, "lb1");
+    assert_eq!(m.peers, ["lb2"]);
+    assert_eq!(
+        (m.keepalive, m.warntime, m.deadtime, m.initdead),
+        (c.keepalive, c.warntime, c.deadtime, c.initdead)
+    );
+    assert_eq!(
+        (m.auto_failback, m.failback_holdoff),
+        (false, Duration::from_secs(2))
+    );
+    assert_eq!(m.links, [0, 1, 2]);
+    assert_eq!(m.groups_hash, c.groups_hash());
+    assert_eq!(m.groups.len(), 1);
+    assert_eq!(
+        (m.groups[0].name.as_str(), m.groups[0].nodes.as_slice()),
+        ("web", &["lb1".to_string(), "lb2".into()][..])
+    );
+}
+
+#[test]
+fn too_many_links_are_refused() {
+    let many = "[[link]]\ndisk = { path = \"/dev/sdb1\" }\n".repeat(257);
+    let t = BASE.replace("[[link]]\n", &format!("{many}[[link]]\n"));
+    assert_error(&errors(&t), "link: at most 256 links");
+}
