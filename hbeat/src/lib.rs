@@ -6,12 +6,17 @@
 //! - [`keys`]: the key file and `hbeat keygen`.
 //! - [`link`]: the transports that carry frames between nodes (UDP, multicast, broadcast, serial, disk).
 //! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
+//! - [`config`]: `hbeat.toml`, validated; [`resource`]: resources parsed, checked and run by a
+//!   [`resource::GroupRunner`]; [`check`]: `hbeat check`.
 
 /// One line saying what the tool is for, shown by `hbeat --help`.
 pub const ABOUT: &str = "Director-pair membership and failover: authenticated heartbeats over redundant links; starts and stops resource groups in order";
 
+pub mod check;
+pub mod config;
 pub mod frame;
 pub mod keys;
 pub mod link;
 pub mod machine;
 pub mod msg;
+pub mod resource;

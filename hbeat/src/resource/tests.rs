@@ -1,0 +1,778 @@
+//! Real processes: `sh` scripts written to a temporary directory record what they were asked in a
+//! log file; the runner's channel says when something happened, so no test sleeps for a guess.
+
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+
+use super::*;
+
+/// Generous: the machine is shared and slow; a deadline only turns a hang into a failure.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "hbeat-resource-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes an executable `sh` script.
+    fn script(&self, name: &str, body: &str) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// A script resource that logs its name and all its arguments, and succeeds.
+    fn recording_script(&self, name: &str) -> String {
+        let log = self.path("log");
+        self.script(name, &format!("echo \"{name} $*\" >> {}", log.display()))
+    }
+
+    fn log(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fast() -> Timings {
+    Timings {
+        settle: Duration::from_millis(100),
+        script_timeout: Duration::from_secs(10),
+        kill_after: Duration::from_secs(10),
+        restart_min: Duration::from_millis(50),
+        restart_max: Duration::from_secs(1),
+    }
+}
+
+fn runner(resources: &[&str], timings: Timings) -> (GroupRunner, mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let resources = resources
+        .iter()
+        .map(|r| Resource::parse(r).unwrap())
+        .collect();
+    (GroupRunner::new("lb1", "web", resources, timings, tx), rx)
+}
+
+async fn next_event(rx: &mut mpsc::UnboundedReceiver<Event>) -> Event {
+    match tokio::time::timeout(DEADLINE, rx.recv()).await {
+        Ok(Some(e)) => e,
+        Ok(None) => panic!("event channel closed"),
+        Err(_) => panic!("no event within {DEADLINE:?}"),
+    }
+}
+
+/// Kills what a failing test would otherwise leave behind (and keep cargo's output pipe open).
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Waits (bounded) until `pid` is gone (or a zombie: not ours to reap).
+async fn wait_gone(pid: u32) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while alive(pid) && !is_zombie(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pid {pid} is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    kill(Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// Waits (bounded) until `path` holds a line, and returns the first one.
+async fn wait_for_line(path: &Path) -> String {
+    wait_for_lines(path, 1).await.swap_remove(0)
+}
+
+/// Waits (bounded) until `path` holds `n` complete lines, and returns them.
+async fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && s.ends_with('\n')
+            && s.lines().count() >= n
+        {
+            return s.lines().map(str::to_owned).collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} did not get {n} line(s) within {DEADLINE:?}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A long-running command that logs its start and its TERM, then exits on TERM.
+fn logging_command(dir: &TempDir, name: &str) -> String {
+    let log = dir.path("log");
+    format!(
+        "sh -c 'trap \"echo {name} term >> {log}; exit 0\" TERM; echo {name} start >> {log}; \
+         while :; do sleep 0.05; done'",
+        log = log.display()
+    )
+}
+
+#[test]
+fn parse_commands_and_scripts() {
+    assert_eq!(
+        Resource::parse("fakeip hold 192.0.2.100/24 dev eth0").unwrap(),
+        Resource::Command {
+            argv: ["fakeip", "hold", "192.0.2.100/24", "dev", "eth0"]
+                .map(String::from)
+                .into()
+        }
+    );
+    assert_eq!(
+        Resource::parse("sh -c 'echo \"a b\" > /dev/null'").unwrap(),
+        Resource::Command {
+            argv: ["sh", "-c", "echo \"a b\" > /dev/null"]
+                .map(String::from)
+                .into()
+        }
+    );
+    assert_eq!(
+        Resource::parse("script:/etc/hbeat/resource.d/ldir-sync::master").unwrap(),
+        Resource::Script {
+            script: "/etc/hbeat/resource.d/ldir-sync".into(),
+            args: vec!["master".into()]
+        }
+    );
+    assert_eq!(
+        Resource::parse("script:IPaddr2::192.0.2.100/24::eth0").unwrap(),
+        Resource::Script {
+            script: "IPaddr2".into(),
+            args: vec!["192.0.2.100/24".into(), "eth0".into()]
+        }
+    );
+    for (bad, wanted) in [
+        ("", "the command is empty"),
+        ("   ", "the command is empty"),
+        ("sleep 'x", "unterminated quote"),
+        ("script:", "needs a path"),
+        ("script:::a", "needs a path"),
+        ("script:rel/x", "must be absolute"),
+        ("script:/x::", "empty script argument"),
+    ] {
+        let e = Resource::parse(bad).unwrap_err();
+        assert!(e.contains(wanted), "{bad:?}: {e}");
+    }
+    // Display writes a form that parses back to the same resource.
+    for spec in [
+        "fakeip hold 192.0.2.100/24 dev eth0",
+        "sh -c 'exec sleep 10'",
+        "script:/x/y::a::b",
+    ] {
+        let r = Resource::parse(spec).unwrap();
+        assert_eq!(Resource::parse(&r.to_string()).unwrap(), r, "{spec}");
+    }
+}
+
+#[test]
+fn resolve_finds_programs_and_says_why_not() {
+    let dir = TempDir::new("resolve");
+    let exe = dir.script("tool", "exit 0");
+    let plain = dir.path("plain");
+    std::fs::write(&plain, "not a program").unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path_var = dir.0.as_os_str();
+
+    let r = Resource::parse("tool --flag").unwrap();
+    assert_eq!(r.resolve(Some(path_var)).unwrap(), PathBuf::from(&exe));
+    let r = Resource::parse("plain").unwrap();
+    assert_eq!(
+        r.resolve(Some(path_var)).unwrap_err(),
+        ProgramError::NotExecutable {
+            path: plain.clone(),
+            mode: 0o644
+        }
+    );
+    let e = Resource::parse("nosuchtool")
+        .unwrap()
+        .resolve(Some(OsStr::new("/nonexistent-a:/nonexistent-b")))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`nosuchtool` not found in PATH (/nonexistent-a:/nonexistent-b)"
+    );
+    let r = Resource::parse(&format!("script:{}::x", plain.display())).unwrap();
+    assert!(
+        r.resolve(None)
+            .unwrap_err()
+            .to_string()
+            .contains("is not executable (mode 0644); chmod +x it")
+    );
+    let r = Resource::parse(&format!("{} x", dir.0.display())).unwrap();
+    assert!(matches!(
+        r.resolve(None).unwrap_err(),
+        ProgramError::NotAFile { .. }
+    ));
+    let r = Resource::parse("script:/nonexistent/hbeat-script").unwrap();
+    assert!(matches!(
+        r.resolve(None).unwrap_err(),
+        ProgramError::NotFound { .. }
+    ));
+    // A bare script name is looked up in the script directories, which do not hold this one.
+    let e = Resource::parse("script:hbeat-no-such-script")
+        .unwrap()
+        .resolve(None)
+        .unwrap_err();
+    assert!(e.to_string().contains("/etc/hbeat/resource.d"), "{e}");
+    // `sh` itself is found through the process's PATH.
+    assert!(
+        Resource::parse("sh -c 'exit 0'")
+            .unwrap()
+            .resolve(None)
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn start_left_to_right_stop_right_to_left() {
+    let dir = TempDir::new("order");
+    let a = dir.recording_script("a");
+    let c = dir.recording_script("c");
+    let b = logging_command(&dir, "b");
+    let (mut g, mut rx) = runner(
+        &[&format!("script:{a}::x"), &b, &format!("script:{c}")],
+        fast(),
+    );
+    g.acquire(&Cause::new(Some("lb2"), "deadtime expired"))
+        .await
+        .unwrap();
+    assert!(g.is_held());
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::Acquired {
+            group: "web".into()
+        }
+    );
+    // The script got its argument, then the action.
+    assert_eq!(dir.log(), ["a x start", "b start", "c start"]);
+
+    g.release(&Cause::new(None, "shutdown")).await.unwrap();
+    assert!(!g.is_held());
+    assert_eq!(
+        dir.log(),
+        [
+            "a x start",
+            "b start",
+            "c start",
+            "c stop",
+            "b term",
+            "a x stop"
+        ]
+    );
+    let mut stopped = Vec::new();
+    loop {
+        match next_event(&mut rx).await {
+            Event::Stopped { index, how, .. } => stopped.push((index, how)),
+            Event::Released { errors, .. } => {
+                assert!(errors.is_empty(), "{errors:?}");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        stopped,
+        [
+            (2, Stopped::Script),
+            (1, Stopped::Terminated),
+            (0, Stopped::Script)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_ignores_term_gets_kill() {
+    let dir = TempDir::new("kill");
+    let pidfile = dir.path("pid");
+    let cmd = format!(
+        "sh -c 'trap \"\" TERM; echo $$ > {}; while :; do sleep 0.05; done'",
+        pidfile.display()
+    );
+    let timings = Timings {
+        kill_after: Duration::from_millis(300),
+        ..fast()
+    };
+    let (mut g, mut rx) = runner(&[&cmd], timings);
+    g.acquire(&Cause::default()).await.unwrap();
+    let pid: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    assert!(alive(pid));
+    g.release(&Cause::default()).await.unwrap();
+    assert!(!alive(pid), "pid {pid} survived the release");
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::Acquired {
+            group: "web".into()
+        }
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::Stopped {
+            group: "web".into(),
+            index: 0,
+            how: Stopped::Killed
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_dies_is_restarted() {
+    let dir = TempDir::new("restart");
+    let log = dir.path("log");
+    let cmd = format!("sh -c 'echo $$ >> {}; exec sleep 1000'", log.display());
+    let (mut g, mut rx) = runner(&[&cmd], fast());
+    g.acquire(&Cause::new(Some("lb2"), "takeover"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::Acquired {
+            group: "web".into()
+        }
+    );
+    let first: u32 = wait_for_line(&log).await.parse().unwrap();
+    assert_eq!(
+        g.status().await,
+        [ResourceState::Running { pid: Some(first) }]
+    );
+
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+    match next_event(&mut rx).await {
+        Event::Died {
+            index: 0,
+            status,
+            restart_in,
+            ..
+        } => {
+            assert_eq!(status, "killed by SIGKILL");
+            assert_eq!(restart_in, Duration::from_millis(50));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let second = match next_event(&mut rx).await {
+        Event::Restarted { index: 0, pid, .. } => pid,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_ne!(second, first);
+    assert!(alive(second));
+    // The restarted command ran (and got its environment): it logged its own pid.
+    assert_eq!(wait_for_lines(&log, 2).await[1], second.to_string());
+    assert_eq!(
+        g.status().await,
+        [ResourceState::Running { pid: Some(second) }]
+    );
+    // A second death in a row waits twice as long (bounded backoff).
+    kill(Pid::from_raw(second as i32), Signal::SIGKILL).unwrap();
+    match next_event(&mut rx).await {
+        Event::Died { restart_in, .. } => assert_eq!(restart_in, Duration::from_millis(100)),
+        other => panic!("unexpected {other:?}"),
+    }
+    let third = match next_event(&mut rx).await {
+        Event::Restarted { pid, .. } => pid,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(wait_for_lines(&log, 3).await[2], third.to_string());
+    g.release(&Cause::default()).await.unwrap();
+    assert!(!alive(third));
+}
+
+#[tokio::test]
+async fn a_failing_start_rolls_back_what_was_started() {
+    let dir = TempDir::new("rollback");
+    let a = dir.recording_script("a");
+    let b = logging_command(&dir, "b");
+    let log = dir.path("log");
+    let fail = dir.script(
+        "fail",
+        &format!("echo \"fail $1\" >> {}; exit 1", log.display()),
+    );
+    let d = dir.recording_script("d");
+    let (mut g, mut rx) = runner(
+        &[
+            &format!("script:{a}"),
+            &b,
+            &format!("script:{fail}"),
+            &format!("script:{d}"),
+        ],
+        fast(),
+    );
+    let e = g.acquire(&Cause::default()).await.unwrap_err();
+    assert_eq!(e.index, 2);
+    assert_eq!(
+        e.error,
+        RunError::Failed {
+            action: "start",
+            status: "exit status 1".into()
+        }
+    );
+    assert!(e.rollback.is_empty(), "{:?}", e.rollback);
+    assert!(
+        e.to_string().starts_with("group web: resource 2 (`script:"),
+        "{e}"
+    );
+    assert!(!g.is_held());
+    // d never started; b and a stopped, right to left.
+    assert_eq!(
+        dir.log(),
+        ["a start", "b start", "fail start", "b term", "a stop"]
+    );
+    let mut events = Vec::new();
+    loop {
+        let ev = next_event(&mut rx).await;
+        let last = matches!(ev, Event::AcquireFailed { .. });
+        events.push(ev);
+        if last {
+            break;
+        }
+    }
+    assert!(
+        matches!(
+            events[0],
+            Event::Stopped {
+                index: 1,
+                how: Stopped::Terminated,
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+    assert!(
+        matches!(
+            events[1],
+            Event::Stopped {
+                index: 0,
+                how: Stopped::Script,
+                ..
+            }
+        ),
+        "{events:?}"
+    );
+    assert!(
+        matches!(&events[2], Event::AcquireFailed { index: 2, .. }),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_command_that_exits_during_the_settle_time_is_a_failed_start() {
+    let dir = TempDir::new("early");
+    let a = dir.recording_script("a");
+    let (mut g, _rx) = runner(&[&format!("script:{a}"), "sh -c 'exit 0'"], fast());
+    let e = g.acquire(&Cause::default()).await.unwrap_err();
+    assert_eq!(e.index, 1);
+    assert_eq!(
+        e.error,
+        RunError::ExitedEarly {
+            status: "exit status 0".into()
+        }
+    );
+    assert_eq!(dir.log(), ["a start", "a stop"]);
+    // A program that does not exist fails the same way, at spawn.
+    let (mut g, _rx) = runner(&["/nonexistent/hbeat-program"], fast());
+    let e = g.acquire(&Cause::default()).await.unwrap_err();
+    assert!(matches!(e.error, RunError::Spawn { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn script_status_follows_lsb_exit_codes() {
+    let dir = TempDir::new("status");
+    let code = dir.path("code");
+    let s = dir.script(
+        "svc",
+        &format!(
+            "[ \"$1\" = status ] && exit $(cat {})\nexit 0",
+            code.display()
+        ),
+    );
+    let (g, _rx) = runner(&[&format!("script:{s}")], fast());
+    for (c, wanted) in [
+        ("0", ResourceState::Running { pid: None }),
+        ("3", ResourceState::NotRunning),
+        ("1", ResourceState::Failed("`status` exit status 1".into())),
+        ("4", ResourceState::Failed("`status` exit status 4".into())),
+    ] {
+        std::fs::write(&code, c).unwrap();
+        assert_eq!(g.status().await, [wanted], "status exit {c}");
+    }
+    // A command that was never started is not running.
+    let (g, _rx) = runner(&["sleep 1000"], fast());
+    assert_eq!(g.status().await, [ResourceState::NotRunning]);
+}
+
+#[tokio::test]
+async fn a_script_that_hangs_is_killed_at_the_timeout() {
+    let dir = TempDir::new("hang");
+    let pidfile = dir.path("pid");
+    let s = dir.script(
+        "hang",
+        &format!("echo $$ > {}; exec sleep 1000", pidfile.display()),
+    );
+    let timings = Timings {
+        script_timeout: Duration::from_millis(500),
+        ..fast()
+    };
+    let (mut g, _rx) = runner(&[&format!("script:{s}")], timings);
+    let e = g.acquire(&Cause::default()).await.unwrap_err();
+    assert_eq!(
+        e.error,
+        RunError::TimedOut {
+            action: "start",
+            timeout: Duration::from_millis(500)
+        }
+    );
+    let pid: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    let _cleanup = KillOnDrop(vec![pid]);
+    assert!(!alive(pid), "the hung script {pid} was left behind");
+}
+
+#[tokio::test]
+async fn resources_get_the_hbeat_environment() {
+    let dir = TempDir::new("env");
+    let s = dir.script(
+        "env",
+        &format!(
+            "echo \"$1 node=$HBEAT_NODE group=$HBEAT_GROUP peer=$HBEAT_PEER reason=$HBEAT_REASON\" >> {}",
+            dir.path("script.env").display()
+        ),
+    );
+    let cmd = format!(
+        "sh -c 'echo \"node=$HBEAT_NODE group=$HBEAT_GROUP peer=$HBEAT_PEER reason=$HBEAT_REASON\" > {}; exec sleep 1000'",
+        dir.path("cmd.env").display()
+    );
+    let (mut g, _rx) = runner(&[&format!("script:{s}"), &cmd], fast());
+    g.acquire(&Cause::new(Some("lb2"), "deadtime expired"))
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for_line(&dir.path("cmd.env")).await,
+        "node=lb1 group=web peer=lb2 reason=deadtime expired"
+    );
+    g.release(&Cause::new(None, "standby")).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path("script.env")).unwrap(),
+        "start node=lb1 group=web peer=lb2 reason=deadtime expired\n\
+         stop node=lb1 group=web peer= reason=standby\n"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_runner_stops_its_commands() {
+    let dir = TempDir::new("drop");
+    let pidfile = dir.path("pid");
+    let cmd = format!("sh -c 'echo $$ > {}; exec sleep 1000'", pidfile.display());
+    let (mut g, _rx) = runner(&[&cmd], fast());
+    g.acquire(&Cause::default()).await.unwrap();
+    let pid: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    drop(g);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while alive(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pid {pid} outlived its runner"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn term_reaches_the_whole_process_group() {
+    // `sh -c 'sleep 1000; …'` runs sleep as a child of sh: TERM to sh alone would leave it behind.
+    let dir = TempDir::new("group");
+    let pidfile = dir.path("pid");
+    let cmd = format!("sh -c 'sleep 1000 & echo $! > {}; wait'", pidfile.display());
+    let (mut g, _rx) = runner(&[&cmd], fast());
+    g.acquire(&Cause::default()).await.unwrap();
+    let grandchild: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    let _cleanup = KillOnDrop(vec![grandchild]);
+    assert!(alive(grandchild));
+    g.release(&Cause::default()).await.unwrap();
+    wait_gone(grandchild).await;
+}
+
+#[tokio::test]
+async fn what_ignores_term_in_the_group_gets_kill_too() {
+    // The command exits on TERM, but something it started ignores TERM: the group gets KILL.
+    let dir = TempDir::new("stubborn");
+    let pidfile = dir.path("pid");
+    let stubborn = dir.script(
+        "stubborn",
+        &format!(
+            "trap '' TERM; echo $$ > {}; while :; do sleep 0.05; done",
+            pidfile.display()
+        ),
+    );
+    let timings = Timings {
+        kill_after: Duration::from_millis(300),
+        ..fast()
+    };
+    let (mut g, mut rx) = runner(&[&format!("sh -c '{stubborn} & wait'")], timings);
+    g.acquire(&Cause::default()).await.unwrap();
+    let grandchild: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    let _cleanup = KillOnDrop(vec![grandchild]);
+    g.release(&Cause::default()).await.unwrap();
+    wait_gone(grandchild).await;
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::Acquired {
+            group: "web".into()
+        }
+    );
+    assert_eq!(
+        next_event(&mut rx).await,
+        Event::Stopped {
+            group: "web".into(),
+            index: 0,
+            how: Stopped::Killed
+        }
+    );
+}
+
+#[tokio::test]
+async fn what_a_dead_command_left_behind_is_killed_before_the_restart() {
+    let dir = TempDir::new("leftover");
+    let log = dir.path("log");
+    let cmd = format!(
+        "sh -c 'sleep 1000 & echo \"$$ $!\" >> {}; wait'",
+        log.display()
+    );
+    let (mut g, mut rx) = runner(&[&cmd], fast());
+    g.acquire(&Cause::default()).await.unwrap();
+    let first = wait_for_line(&log).await;
+    let (leader, child) = first.split_once(' ').unwrap();
+    let (leader, child): (u32, u32) = (leader.parse().unwrap(), child.parse().unwrap());
+    let _cleanup = KillOnDrop(vec![child]);
+    kill(Pid::from_raw(leader as i32), Signal::SIGKILL).unwrap();
+    assert!(matches!(next_event(&mut rx).await, Event::Acquired { .. }));
+    assert!(matches!(next_event(&mut rx).await, Event::Died { .. }));
+    wait_gone(child).await;
+    assert!(matches!(next_event(&mut rx).await, Event::Restarted { .. }));
+    let lines = wait_for_lines(&log, 2).await;
+    let new_child: u32 = lines[1].split_once(' ').unwrap().1.parse().unwrap();
+    let _cleanup2 = KillOnDrop(vec![new_child]);
+    g.release(&Cause::default()).await.unwrap();
+    wait_gone(new_child).await;
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[tokio::test]
+async fn a_failed_stop_is_reported_and_the_rest_still_stop() {
+    let dir = TempDir::new("stopfail");
+    let a = dir.recording_script("a");
+    let log = dir.path("log");
+    let bad = dir.script(
+        "bad",
+        &format!(
+            "echo \"bad $1\" >> {}; [ \"$1\" = stop ] && exit 1; exit 0",
+            log.display()
+        ),
+    );
+    let (mut g, mut rx) = runner(&[&format!("script:{a}"), &format!("script:{bad}")], fast());
+    g.acquire(&Cause::default()).await.unwrap();
+    let e = g.release(&Cause::default()).await.unwrap_err();
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert!(
+        e.errors[0].contains("resource 1") && e.errors[0].contains("`stop` failed (exit status 1)"),
+        "{e}"
+    );
+    assert_eq!(dir.log(), ["a start", "bad start", "bad stop", "a stop"]);
+    assert!(!g.is_held());
+    let _ = next_event(&mut rx).await; // acquired
+    let _ = next_event(&mut rx).await; // a stopped
+    match next_event(&mut rx).await {
+        Event::Released { errors, .. } => assert_eq!(errors, e.errors),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_start_leaves_nothing_of_the_command_behind() {
+    let dir = TempDir::new("early-leftover");
+    let pidfile = dir.path("pid");
+    let cmd = format!("sh -c 'sleep 1000 & echo $! > {}'", pidfile.display());
+    let (mut g, _rx) = runner(&[&cmd], fast());
+    let e = g.acquire(&Cause::default()).await.unwrap_err();
+    assert!(matches!(e.error, RunError::ExitedEarly { .. }), "{e}");
+    let child: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+    let _cleanup = KillOnDrop(vec![child]);
+    wait_gone(child).await;
+}
+
+#[test]
+fn a_runtime_shutdown_kills_the_commands_groups() {
+    let dir = TempDir::new("shutdown");
+    let pidfile = dir.path("pid");
+    let cmd = format!("sh -c 'sleep 1000 & echo $! > {}; wait'", pidfile.display());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (child, runner) = rt.block_on(async {
+        let (mut g, _rx) = runner(&[&cmd], fast());
+        g.acquire(&Cause::default()).await.unwrap();
+        let child: u32 = wait_for_line(&pidfile).await.parse().unwrap();
+        (child, g)
+    });
+    let _cleanup = KillOnDrop(vec![child]);
+    assert!(alive(child));
+    // The runtime goes first: the supervisor task is dropped, not asked to stop.
+    drop(rt);
+    drop(runner);
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while alive(child) && !is_zombie(child) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{child} outlived the runtime"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
