@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use hbeat::link::disk::{SLOT, Slot, decode_slot};
 use hbeat::link::serial::encode;
-use hbeat::link::{Inbound, LinkSpec, LinkStatus, Links, MAX_FRAME, Setup};
+use hbeat::link::{Inbound, LinkSpec, Links, MAX_FRAME, Setup};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// How long a test waits for an event before it fails: generous, the machine may be busy.
-const WAIT: Duration = Duration::from_secs(20);
+mod support;
+use support::{WAIT, wait_status};
 
 fn setup(me: &str) -> Setup {
     let mut s = Setup::new(me, &["lb1", "lb2"]);
@@ -27,21 +28,6 @@ fn setup(me: &str) -> Setup {
 fn start(specs: Vec<(u8, LinkSpec)>, setup: Setup) -> (Links, mpsc::Receiver<Inbound>) {
     let (tx, rx) = mpsc::channel(64);
     (Links::start(specs, setup, tx), rx)
-}
-
-async fn wait_status(links: &Links, what: &str, f: impl Fn(&[LinkStatus]) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s = links.status();
-        if f(&s) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {WAIT:?} for {what}: {s:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn wait_up(links: &Links) {

@@ -18,7 +18,8 @@ use nix::sched::{CloneFlags, setns};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-const WAIT: Duration = Duration::from_secs(20);
+mod support;
+use support::{WAIT, wait_status};
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(args[0])
@@ -170,21 +171,6 @@ fn specs(dev: &str, ttl: u8) -> Vec<(u8, LinkSpec)> {
             },
         ),
     ]
-}
-
-async fn wait_status(links: &Links, what: &str, f: impl Fn(&[LinkStatus]) -> bool) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let s = links.status();
-        if f(&s) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waited {WAIT:?} for {what}: {s:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// One side of the exchange: starts the three links, waits for the other side (and, on B, sends
