@@ -14,6 +14,7 @@ pub const ABOUT: &str = "Director-pair membership and failover: authenticated he
 
 pub mod check;
 pub mod config;
+pub mod daemon;
 pub mod frame;
 pub mod keys;
 pub mod link;

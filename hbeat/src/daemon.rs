@@ -1,0 +1,686 @@
+//! `hbeat run`: the daemon around the pure parts.
+//!
+//! Frames come in from the links; the codec authenticates them and the replay guard drops old
+//! ones; the state machine decides; its actions go out as frames on every link (one sequence
+//! number per message, the link id stamped per copy), as starts and stops handed to one runner
+//! task per group (so a slow stop of one group never delays heartbeats or another group), as log
+//! lines and as the notify hook. Ticks come every keepalive; the machine itself decides when an
+//! `Alive` is due. The control socket answers `status`, `standby` and `takeover`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::control::{self, Access, Listener, Reply};
+use common::daemon::{Notifier, SignalEvent, WatchdogTicker};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::config::{Config, Link};
+use crate::frame::{self, Counters, Freshness, Reject, ReplayGuard};
+use crate::keys::KeyRing;
+use crate::link::{Inbound, LinkSpec, LinkStatus, Links, Setup};
+
+use crate::machine::{Action, Event as MachineEvent, Machine};
+use crate::msg::{Kind, Message, NodeState};
+use crate::resource::{self, Cause, GroupRunner};
+
+/// Frames waiting for the loop, at most (the links drop and count beyond).
+const INBOUND_QUEUE: usize = 1024;
+/// How long a graceful stop may take beyond the resources' own limits before the daemon exits
+/// anyway.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
+/// A control request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    /// The report.
+    Status,
+    /// Hand my groups to a peer.
+    Standby,
+    /// Ask the peers for every group I may hold.
+    Takeover,
+}
+
+/// What `hbeat status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub node: String,
+    pub cluster: String,
+    pub incarnation: u64,
+    /// My letter (N, T, R, D).
+    pub state: char,
+    /// Every node's letter, in node-name order, e.g. `(N,T)`.
+    pub pair: String,
+    pub standby: bool,
+    pub held: Vec<String>,
+    pub groups: Vec<GroupStatus>,
+    pub peers: Vec<PeerStatus>,
+    pub links: Vec<LinkReport>,
+    /// Rejected frames by reason.
+    pub rejected: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupStatus {
+    pub name: String,
+    pub holder: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    pub name: String,
+    pub state: char,
+    pub up: bool,
+    /// Milliseconds since its last frame on any link.
+    pub last_seen_ms: Option<u64>,
+    pub held: Vec<String>,
+    pub groups_differ: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LinkReport {
+    pub id: u8,
+    pub what: String,
+    pub up: bool,
+    pub error: Option<String>,
+    pub sent: u64,
+    pub received: u64,
+    /// Datagrams from a source that is not the link's peer (or our own broadcasts).
+    pub rejected_source: u64,
+    /// Input that was not a frame.
+    pub garbage: u64,
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{path}: cannot keep the incarnation: {source}")]
+    Incarnation {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the control socket: {0}")]
+    Control(#[from] control::ControlError),
+}
+
+/// What the loop hears besides frames and ticks.
+enum Input {
+    Signal(SignalEvent),
+    Control(Request, oneshot::Sender<Reply>),
+    /// A runner finished a start (`acquire: true`) or a stop.
+    Done {
+        group: String,
+        acquire: bool,
+        ok: bool,
+    },
+}
+
+/// Asks a group's runner task to start or stop.
+struct RunnerCmd {
+    acquire: bool,
+    cause: Cause,
+}
+
+/// The next incarnation: larger than the one stored and than the clock's microseconds, so that a
+/// lost state file or a clock stepped back still gives the peers a number they accept as newer.
+pub fn next_incarnation(state_dir: &Path) -> Result<u64, DaemonError> {
+    let path = state_dir.join("incarnation");
+    let err = |source| DaemonError::Incarnation {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(err)?;
+    let stored = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let clock = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    let next = stored.saturating_add(1).max(clock);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{next}\n")).map_err(err)?;
+    std::fs::rename(&tmp, &path).map_err(err)?;
+    Ok(next)
+}
+
+/// The link specs for [`Links::start`], ids by position in the file.
+fn link_specs(links: &[Link]) -> Vec<(u8, LinkSpec)> {
+    links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let spec = match l.clone() {
+                Link::Udp { bind, peer } => LinkSpec::Udp { bind, peer },
+                Link::Mcast { dev, group, ttl } => LinkSpec::Mcast { dev, group, ttl },
+                Link::Bcast { dev, port } => LinkSpec::Bcast { dev, port },
+                Link::Serial { device, baud } => LinkSpec::Serial { device, baud },
+                Link::Disk { path } => LinkSpec::Disk { path },
+            };
+            (u8::try_from(i).unwrap_or(u8::MAX), spec)
+        })
+        .collect()
+}
+
+/// The daemon's state between events.
+struct Daemon {
+    config: Config,
+    keys: KeyRing,
+    incarnation: u64,
+    seq: u64,
+    machine: Machine,
+    links: Links,
+    guard: ReplayGuard,
+    rejected: Counters,
+    runners: HashMap<String, mpsc::UnboundedSender<RunnerCmd>>,
+    notifier: Arc<dyn Notifier>,
+    stopping: Option<Instant>,
+    stopped: bool,
+}
+
+/// Runs the daemon until a graceful stop has finished (or its time is up).
+pub async fn run(
+    config: Config,
+    keys: KeyRing,
+    notifier: Arc<dyn Notifier>,
+    mut signals: mpsc::Receiver<SignalEvent>,
+) -> Result<(), DaemonError> {
+    let incarnation = next_incarnation(&config.state_dir)?;
+    let (inputs_tx, mut inputs) = mpsc::channel::<Input>(64);
+
+    let group = match &config.socket_group {
+        Some(name) => Some(control::Group::lookup(name)?),
+        None => None,
+    };
+    if let Some(dir) = config.socket.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let listener = Listener::bind(
+        &config.socket,
+        Access {
+            group,
+            read_group: None,
+        },
+        |cmd| cmd != "status",
+    )?;
+    tokio::spawn(serve_control(listener, inputs_tx.clone()));
+
+    let tx = inputs_tx.clone();
+    tokio::spawn(async move {
+        while let Some(s) = signals.recv().await {
+            if tx.send(Input::Signal(s)).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // One task per group: starts and stops run there, answers come back as inputs.
+    let (resource_events, mut resource_log) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(e) = resource_log.recv().await {
+            log_resource(&e);
+        }
+    });
+    let mut runners = HashMap::new();
+    for g in &config.groups {
+        let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<RunnerCmd>();
+        let mut runner = GroupRunner::new(
+            &config.node,
+            &g.name,
+            g.resources.clone(),
+            config.resource_timings,
+            resource_events.clone(),
+        );
+        let tx = inputs_tx.clone();
+        let name = g.name.clone();
+        tokio::spawn(async move {
+            while let Some(cmd) = cmd_rx.recv().await {
+                let ok = if cmd.acquire {
+                    runner
+                        .acquire(&cmd.cause)
+                        .await
+                        .map_err(
+                            |e| tracing::error!(group = %name, error = %e, "group not started"),
+                        )
+                        .is_ok()
+                } else {
+                    runner
+                        .release(&cmd.cause)
+                        .await
+                        .map_err(|e| tracing::error!(group = %name, error = %e, "group not stopped cleanly"))
+                        .is_ok()
+                };
+                let done = Input::Done {
+                    group: name.clone(),
+                    acquire: cmd.acquire,
+                    ok,
+                };
+                if tx.send(done).await.is_err() {
+                    return;
+                }
+            }
+        });
+        runners.insert(g.name.clone(), cmd_tx);
+    }
+
+    let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
+    let mut nodes: Vec<&str> = config.peers.iter().map(String::as_str).collect();
+    nodes.push(&config.node);
+    let setup = Setup {
+        disk_poll: config.keepalive,
+        ..Setup::new(&config.node, &nodes)
+    };
+    let links = Links::start(link_specs(&config.links), setup, inbound_tx);
+
+    let now = Instant::now();
+    let machine = Machine::new(config.machine_settings(), now.into_std());
+    let mut d = Daemon {
+        keys,
+        incarnation,
+        seq: 0,
+        machine,
+        links,
+        guard: ReplayGuard::new(),
+        rejected: Counters::default(),
+        runners,
+        notifier,
+        stopping: None,
+        stopped: false,
+        config,
+    };
+    tracing::info!(node = %d.config.node, cluster = %d.config.cluster, incarnation, links = d.config.links.len(), "started");
+    let _ = d.notifier.ready();
+    d.status_line();
+
+    let mut tick = tokio::time::interval(d.config.keepalive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut watchdog = WatchdogTicker::new(d.notifier.watchdog_period());
+    let stop_limit = stop_limit(&d.config);
+    loop {
+        tokio::select! {
+            biased;
+            Some(i) = inbound.recv() => {
+                d.frame(i);
+                // Frames already queued go first: a tick must not be the first to see a silence
+                // the sockets disprove.
+                while let Ok(i) = inbound.try_recv() {
+                    d.frame(i);
+                }
+            }
+            _ = tick.tick() => {
+                d.handle(MachineEvent::Tick);
+                if let Some(since) = d.stopping
+                    && since.elapsed() > stop_limit
+                {
+                    tracing::error!(limit = ?stop_limit, "the graceful stop took too long; exiting with groups possibly held");
+                    break;
+                }
+            }
+            Some(input) = inputs.recv() => match input {
+                Input::Signal(SignalEvent::Shutdown) => {
+                    if d.stopping.is_none() {
+                        tracing::info!(reason = "signal", "stopping: releasing every group, then leaving");
+                        let _ = d.notifier.stopping();
+                        d.stopping = Some(Instant::now());
+                        d.handle(MachineEvent::Stop);
+                    }
+                }
+                Input::Signal(SignalEvent::Dump) => {
+                    tracing::info!(status = ?d.status(), "state");
+                }
+                Input::Signal(_) => {}
+                Input::Control(req, reply) => {
+                    let r = match req {
+                        Request::Status => Reply::ok(d.status()),
+                        Request::Standby => {
+                            tracing::info!(reason = "control request", "standby: handing my groups over");
+                            d.handle(MachineEvent::Standby);
+                            Reply::ok(d.status())
+                        }
+                        Request::Takeover => {
+                            tracing::info!(reason = "control request", "takeover: asking for every group I may hold");
+                            d.handle(MachineEvent::Takeover);
+                            Reply::ok(d.status())
+                        }
+                    };
+                    let _ = reply.send(r);
+                }
+                Input::Done { group, acquire, ok } => {
+                    let ev = if acquire {
+                        MachineEvent::Acquired { group, ok }
+                    } else {
+                        MachineEvent::Released { group, ok }
+                    };
+                    d.handle(ev);
+                }
+            },
+            _ = watchdog.tick() => {
+                let _ = d.notifier.watchdog();
+            }
+        }
+        if d.stopped {
+            break;
+        }
+    }
+    // The last Leave copies are queued: give the link tasks a moment to send them.
+    tokio::time::sleep(d.config.keepalive.min(Duration::from_millis(100))).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// How long a graceful stop may take: every resource's stop limit, plus a margin.
+fn stop_limit(c: &Config) -> Duration {
+    let per = c
+        .resource_timings
+        .script_timeout
+        .max(c.resource_timings.kill_after);
+    let n = c.groups.iter().map(|g| g.resources.len()).sum::<usize>();
+    per * u32::try_from(n).unwrap_or(u32::MAX) + STOP_MARGIN
+}
+
+impl Daemon {
+    /// One datagram or slot from a link.
+    fn frame(&mut self, i: Inbound) {
+        let msg = match frame::decode(&i.bytes, &self.keys, &self.config.cluster) {
+            Ok(m) => m,
+            Err(r) => {
+                self.reject(r, i.link);
+                return;
+            }
+        };
+        if msg.sender == self.config.node || !self.config.peers.contains(&msg.sender) {
+            // A key holder that is not one of my peers (or my own frame looped back): never
+            // acted on.
+            tracing::debug!(sender = %msg.sender, link = i.link, "frame from a node not in my peers dropped");
+            self.rejected.add(Reject::OtherCluster);
+            return;
+        }
+        if msg.link != i.link {
+            // The sender's link ids are its own; they match mine only when both files list the
+            // links in the same order, which `hbeat check` on both nodes should show. Liveness is
+            // per my link, so the machine is told the link it arrived on.
+            tracing::trace!(theirs = msg.link, mine = i.link, "link ids differ");
+        }
+        match self.guard.check(&msg) {
+            Freshness::Replay => self.reject(Reject::Replay, i.link),
+            Freshness::Fresh | Freshness::Duplicate => {
+                self.handle(MachineEvent::Frame { link: i.link, msg });
+            }
+        }
+    }
+
+    fn reject(&mut self, r: Reject, link: u8) {
+        tracing::debug!(reason = r.as_str(), link, "frame rejected");
+        self.rejected.add(r);
+    }
+
+    /// Feeds the machine and carries out what it says.
+    fn handle(&mut self, ev: MachineEvent) {
+        let actions = self.machine.handle(std::time::Instant::now(), ev);
+        for a in actions {
+            self.act(a);
+        }
+    }
+
+    fn act(&mut self, a: Action) {
+        match a {
+            Action::Send { kind, to, groups } => self.send(kind, to, groups),
+            Action::Acquire(g) => self.run_group(&g, true),
+            Action::Release(g) => self.run_group(&g, false),
+            Action::PeerDead { peer } => {
+                tracing::warn!(%peer, reason = "no frame within deadtime, or it left", "peer dead");
+                self.status_line();
+            }
+            Action::PeerUp { peer } => {
+                tracing::info!(%peer, "peer up");
+                self.status_line();
+            }
+            Action::LinkLate { peer, link } => {
+                tracing::warn!(%peer, link, "link late: no frame within warntime")
+            }
+            Action::LinkBack { peer, link } => tracing::info!(%peer, link, "link back"),
+            Action::Transition { from, to, reason } => {
+                tracing::info!(from = %from.letter(), to = %to.letter(), pair = %self.machine.pair(), %reason, "transition");
+                self.notify(from, to, &reason);
+                self.status_line();
+            }
+            Action::GroupsDiffer { peer } => {
+                tracing::error!(%peer, "the peer's group definitions differ from mine: compare the [[group]] sections of both nodes")
+            }
+            Action::Stopped => self.stopped = true,
+        }
+    }
+
+    fn send(&mut self, kind: Kind, to: Option<String>, groups: Vec<String>) {
+        self.seq += 1;
+        let mut msg = Message {
+            cluster: self.config.cluster.clone(),
+            sender: self.config.node.clone(),
+            incarnation: self.incarnation,
+            seq: self.seq,
+            kind,
+            state: self.machine.state(),
+            held: self.machine.held(),
+            groups_hash: self.machine.settings().groups_hash,
+            link: 0,
+            to,
+            groups,
+        };
+        for id in 0..self.config.links.len() {
+            msg.link = u8::try_from(id).unwrap_or(u8::MAX);
+            match frame::encode(&msg, &self.keys) {
+                Ok(bytes) => {
+                    self.links.send_on(msg.link, &bytes);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot encode a heartbeat");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn run_group(&mut self, group: &str, acquire: bool) {
+        let peer = self
+            .machine
+            .peers()
+            .into_iter()
+            .find(|p| p.held.iter().any(|g| g == group) || !up(p))
+            .map(|p| p.name);
+        let cause = Cause::new(peer.as_deref(), if acquire { "acquire" } else { "release" });
+        tracing::info!(%group, action = if acquire { "start" } else { "stop" }, "group");
+        if let Some(tx) = self.runners.get(group) {
+            let _ = tx.send(RunnerCmd { acquire, cause });
+        } else {
+            tracing::error!(%group, "no such group here");
+            let ev = if acquire {
+                MachineEvent::Acquired {
+                    group: group.to_string(),
+                    ok: false,
+                }
+            } else {
+                MachineEvent::Released {
+                    group: group.to_string(),
+                    ok: true,
+                }
+            };
+            self.handle(ev);
+        }
+    }
+
+    fn notify(&self, from: NodeState, to: NodeState, reason: &str) {
+        let Some(argv) = self.config.notify.clone() else {
+            return;
+        };
+        let Some((prog, args)) = argv.split_first() else {
+            return;
+        };
+        let mut cmd = tokio::process::Command::new(prog);
+        cmd.args(args)
+            .env("HBEAT_NODE", &self.config.node)
+            .env("HBEAT_FROM", from.letter().to_string())
+            .env("HBEAT_STATE", to.letter().to_string())
+            .env("HBEAT_PAIR", self.machine.pair())
+            .env("HBEAT_HELD", self.machine.held().join(" "))
+            .env("HBEAT_REASON", reason)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let limit = self.config.resource_timings.script_timeout;
+        match cmd.spawn() {
+            Ok(mut child) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(limit, child.wait()).await {
+                        Ok(Ok(s)) if s.success() => {}
+                        Ok(Ok(s)) => tracing::warn!(status = %s, "the notify command failed"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "the notify command failed"),
+                        Err(_) => {
+                            let _ = child.kill().await;
+                            tracing::warn!(limit = ?limit, "the notify command took too long: killed");
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, command = %prog, "cannot run the notify command"),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let links: Vec<LinkStatus> = self.links.status();
+        Status {
+            node: self.config.node.clone(),
+            cluster: self.config.cluster.clone(),
+            incarnation: self.incarnation,
+            state: self.machine.state().letter(),
+            pair: self.machine.pair(),
+            standby: self.machine.is_standby(),
+            held: self.machine.held(),
+            groups: self
+                .machine
+                .groups()
+                .into_iter()
+                .map(|g| GroupStatus {
+                    name: g.name,
+                    holder: g.holder,
+                })
+                .collect(),
+            peers: self
+                .machine
+                .peers()
+                .into_iter()
+                .map(|p| PeerStatus {
+                    up: up(&p),
+                    state: p.state.letter(),
+                    last_seen_ms: p
+                        .last_seen_ago
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    held: p.held,
+                    groups_differ: p.groups_differ,
+                    name: p.name,
+                })
+                .collect(),
+            links: links
+                .into_iter()
+                .map(|l| LinkReport {
+                    id: l.id,
+                    what: l.what.clone(),
+                    up: l.up,
+                    error: l.last_error.clone(),
+                    sent: l.frames_sent,
+                    received: l.frames_received,
+                    rejected_source: l.rejected_source,
+                    garbage: l.garbage,
+                })
+                .collect(),
+            rejected: self
+                .rejected
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(r, n)| (r.to_string(), n))
+                .collect(),
+        }
+    }
+
+    /// `active: web; lb2 up` for systemd.
+    fn status_line(&self) {
+        let held = self.machine.held();
+        let mut line = if held.is_empty() {
+            "standing by".to_string()
+        } else {
+            format!("active: {}", held.join(", "))
+        };
+        for p in self.machine.peers() {
+            line += &format!("; {} {}", p.name, if up(&p) { "up" } else { "down" });
+        }
+        let _ = self.notifier.status(&line);
+    }
+}
+
+fn up(p: &crate::machine::PeerView) -> bool {
+    p.liveness == crate::machine::Liveness::Up
+}
+
+fn log_resource(e: &resource::Event) {
+    tracing::info!(event = ?e, "resource");
+}
+
+/// Serves the control socket: turns requests into inputs.
+async fn serve_control(mut listener: Listener, inputs: mpsc::Sender<Input>) {
+    while let Some(req) = listener.accept().await {
+        let inputs = inputs.clone();
+        tokio::spawn(async move {
+            let reply = match req.parse::<Request>() {
+                Err(e) => Reply::error(e),
+                Ok(r) => {
+                    let (tx, rx) = oneshot::channel();
+                    let _ = inputs.send(Input::Control(r, tx)).await;
+                    rx.await
+                        .unwrap_or_else(|_| Reply::error("the daemon is stopping"))
+                }
+            };
+            req.reply(reply);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incarnations_grow_across_restarts_and_a_lost_file() {
+        let dir = std::env::temp_dir().join(format!("hbeat-inc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = next_incarnation(&dir).unwrap();
+        let second = next_incarnation(&dir).unwrap();
+        assert!(second > first);
+        // A stored value ahead of the clock (a clock stepped back) still grows by one.
+        std::fs::write(dir.join("incarnation"), format!("{}\n", u64::MAX / 2)).unwrap();
+        assert_eq!(next_incarnation(&dir).unwrap(), u64::MAX / 2 + 1);
+        // A lost or garbled file: the clock keeps it above every earlier start's.
+        std::fs::write(dir.join("incarnation"), "garbage").unwrap();
+        assert!(next_incarnation(&dir).unwrap() > second);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn link_ids_follow_the_file_order() {
+        let links = vec![
+            Link::Udp {
+                bind: "192.0.2.11:694".parse().unwrap(),
+                peer: "192.0.2.12:694".parse().unwrap(),
+            },
+            Link::Disk {
+                path: "/dev/sdb1".into(),
+            },
+        ];
+        let specs = link_specs(&links);
+        assert_eq!(specs.len(), 2);
+        assert!(matches!(specs[0], (0, LinkSpec::Udp { .. })));
+        assert!(matches!(specs[1], (1, LinkSpec::Disk { .. })));
+    }
+}
