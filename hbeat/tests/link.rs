@@ -214,8 +214,14 @@ fn serial(device: &Path) -> Vec<(u8, LinkSpec)> {
     )]
 }
 
+/// The serial tests one at a time: a pty pair's /dev/pts numbers are reused as soon as its socat
+/// exits, so a link retrying a closed pair's path could open another test's pty and read its
+/// frames (seen as lost frames under load).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn serial_link_over_a_pty_pair_resyncs_after_garbage_and_split_writes() {
+    let _one_at_a_time = SERIAL.lock().await;
     let pty = PtyPair::new();
     let (la, mut ra) = start(serial(&pty.a), setup("lb1"));
     let (lb, mut rb) = start(serial(&pty.b), setup("lb2"));
@@ -277,6 +283,7 @@ async fn serial_link_over_a_pty_pair_resyncs_after_garbage_and_split_writes() {
 
 #[tokio::test]
 async fn serial_link_goes_down_and_retries_when_the_line_goes_away() {
+    let _one_at_a_time = SERIAL.lock().await;
     let pty = PtyPair::new();
     let (lb, _rb) = start(serial(&pty.b), setup("lb2"));
     wait_up(&lb).await;
