@@ -302,17 +302,16 @@ pub async fn run(
     let mut watchdog = WatchdogTicker::new(d.notifier.watchdog_period());
     let stop_limit = stop_limit(&d.config);
     loop {
+        // Not biased: a flood of frames must not starve the ticks, signals or control requests.
         tokio::select! {
-            biased;
             Some(i) = inbound.recv() => {
                 d.frame(i);
-                // Frames already queued go first: a tick must not be the first to see a silence
-                // the sockets disprove.
-                while let Ok(i) = inbound.try_recv() {
-                    d.frame(i);
-                }
+                d.frames_queued(&mut inbound);
             }
             _ = tick.tick() => {
+                // Frames already queued go first: a tick must not be the first to see a silence
+                // the sockets disprove.
+                d.frames_queued(&mut inbound);
                 d.handle(MachineEvent::Tick);
                 if let Some(since) = d.stopping
                     && since.elapsed() > stop_limit
@@ -384,6 +383,16 @@ fn stop_limit(c: &Config) -> Duration {
 }
 
 impl Daemon {
+    /// The frames already waiting, at most one queue's worth (the rest waits for the next turn).
+    fn frames_queued(&mut self, inbound: &mut mpsc::Receiver<Inbound>) {
+        for _ in 0..INBOUND_QUEUE {
+            match inbound.try_recv() {
+                Ok(i) => self.frame(i),
+                Err(_) => return,
+            }
+        }
+    }
+
     /// One datagram or slot from a link.
     fn frame(&mut self, i: Inbound) {
         let msg = match frame::decode(&i.bytes, &self.keys, &self.config.cluster) {
@@ -396,8 +405,7 @@ impl Daemon {
         if msg.sender == self.config.node || !self.config.peers.contains(&msg.sender) {
             // A key holder that is not one of my peers (or my own frame looped back): never
             // acted on.
-            tracing::debug!(sender = %msg.sender, link = i.link, "frame from a node not in my peers dropped");
-            self.rejected.add(Reject::OtherCluster);
+            self.reject(Reject::UnknownSender, i.link);
             return;
         }
         if msg.link != i.link {

@@ -116,11 +116,15 @@ pub enum Reject {
     /// From [`ReplayGuard`]: an older incarnation, or a sequence already seen on that link.
     #[error("replayed frame")]
     Replay,
+    /// From the daemon: authenticated, but its sender is not one of this node's peers (or is this
+    /// node itself: a looped-back frame, or a peer configured with my name).
+    #[error("frame from a node that is not a peer")]
+    UnknownSender,
 }
 
 impl Reject {
     /// Every reason's counter name, in [`Reject::index`] order.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "truncated",
         "oversized",
         "bad_magic",
@@ -130,6 +134,7 @@ impl Reject {
         "malformed",
         "other_cluster",
         "replay",
+        "unknown_sender",
     ];
 
     /// A stable short name for counters, status output and logs.
@@ -149,6 +154,7 @@ impl Reject {
             Reject::Malformed(_) => 6,
             Reject::OtherCluster => 7,
             Reject::Replay => 8,
+            Reject::UnknownSender => 9,
         }
     }
 }
@@ -712,6 +718,7 @@ mod tests {
             Reject::Malformed(Field::Kind),
             Reject::OtherCluster,
             Reject::Replay,
+            Reject::UnknownSender,
         ];
         let names: Vec<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names, Reject::NAMES);

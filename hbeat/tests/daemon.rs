@@ -1,7 +1,8 @@
 //! `hbeat run` as a real process: two nodes on loopback UDP with the timings, a
 //! heartbeat-style script resource that records every start and stop. Failover after kill -9,
 //! no failback without auto_failback, standby hands over with the handshake, a graceful stop lets
-//! the peer take over at once, status shows the letters, and a stranger's datagram is counted.
+//! the peer take over at once, status shows the letters, and a stranger's datagram and a key
+//! holder that is not a peer are counted, never acted on.
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -248,6 +249,35 @@ fn failover_standby_and_leave_between_two_real_processes() {
         .unwrap();
     wait_for("the stranger's datagram counted", &logs, || {
         b.status()["links"][0]["rejected_source"] == 1
+    });
+    assert_eq!(b.status()["held"][0], "web");
+    // A key holder that is not one of b's peers, from a's address (a has stopped): authenticated,
+    // counted as an unknown sender, never acted on.
+    let keys = hbeat::keys::KeyRing::load(&key_file).unwrap();
+    let intruder = hbeat::msg::Message {
+        cluster: "t".into(),
+        sender: "c".into(),
+        incarnation: 1,
+        seq: 1,
+        kind: hbeat::msg::Kind::TakeoverRequest,
+        state: hbeat::msg::NodeState::Recover,
+        held: vec![],
+        groups_hash: 0,
+        link: 0,
+        to: Some("b".into()),
+        groups: vec!["web".into()],
+    };
+    let from_a = UdpSocket::bind(("127.0.0.1", pa)).unwrap();
+    from_a
+        .send_to(
+            &hbeat::frame::encode(&intruder, &keys).unwrap(),
+            ("127.0.0.1", pb),
+        )
+        .unwrap();
+    wait_for("the unknown sender counted", &logs, || {
+        b.status()["rejected"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x[0] == "unknown_sender" && x[1] == 1))
     });
     assert_eq!(b.status()["held"][0], "web");
 
