@@ -628,6 +628,69 @@ impl Daemon {
     }
 }
 
+/// The status as text: one line for me, one per peer, link and group.
+pub fn text(s: &Status) -> String {
+    let mut out = format!(
+        "{} ({}): {} {}{}, holds: {}\n",
+        s.node,
+        s.cluster,
+        s.state,
+        s.pair,
+        if s.standby { ", standby" } else { "" },
+        if s.held.is_empty() {
+            "nothing".to_string()
+        } else {
+            s.held.join(", ")
+        }
+    );
+    for p in &s.peers {
+        out += &format!(
+            "peer {}: {} {}, last seen {}, holds: {}{}\n",
+            p.name,
+            if p.up { "up" } else { "down" },
+            p.state,
+            p.last_seen_ms
+                .map_or("never".to_string(), |m| format!("{m} ms ago")),
+            if p.held.is_empty() {
+                "nothing".to_string()
+            } else {
+                p.held.join(", ")
+            },
+            if p.groups_differ {
+                " (its groups differ from mine!)"
+            } else {
+                ""
+            }
+        );
+    }
+    for l in &s.links {
+        out += &format!(
+            "link {} {}: {}, sent {}, received {}{}\n",
+            l.id,
+            l.what,
+            if l.up { "up" } else { "down" },
+            l.sent,
+            l.received,
+            l.error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+    }
+    for g in &s.groups {
+        out += &format!(
+            "group {}: {}\n",
+            g.name,
+            g.holder.as_deref().unwrap_or("nobody")
+        );
+    }
+    if !s.rejected.is_empty() {
+        let r: Vec<String> = s.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        out += &format!("rejected frames: {}\n", r.join(", "));
+    }
+    out
+}
+
 fn up(p: &crate::machine::PeerView) -> bool {
     p.liveness == crate::machine::Liveness::Up
 }

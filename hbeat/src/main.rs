@@ -1,7 +1,6 @@
 //! The `hbeat` command line: arguments in, the library does the work.
 
 use std::path::PathBuf;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,9 @@ use hbeat::daemon::{Request, Status};
 #[derive(Parser)]
 #[command(name = "hbeat", version, about = hbeat::ABOUT, arg_required_else_help = true)]
 struct Cli {
+    /// The configuration file (`status`, `standby` and `takeover` find the control socket in it).
+    #[arg(long, value_name = "FILE", default_value = hbeat::config::DEFAULT_PATH, global = true)]
+    config: PathBuf,
     #[command(flatten)]
     log: LogArgs,
     #[command(subcommand)]
@@ -21,38 +23,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon in the foreground: heartbeats on every link, groups started and stopped.
-    Run {
-        /// The configuration file.
-        #[arg(long, value_name = "FILE", default_value = hbeat::config::DEFAULT_PATH)]
-        config: PathBuf,
-    },
+    Run,
     /// Show the running daemon's state, peers, links and groups.
     Status {
-        /// The configuration file (for the control socket's path).
-        #[arg(long, value_name = "FILE", default_value = hbeat::config::DEFAULT_PATH)]
-        config: PathBuf,
         /// The report as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Hand this node's groups to a peer (request, ack, release, the peer acquires).
-    Standby {
-        /// The configuration file (for the control socket's path).
-        #[arg(long, value_name = "FILE", default_value = hbeat::config::DEFAULT_PATH)]
-        config: PathBuf,
-    },
+    Standby,
     /// Ask the peers to hand over every group this node may hold; ends standby.
-    Takeover {
-        /// The configuration file (for the control socket's path).
-        #[arg(long, value_name = "FILE", default_value = hbeat::config::DEFAULT_PATH)]
-        config: PathBuf,
-    },
+    Takeover,
     /// Validate the configuration, every resource's executable and the key file (exit 2 on a problem).
-    Check {
-        /// The configuration file.
-        #[arg(long, value_name = "FILE", default_value = hbeat::config::DEFAULT_PATH)]
-        config: PathBuf,
-    },
+    Check,
     /// Print a new key file with one random key (install it on every node, mode 0600).
     Keygen {
         /// The key's id (1-255): pick one not in the current file when rotating.
@@ -66,7 +49,7 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn main() -> Exit {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Run { .. })
+    if matches!(cli.command, Command::Run)
         && let Err(e) = daemon::log::init(&cli.log, &LogEnv::from_process())
     {
         eprintln!("hbeat: {e}");
@@ -74,25 +57,21 @@ fn main() -> Exit {
     }
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     match cli.command {
-        Command::Run { config } => run(&config),
-        Command::Status { config, json } => match call(&config, &Request::Status) {
+        Command::Run => run(&cli.config),
+        Command::Status { json } => match call(&cli.config, &Request::Status) {
             Ok(s) if json => {
                 println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
                 Exit::Ok
             }
             Ok(s) => {
-                print!("{}", text(&s));
+                print!("{}", hbeat::daemon::text(&s));
                 Exit::Ok
             }
             Err(code) => code,
         },
-        Command::Standby { config } => {
-            call(&config, &Request::Standby).map_or_else(|c| c, |_| Exit::Ok)
-        }
-        Command::Takeover { config } => {
-            call(&config, &Request::Takeover).map_or_else(|c| c, |_| Exit::Ok)
-        }
-        Command::Check { config } => hbeat::check::run(&config, &mut out, &mut err),
+        Command::Standby => call(&cli.config, &Request::Standby).map_or_else(|c| c, |_| Exit::Ok),
+        Command::Takeover => call(&cli.config, &Request::Takeover).map_or_else(|c| c, |_| Exit::Ok),
+        Command::Check => hbeat::check::run(&cli.config, &mut out, &mut err),
         Command::Keygen { id } => match hbeat::keys::random_secret() {
             Ok(secret) => {
                 print!("{}", hbeat::keys::keygen(id, &secret));
@@ -174,67 +153,4 @@ fn call(path: &std::path::Path, req: &Request) -> Result<Status, Exit> {
         eprintln!("hbeat: {e}");
         e.exit()
     })
-}
-
-/// The status as text: one line for me, one per peer, link and group.
-fn text(s: &Status) -> String {
-    let mut out = format!(
-        "{} ({}): {} {}{}, holds: {}\n",
-        s.node,
-        s.cluster,
-        s.state,
-        s.pair,
-        if s.standby { ", standby" } else { "" },
-        if s.held.is_empty() {
-            "nothing".to_string()
-        } else {
-            s.held.join(", ")
-        }
-    );
-    for p in &s.peers {
-        out += &format!(
-            "peer {}: {} {}, last seen {}, holds: {}{}\n",
-            p.name,
-            if p.up { "up" } else { "down" },
-            p.state,
-            p.last_seen_ms
-                .map_or("never".to_string(), |m| format!("{m} ms ago")),
-            if p.held.is_empty() {
-                "nothing".to_string()
-            } else {
-                p.held.join(", ")
-            },
-            if p.groups_differ {
-                " (its groups differ from mine!)"
-            } else {
-                ""
-            }
-        );
-    }
-    for l in &s.links {
-        out += &format!(
-            "link {} {}: {}, sent {}, received {}{}\n",
-            l.id,
-            l.what,
-            if l.up { "up" } else { "down" },
-            l.sent,
-            l.received,
-            l.error
-                .as_deref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        );
-    }
-    for g in &s.groups {
-        out += &format!(
-            "group {}: {}\n",
-            g.name,
-            g.holder.as_deref().unwrap_or("nobody")
-        );
-    }
-    if !s.rejected.is_empty() {
-        let r: Vec<String> = s.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        out += &format!("rejected frames: {}\n", r.join(", "));
-    }
-    out
 }
