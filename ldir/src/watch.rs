@@ -40,6 +40,9 @@ struct Inner {
     lost: bool,
 }
 
+/// Changed names kept between reloads, at most (a full read is cheaper than a longer list).
+const MAX_NAMES: usize = 4096;
+
 const MASK: AddWatchFlags = AddWatchFlags::IN_CLOSE_WRITE
     .union(AddWatchFlags::IN_MODIFY)
     .union(AddWatchFlags::IN_MOVED_TO)
@@ -213,7 +216,12 @@ impl Inner {
                     match e.name {
                         Some(name) if !dir_itself => {
                             if crate::config::is_config_name(&name.to_string_lossy()) {
-                                self.names.insert(name);
+                                // Bounded: past MAX_NAMES the next reload reads everything anyway.
+                                if self.names.len() < MAX_NAMES {
+                                    self.names.insert(name);
+                                } else {
+                                    self.lost = true;
+                                }
                                 config = true;
                             }
                         }
@@ -275,6 +283,22 @@ mod tests {
         let woke = tokio::time::timeout(Duration::from_secs(10), w.next()).await;
         assert_eq!(woke.expect("no wake-up within 10 s"), Some(Changed::Config));
         assert_eq!(w.take_changes(), Some(set(&["d.toml"])));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn too_many_changed_names_mean_read_everything() {
+        let d = tempdir("many");
+        let w = Watcher::start(&d);
+        for i in 0..=MAX_NAMES {
+            std::fs::write(d.join(format!("v{i}.toml")), "x").unwrap();
+        }
+        assert_eq!(w.take_changes(), None);
+        assert_eq!(
+            w.take_changes(),
+            Some(set(&[])),
+            "known again after the full read"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
