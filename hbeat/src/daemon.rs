@@ -5,7 +5,8 @@
 //! number per message, the link id stamped per copy), as starts and stops handed to one runner
 //! task per group (so a slow stop of one group never delays heartbeats or another group), as log
 //! lines and as the notify hook. Ticks come every keepalive; the machine itself decides when an
-//! `Alive` is due. The control socket answers `status`, `standby` and `takeover`.
+//! `Alive` is due. The control socket answers `status`, `standby`, `takeover` and `reload`;
+//! SIGHUP reloads too ([`crate::reload`]: all or nothing).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::link::{Inbound, LinkSpec, LinkStatus, Links, Setup};
 
 use crate::machine::{Action, Event as MachineEvent, Machine};
 use crate::msg::{Kind, Message, NodeState};
+use crate::reload::{self, Refused};
 use crate::resource::{self, Cause, GroupRunner};
 
 /// Frames waiting for the loop, at most (the links drop and count beyond).
@@ -43,6 +45,8 @@ pub enum Request {
     Standby,
     /// Ask the peers for every group I may hold.
     Takeover,
+    /// Read the configuration file again (all or nothing, [`crate::reload`]).
+    Reload,
 }
 
 /// What `hbeat status` shows.
@@ -56,6 +60,11 @@ pub struct Status {
     /// Every node's letter, in node-name order, e.g. `(N,T)`.
     pub pair: String,
     pub standby: bool,
+    /// The running timings (they change on reload).
+    pub keepalive_ms: u64,
+    pub deadtime_ms: u64,
+    /// The key ids accepted, the sending one first (key rotation shows here).
+    pub key_ids: Vec<u8>,
     pub held: Vec<String>,
     pub groups: Vec<GroupStatus>,
     pub peers: Vec<PeerStatus>,
@@ -170,6 +179,8 @@ fn link_specs(links: &[Link]) -> Vec<(u8, LinkSpec)> {
 /// The daemon's state between events.
 struct Daemon {
     config: Config,
+    /// The file `config` came from (read again on reload).
+    config_path: PathBuf,
     keys: KeyRing,
     incarnation: u64,
     seq: u64,
@@ -186,6 +197,7 @@ struct Daemon {
 /// Runs the daemon until a graceful stop has finished (or its time is up).
 pub async fn run(
     config: Config,
+    config_path: PathBuf,
     keys: KeyRing,
     notifier: Arc<dyn Notifier>,
     mut signals: mpsc::Receiver<SignalEvent>,
@@ -292,6 +304,7 @@ pub async fn run(
         stopping: None,
         stopped: false,
         config,
+        config_path,
     };
     tracing::info!(node = %d.config.node, cluster = %d.config.cluster, incarnation, links = d.config.links.len(), "started");
     let _ = d.notifier.ready();
@@ -332,7 +345,11 @@ pub async fn run(
                 Input::Signal(SignalEvent::Dump) => {
                     tracing::info!(status = ?d.status(), "state");
                 }
-                Input::Signal(_) => {}
+                Input::Signal(SignalEvent::Reload) => {
+                    if d.reload("SIGHUP").is_ok() {
+                        tick = retimed(tick, d.config.keepalive);
+                    }
+                }
                 Input::Control(req, reply) => {
                     let r = match req {
                         Request::Status => Reply::ok(d.status()),
@@ -346,6 +363,13 @@ pub async fn run(
                             d.handle(MachineEvent::Takeover);
                             Reply::ok(d.status())
                         }
+                        Request::Reload => match d.reload("control request") {
+                            Ok(()) => {
+                                tick = retimed(tick, d.config.keepalive);
+                                Reply::ok(d.status())
+                            }
+                            Err(e) => Reply::error(e),
+                        },
                     };
                     let _ = reply.send(r);
                 }
@@ -370,6 +394,16 @@ pub async fn run(
     tokio::time::sleep(d.config.keepalive.min(Duration::from_millis(100))).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The tick, restarted if the keepalive changed.
+fn retimed(tick: tokio::time::Interval, keepalive: Duration) -> tokio::time::Interval {
+    if tick.period() == keepalive {
+        return tick;
+    }
+    let mut tick = tokio::time::interval(keepalive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }
 
 /// How long a graceful stop may take: every resource's stop limit, plus a margin.
@@ -557,6 +591,36 @@ impl Daemon {
         }
     }
 
+    /// Reads the configuration file again and switches to it, or changes nothing and logs why.
+    fn reload(&mut self, why: &str) -> Result<(), Refused> {
+        let _ = self.notifier.reloading();
+        let result = reload::prepare(&self.config_path, &self.config).and_then(|r| {
+            if self.machine.reconfigure(r.config.machine_settings()) {
+                Ok(r)
+            } else {
+                // prepare() compared the same fields; kept as a guard, never half-applied.
+                Err(Refused(vec![
+                    "the membership settings differ: restart the node".into(),
+                ]))
+            }
+        });
+        let _ = self.notifier.ready();
+        match result {
+            Ok(r) => {
+                tracing::info!(reason = why, changed = ?r.changed, key_ids = ?r.keys.ids().collect::<Vec<_>>(), "reloaded");
+                self.config = r.config;
+                self.keys = r.keys;
+                Ok(())
+            }
+            Err(e) => {
+                for problem in &e.0 {
+                    tracing::error!(reason = why, error = %problem, "reload refused: nothing changed");
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn status(&self) -> Status {
         let links: Vec<LinkStatus> = self.links.status();
         Status {
@@ -566,6 +630,9 @@ impl Daemon {
             state: self.machine.state().letter(),
             pair: self.machine.pair(),
             standby: self.machine.is_standby(),
+            keepalive_ms: millis(self.config.keepalive),
+            deadtime_ms: millis(self.config.deadtime),
+            key_ids: self.keys.ids().collect(),
             held: self.machine.held(),
             groups: self
                 .machine
@@ -583,9 +650,7 @@ impl Daemon {
                 .map(|p| PeerStatus {
                     up: up(&p),
                     state: p.state.letter(),
-                    last_seen_ms: p
-                        .last_seen_ago
-                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    last_seen_ms: p.last_seen_ago.map(millis),
                     held: p.held,
                     groups_differ: p.groups_differ,
                     name: p.name,
@@ -688,7 +753,18 @@ pub fn text(s: &Status) -> String {
         let r: Vec<String> = s.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
         out += &format!("rejected frames: {}\n", r.join(", "));
     }
+    let keys: Vec<String> = s.key_ids.iter().map(u8::to_string).collect();
+    out += &format!(
+        "keepalive {} ms, deadtime {} ms; key ids {} (the first sends)\n",
+        s.keepalive_ms,
+        s.deadtime_ms,
+        keys.join(", ")
+    );
     out
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn up(p: &crate::machine::PeerView) -> bool {
@@ -736,6 +812,61 @@ mod tests {
         std::fs::write(dir.join("incarnation"), "garbage").unwrap();
         assert!(next_incarnation(&dir).unwrap() > second);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_status_text_has_a_line_per_peer_link_group_and_the_settings() {
+        let s = Status {
+            node: "lb1".into(),
+            cluster: "lb".into(),
+            incarnation: 7,
+            state: 'T',
+            pair: "(T,D)".into(),
+            standby: false,
+            keepalive_ms: 20,
+            deadtime_ms: 100,
+            key_ids: vec![2, 1],
+            held: vec!["web".into()],
+            groups: vec![
+                GroupStatus {
+                    name: "web".into(),
+                    holder: Some("lb1".into()),
+                },
+                GroupStatus {
+                    name: "mail".into(),
+                    holder: None,
+                },
+            ],
+            peers: vec![PeerStatus {
+                name: "lb2".into(),
+                state: 'D',
+                up: false,
+                last_seen_ms: None,
+                held: vec![],
+                groups_differ: true,
+            }],
+            links: vec![LinkReport {
+                id: 1,
+                what: "mcast nosuch0 239.255.0.1:694".into(),
+                up: false,
+                error: Some("no such device".into()),
+                sent: 0,
+                received: 0,
+                rejected_source: 0,
+                garbage: 0,
+            }],
+            rejected: vec![("bad_mac".into(), 3)],
+        };
+        assert_eq!(
+            text(&s),
+            "lb1 (lb): T (T,D), holds: web\n\
+             peer lb2: down D, last seen never, holds: nothing (its groups differ from mine!)\n\
+             link 1 mcast nosuch0 239.255.0.1:694: down, sent 0, received 0 (no such device)\n\
+             group web: lb1\n\
+             group mail: nobody\n\
+             rejected frames: bad_mac 3\n\
+             keepalive 20 ms, deadtime 100 ms; key ids 2, 1 (the first sends)\n"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! - [`link`]: the transports that carry frames between nodes (UDP, multicast, broadcast, serial, disk).
 //! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
 //! - [`config`]: `hbeat.toml`, validated; [`resource`]: resources parsed, checked and run by a
-//!   [`resource::GroupRunner`]; [`check`]: `hbeat check`.
+//!   [`resource::GroupRunner`]; [`check`]: `hbeat check`; [`reload`]: what SIGHUP may change.
 
 /// One line saying what the tool is for, shown by `hbeat --help`.
 pub const ABOUT: &str = "Director-pair membership and failover: authenticated heartbeats over redundant links; starts and stops resource groups in order";
@@ -20,4 +20,5 @@ pub mod keys;
 pub mod link;
 pub mod machine;
 pub mod msg;
+pub mod reload;
 pub mod resource;

@@ -137,55 +137,109 @@ fn events(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A scratch directory (removed on drop) with the recording script resource; writes key files
+/// and node configurations.
+struct Fixture {
+    dir: PathBuf,
+    script: PathBuf,
+    /// Keys by id, made by `hbeat keygen` once per fixture.
+    keys: std::collections::BTreeMap<u8, String>,
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("hbeat-daemon-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // heartbeat's resource script convention: NAME start|stop|status, LSB exit codes.
+        let script = dir.join("res");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nd={}\ncase \"$2\" in\nstart) echo \"$HBEAT_NODE start $1\" >> $d/events; touch $d/held.$HBEAT_NODE ;;\nstop) echo \"$HBEAT_NODE stop $1\" >> $d/events; rm -f $d/held.$HBEAT_NODE ;;\nstatus) [ -e $d/held.$HBEAT_NODE ] && exit 0; exit 3 ;;\nesac\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let keys = (1..=2)
+            .map(|id| {
+                let out = Command::new(HBEAT)
+                    .args(["keygen", "--id", &id.to_string()])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                let text = String::from_utf8(out.stdout).unwrap();
+                let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
+                (id, format!("{line}\n"))
+            })
+            .collect();
+        Fixture { dir, script, keys }
+    }
+
+    /// Writes the key file `authkey-<ids>` with these keys in this order, mode 0600.
+    fn key(&self, ids: &[u8]) -> PathBuf {
+        let name: Vec<String> = ids.iter().map(u8::to_string).collect();
+        let path = self.dir.join(format!("authkey-{}", name.join("-")));
+        self.write_key(&path, ids);
+        path
+    }
+
+    /// Replaces the key file at `path` with these keys (atomically, as an admin's editor would).
+    fn write_key(&self, path: &Path, ids: &[u8]) {
+        let text: String = ids.iter().map(|id| self.keys[id].as_str()).collect();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    /// Writes `<me>.toml` (the timings, one loopback UDP link, the group `web` preferring
+    /// a, `extra` lines at the top) and returns the node, not started.
+    fn node(
+        &self,
+        me: &'static str,
+        other: &str,
+        mine: u16,
+        theirs: u16,
+        key_file: &Path,
+        extra: &str,
+    ) -> Node {
+        let text = format!(
+            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{key}\"\nkeepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n{extra}\n\n[[peer]]\nname = \"{other}\"\n\n[[link]]\nudp = {{ bind = \"127.0.0.1:{mine}\", peer = \"127.0.0.1:{theirs}\" }}\n\n[[group]]\nname = \"web\"\npreferred = \"a\"\nresources = [\"script:{s}::web\"]\n",
+            key = key_file.display(),
+            d = self.dir.display(),
+            s = self.script.display(),
+        );
+        let config = self.dir.join(format!("{me}.toml"));
+        std::fs::write(&config, text).unwrap();
+        Node {
+            name: me,
+            config,
+            child: None,
+            log: self.dir.join(format!("{me}.log")),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 #[test]
 fn failover_standby_and_leave_between_two_real_processes() {
-    let dir = std::env::temp_dir().join(format!("hbeat-daemon-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = Command::new(HBEAT).arg("keygen").output().unwrap();
-    assert!(key.status.success());
-    let key_file = dir.join("authkey");
-    std::fs::write(&key_file, &key.stdout).unwrap();
-    std::fs::set_permissions(
-        &key_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
-    // heartbeat's resource script convention: NAME start|stop|status, LSB exit codes.
-    let script = dir.join("res");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\nd={}\ncase \"$2\" in\nstart) echo \"$HBEAT_NODE start $1\" >> $d/events; touch $d/held.$HBEAT_NODE ;;\nstop) echo \"$HBEAT_NODE stop $1\" >> $d/events; rm -f $d/held.$HBEAT_NODE ;;\nstatus) [ -e $d/held.$HBEAT_NODE ] && exit 0; exit 3 ;;\nesac\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let f = Fixture::new("failover");
+    let dir = f.dir.clone();
+    let key_file = f.key(&[1]);
     let (pa, pb) = free_ports();
-    let conf = |me: &str, other: &str, mine: u16, theirs: u16| {
-        let text = format!(
-            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{key}\"\nkeepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n\n[[peer]]\nname = \"{other}\"\n\n[[link]]\nudp = {{ bind = \"127.0.0.1:{mine}\", peer = \"127.0.0.1:{theirs}\" }}\n\n[[group]]\nname = \"web\"\npreferred = \"a\"\nresources = [\"script:{s}::web\"]\n",
-            key = key_file.display(),
-            d = dir.display(),
-            s = script.display(),
-        );
-        let p = dir.join(format!("{me}.toml"));
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let mut a = Node {
-        name: "a",
-        config: conf("a", "b", pa, pb),
-        child: None,
-        log: dir.join("a.log"),
-    };
-    let mut b = Node {
-        name: "b",
-        config: conf("b", "a", pb, pa),
-        child: None,
-        log: dir.join("b.log"),
-    };
+    let mut a = f.node("a", "b", pa, pb, &key_file, "");
+    let mut b = f.node("b", "a", pb, pa, &key_file, "");
     let logs = [a.log.clone(), b.log.clone()];
     let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
     a.start();
@@ -284,5 +338,113 @@ fn failover_standby_and_leave_between_two_real_processes() {
     b.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(b.wait_exit().success());
     assert_eq!(events(&dir).last().unwrap(), "b stop web");
-    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Edits a file in place: `from` must occur.
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// `hbeat reload`, returning its exit code and stderr.
+fn reload(n: &Node) -> (Option<i32>, String) {
+    let out = Command::new(HBEAT)
+        .args(["reload", "--config"])
+        .arg(&n.config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() {
+    let f = Fixture::new("reload");
+    let (pa, pb) = free_ports();
+    // Each node has its own key file, so the rotation can go one node at a time as it would.
+    let (ka, kb) = (f.dir.join("authkey.a"), f.dir.join("authkey.b"));
+    f.write_key(&ka, &[1]);
+    f.write_key(&kb, &[1]);
+    let mut a = f.node("a", "b", pa, pb, &ka, "");
+    let mut b = f.node("b", "a", pb, pa, &kb, "");
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    wait_for("a holds web and b sees it", &logs, || {
+        events(&f.dir) == ["a start web"]
+            && b.try_status()
+                .is_some_and(|s| s["groups"][0]["holder"] == "a")
+    });
+
+    // The rotation: the new key added second everywhere, then made first, then the old dropped;
+    // a by the control request, b by SIGHUP. After each step both accept each other's frames.
+    let received_by = |n: &Node| n.status()["links"][0]["received"].as_u64().unwrap();
+    for ids in [&[1u8, 2][..], &[2, 1], &[2]] {
+        f.write_key(&ka, ids);
+        assert_eq!(reload(&a), (Some(0), String::new()));
+        assert_eq!(a.status()["key_ids"], serde_json::json!(ids));
+        f.write_key(&kb, ids);
+        b.signal(nix::sys::signal::Signal::SIGHUP);
+        wait_for("b reloaded its key file", &logs, || {
+            b.status()["key_ids"] == serde_json::json!(ids)
+        });
+        let (ra, rb) = (received_by(&a), received_by(&b));
+        wait_for("frames still flow both ways", &logs, || {
+            received_by(&a) > ra + 5 && received_by(&b) > rb + 5
+        });
+    }
+    for n in [&a, &b] {
+        let s = n.status();
+        assert_eq!(s["rejected"], serde_json::json!([]), "{s}");
+        assert_eq!(s["peers"][0]["up"], true, "{s}");
+    }
+    assert_eq!(events(&f.dir), ["a start web"], "nothing moved");
+
+    // A new deadtime by SIGHUP is in force at once.
+    edit(&b.config, "deadtime = \"100ms\"", "deadtime = \"300ms\"");
+    b.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("b runs with the new deadtime", &logs, || {
+        b.status()["deadtime_ms"] == 300
+    });
+
+    // A changed link needs a restart: refused whole, named, nothing changed (not even the key
+    // file edited at the same time).
+    edit(
+        &a.config,
+        &format!("peer = \"127.0.0.1:{pb}\""),
+        "peer = \"127.0.0.1:9\"",
+    );
+    edit(&a.config, "deadtime = \"100ms\"", "deadtime = \"200ms\"");
+    f.write_key(&ka, &[1, 2]);
+    let (code, err) = reload(&a);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("a.toml") && err.contains("link changed") && err.contains("restart"),
+        "{err}"
+    );
+    let s = a.status();
+    assert_eq!(s["key_ids"], serde_json::json!([2]), "{s}");
+    assert_eq!(s["deadtime_ms"], 100, "{s}");
+    // A file that does not parse, by SIGHUP: logged with its place, the daemon carries on.
+    // (`hbeat status` finds the socket in the file: a copy of the good one serves for that.)
+    let broken = b.config.clone();
+    b.config = f.dir.join("b-good.toml");
+    std::fs::copy(&broken, &b.config).unwrap();
+    std::fs::write(&broken, "node = \"b\"\ncluster = [\n").unwrap();
+    b.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("b logs the refused reload", &logs, || {
+        std::fs::read_to_string(&b.log)
+            .unwrap()
+            .contains("reload refused")
+    });
+    let b_log = std::fs::read_to_string(&b.log).unwrap();
+    assert!(b_log.contains("b.toml:2"), "{b_log}");
+    let s = b.status();
+    assert_eq!(s["deadtime_ms"], 300, "{s}");
+    assert_eq!(s["peers"][0]["up"], true, "{s}");
+    assert_eq!(events(&f.dir), ["a start web"], "nothing moved");
 }
