@@ -23,6 +23,7 @@ use crate::config::{Config, Link};
 use crate::frame::{self, Counters, Freshness, Reject, ReplayGuard};
 use crate::keys::KeyRing;
 use crate::link::{Inbound, LinkSpec, LinkStatus, Links, Setup};
+use crate::linkstats::LinkStats;
 
 use crate::machine::{Action, Event as MachineEvent, Machine};
 use crate::msg::{Kind, Message, NodeState};
@@ -88,6 +89,21 @@ pub struct PeerStatus {
     pub last_seen_ms: Option<u64>,
     pub held: Vec<String>,
     pub groups_differ: bool,
+    /// Each of my links as this peer's frames arrive on it.
+    pub links: Vec<PeerLinkStatus>,
+}
+
+/// One link of one peer: when its frames last arrived on it, and how well it carries them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerLinkStatus {
+    pub id: u8,
+    pub last_seen_ms: Option<u64>,
+    /// Silent for longer than warntime.
+    pub late: bool,
+    /// Of the peer's last 128 messages, the percent this link did not deliver.
+    pub loss_pct: f64,
+    /// How far this link's copies arrive behind the first copy on any link (moving average).
+    pub lag_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,6 +203,10 @@ struct Daemon {
     machine: Machine,
     links: Links,
     guard: ReplayGuard,
+    /// Loss and lag per peer and link, for status.
+    stats: LinkStats,
+    /// The origin of the times given to `stats`.
+    started: Instant,
     rejected: Counters,
     runners: HashMap<String, mpsc::UnboundedSender<RunnerCmd>>,
     notifier: Arc<dyn Notifier>,
@@ -298,6 +318,8 @@ pub async fn run(
         machine,
         links,
         guard: ReplayGuard::new(),
+        stats: LinkStats::new(),
+        started: now,
         rejected: Counters::default(),
         runners,
         notifier,
@@ -451,6 +473,9 @@ impl Daemon {
         match self.guard.check(&msg) {
             Freshness::Replay => self.reject(Reject::Replay, i.link),
             Freshness::Fresh | Freshness::Duplicate => {
+                let at = self.started.elapsed();
+                self.stats
+                    .observe(&msg.sender, msg.incarnation, msg.seq, i.link, at);
                 self.handle(MachineEvent::Frame { link: i.link, msg });
             }
         }
@@ -653,6 +678,20 @@ impl Daemon {
                     last_seen_ms: p.last_seen_ago.map(millis),
                     held: p.held,
                     groups_differ: p.groups_differ,
+                    links: p
+                        .links
+                        .iter()
+                        .map(|l| {
+                            let f = self.stats.report(&p.name, l.link);
+                            PeerLinkStatus {
+                                id: l.link,
+                                last_seen_ms: l.last_seen_ago.map(millis),
+                                late: l.late,
+                                loss_pct: f.map_or(0.0, |f| tenths(f.loss_pct)),
+                                lag_ms: f.map_or(0.0, |f| tenths(f.lag_us as f64 / 1000.0)),
+                            }
+                        })
+                        .collect(),
                     name: p.name,
                 })
                 .collect(),
@@ -727,6 +766,17 @@ pub fn text(s: &Status) -> String {
                 ""
             }
         );
+        for l in &p.links {
+            out += &format!(
+                "  via link {}: last {}{}, loss {}%, lag {} ms\n",
+                l.id,
+                l.last_seen_ms
+                    .map_or("never".to_string(), |m| format!("{m} ms ago")),
+                if l.late { " (late)" } else { "" },
+                l.loss_pct,
+                l.lag_ms
+            );
+        }
     }
     for l in &s.links {
         out += &format!(
@@ -761,6 +811,11 @@ pub fn text(s: &Status) -> String {
         keys.join(", ")
     );
     out
+}
+
+/// Rounded to one decimal, for people.
+fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 fn millis(d: Duration) -> u64 {
@@ -844,6 +899,13 @@ mod tests {
                 last_seen_ms: None,
                 held: vec![],
                 groups_differ: true,
+                links: vec![PeerLinkStatus {
+                    id: 1,
+                    last_seen_ms: Some(1500),
+                    late: true,
+                    loss_pct: 31.3,
+                    lag_ms: 0.4,
+                }],
             }],
             links: vec![LinkReport {
                 id: 1,
@@ -861,6 +923,7 @@ mod tests {
             text(&s),
             "lb1 (lb): T (T,D), holds: web\n\
              peer lb2: down D, last seen never, holds: nothing (its groups differ from mine!)\n\
+             \x20 via link 1: last 1500 ms ago (late), loss 31.3%, lag 0.4 ms\n\
              link 1 mcast nosuch0 239.255.0.1:694: down, sent 0, received 0 (no such device)\n\
              group web: lb1\n\
              group mail: nobody\n\

@@ -4,7 +4,8 @@
 //! - [`msg`]: the heartbeat message shared by the codec and the state machine.
 //! - [`frame`]: the wire format (authenticated frames), the replay guard and reject counters.
 //! - [`keys`]: the key file and `hbeat keygen`.
-//! - [`link`]: the transports that carry frames between nodes (UDP, multicast, broadcast, serial, disk).
+//! - [`link`]: the transports that carry frames between nodes (UDP, multicast, broadcast, serial, disk);
+//!   [`linkstats`]: per peer and link, loss and lag for status.
 //! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
 //! - [`config`]: `hbeat.toml`, validated; [`resource`]: resources parsed, checked and run by a
 //!   [`resource::GroupRunner`]; [`check`]: `hbeat check`; [`reload`]: what SIGHUP may change.
@@ -18,6 +19,7 @@ pub mod daemon;
 pub mod frame;
 pub mod keys;
 pub mod link;
+pub mod linkstats;
 pub mod machine;
 pub mod msg;
 pub mod reload;

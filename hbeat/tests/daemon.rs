@@ -448,3 +448,81 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     assert_eq!(s["peers"][0]["up"], true, "{s}");
     assert_eq!(events(&f.dir), ["a start web"], "nothing moved");
 }
+
+/// A UDP relay between two nodes' second link that drops every `nth` datagram each way: a link
+/// with loss on real sockets (netem needs the lab VM's kernel). Returns the address each side
+/// must send to; the relay sends to a from `to_a` and to b from `to_b`, so each node's link
+/// peer is the relay's address it hears from.
+fn lossy_relay(a: u16, b: u16, nth: u64) -> (u16, u16) {
+    let to_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ports = (
+        to_a.local_addr().unwrap().port(),
+        to_b.local_addr().unwrap().port(),
+    );
+    let relay = |from: UdpSocket, out: UdpSocket, dest: u16| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut n = 0u64;
+            while let Ok(len) = from.recv(&mut buf) {
+                n += 1;
+                if n % nth != 0 {
+                    let _ = out.send_to(&buf[..len], ("127.0.0.1", dest));
+                }
+            }
+        });
+    };
+    // a sends to the socket it hears from (to_a), which forwards to b from to_b; and back.
+    relay(to_a.try_clone().unwrap(), to_b.try_clone().unwrap(), b);
+    relay(to_b, to_a, a);
+    ports
+}
+
+#[test]
+fn a_link_losing_a_third_of_its_frames_shows_the_loss_and_moves_nothing() {
+    let f = Fixture::new("loss");
+    let key = f.key(&[1]);
+    let (pa, pb) = free_ports();
+    let (qa, qb) = free_ports();
+    let (relay_for_a, relay_for_b) = lossy_relay(qa, qb, 3);
+    let mut a = f.node("a", "b", pa, pb, &key, "");
+    let mut b = f.node("b", "a", pb, pa, &key, "");
+    let second = |n: &Node, mine: u16, relay: u16| {
+        let mut text = std::fs::read_to_string(&n.config).unwrap();
+        text += &format!(
+            "\n[[link]]\nudp = {{ bind = \"127.0.0.1:{mine}\", peer = \"127.0.0.1:{relay}\" }}\n"
+        );
+        std::fs::write(&n.config, text).unwrap();
+    };
+    second(&a, qa, relay_for_a);
+    second(&b, qb, relay_for_b);
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    wait_for("a holds web", &logs, || events(&f.dir) == ["a start web"]);
+    // Enough frames for the 128-message window to fill (20 ms keepalive: ~3 s).
+    let loss = |n: &Node, link: usize| {
+        n.status()["peers"][0]["links"][link]["loss_pct"]
+            .as_f64()
+            .unwrap()
+    };
+    wait_for("b's figures for both links", &logs, || {
+        let s = b.status();
+        s["peers"][0]["links"][1]["last_seen_ms"].is_u64()
+            && s["links"][1]["received"].as_u64().unwrap() > 200
+    });
+    for n in [&a, &b] {
+        let clean = loss(n, 0);
+        let lossy = loss(n, 1);
+        assert!(clean < 5.0, "{}: link 0 lost {clean}%", n.name);
+        assert!(
+            (20.0..=45.0).contains(&lossy),
+            "{}: link 1 lost {lossy}%, a third dropped",
+            n.name
+        );
+        let s = n.status();
+        assert_eq!(s["peers"][0]["up"], true, "{s}");
+    }
+    assert_eq!(events(&f.dir), ["a start web"], "nothing moved");
+}

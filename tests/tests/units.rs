@@ -50,11 +50,19 @@ fn every_contrib_unit_passes_systemd_analyze_verify() {
             stderr
         );
         // What the units promise in their comments and the docs.
-        for needed in ["Type=notify", "ExecReload=", "WatchdogSec=", "Restart=on-failure"] {
+        for needed in [
+            "Type=notify",
+            "ExecReload=",
+            "WatchdogSec=",
+            "Restart=on-failure",
+        ] {
             assert!(text.contains(needed), "{}: no {needed}", unit.display());
         }
     }
     let hbeat = std::fs::read_to_string(root.join("hbeat.service")).unwrap();
-    assert!(hbeat.contains("KillMode=mixed"), "hbeat stops its resources itself, in order");
+    assert!(
+        hbeat.contains("KillMode=mixed"),
+        "hbeat stops its resources itself, in order"
+    );
     std::fs::remove_dir_all(&scratch).unwrap();
 }
