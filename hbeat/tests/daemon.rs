@@ -466,7 +466,7 @@ fn lossy_relay(a: u16, b: u16, nth: u64) -> (u16, u16) {
             let mut n = 0u64;
             while let Ok(len) = from.recv(&mut buf) {
                 n += 1;
-                if n % nth != 0 {
+                if !n.is_multiple_of(nth) {
                     let _ = out.send_to(&buf[..len], ("127.0.0.1", dest));
                 }
             }
