@@ -144,7 +144,18 @@ struct Fixture {
     script: PathBuf,
     /// Keys by id, made by `hbeat keygen` once per fixture.
     keys: std::collections::BTreeMap<u8, String>,
+    /// The timing lines of every node's file.
+    timings: &'static str,
 }
+
+/// The issue's timings.
+const ISSUE_TIMINGS: &str =
+    "keepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"";
+/// For tests whose point is that nothing moves: a loaded two-core machine running several
+/// daemons at once can starve one for more than 100 ms, which is a real (and correct) failover
+/// at the issue's timings. The failover benchmark measures the issue's timings.
+const CALM_TIMINGS: &str =
+    "keepalive = \"20ms\"\nwarntime = \"300ms\"\ndeadtime = \"600ms\"\ninitdead = \"3s\"";
 
 impl Fixture {
     fn new(tag: &str) -> Fixture {
@@ -175,7 +186,12 @@ impl Fixture {
                 (id, format!("{line}\n"))
             })
             .collect();
-        Fixture { dir, script, keys }
+        Fixture {
+            dir,
+            script,
+            keys,
+            timings: ISSUE_TIMINGS,
+        }
     }
 
     /// Writes the key file `authkey-<ids>` with these keys in this order, mode 0600.
@@ -208,10 +224,11 @@ impl Fixture {
         extra: &str,
     ) -> Node {
         let text = format!(
-            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{key}\"\nkeepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n{extra}\n\n[[peer]]\nname = \"{other}\"\n\n[[link]]\nudp = {{ bind = \"127.0.0.1:{mine}\", peer = \"127.0.0.1:{theirs}\" }}\n\n[[group]]\nname = \"web\"\npreferred = \"a\"\nresources = [\"script:{s}::web\"]\n",
+            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{key}\"\n{timings}\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n{extra}\n\n[[peer]]\nname = \"{other}\"\n\n[[link]]\nudp = {{ bind = \"127.0.0.1:{mine}\", peer = \"127.0.0.1:{theirs}\" }}\n\n[[group]]\nname = \"web\"\npreferred = \"a\"\nresources = [\"script:{s}::web\"]\n",
             key = key_file.display(),
             d = self.dir.display(),
             s = self.script.display(),
+            timings = self.timings,
         );
         let config = self.dir.join(format!("{me}.toml"));
         std::fs::write(&config, text).unwrap();
@@ -320,6 +337,7 @@ fn failover_standby_and_leave_between_two_real_processes() {
         link: 0,
         to: Some("b".into()),
         groups: vec!["web".into()],
+        health: Default::default(),
     };
     let from_a = UdpSocket::bind(("127.0.0.1", pa)).unwrap();
     from_a
@@ -362,7 +380,8 @@ fn reload(n: &Node) -> (Option<i32>, String) {
 
 #[test]
 fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() {
-    let f = Fixture::new("reload");
+    let mut f = Fixture::new("reload");
+    f.timings = CALM_TIMINGS;
     let (pa, pb) = free_ports();
     // Each node has its own key file, so the rotation can go one node at a time as it would.
     let (ka, kb) = (f.dir.join("authkey.a"), f.dir.join("authkey.b"));
@@ -405,10 +424,10 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     assert_eq!(events(&f.dir), ["a start web"], "nothing moved");
 
     // A new deadtime by SIGHUP is in force at once.
-    edit(&b.config, "deadtime = \"100ms\"", "deadtime = \"300ms\"");
+    edit(&b.config, "deadtime = \"600ms\"", "deadtime = \"800ms\"");
     b.signal(nix::sys::signal::Signal::SIGHUP);
     wait_for("b runs with the new deadtime", &logs, || {
-        b.status()["deadtime_ms"] == 300
+        b.status()["deadtime_ms"] == 800
     });
 
     // A changed link needs a restart: refused whole, named, nothing changed (not even the key
@@ -418,7 +437,7 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
         &format!("peer = \"127.0.0.1:{pb}\""),
         "peer = \"127.0.0.1:9\"",
     );
-    edit(&a.config, "deadtime = \"100ms\"", "deadtime = \"200ms\"");
+    edit(&a.config, "deadtime = \"600ms\"", "deadtime = \"700ms\"");
     f.write_key(&ka, &[1, 2]);
     let (code, err) = reload(&a);
     assert_eq!(code, Some(1), "{err}");
@@ -428,7 +447,7 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     );
     let s = a.status();
     assert_eq!(s["key_ids"], serde_json::json!([2]), "{s}");
-    assert_eq!(s["deadtime_ms"], 100, "{s}");
+    assert_eq!(s["deadtime_ms"], 600, "{s}");
     // A file that does not parse, by SIGHUP: logged with its place, the daemon carries on.
     // (`hbeat status` finds the socket in the file: a copy of the good one serves for that.)
     let broken = b.config.clone();
@@ -444,7 +463,7 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     let b_log = std::fs::read_to_string(&b.log).unwrap();
     assert!(b_log.contains("b.toml:2"), "{b_log}");
     let s = b.status();
-    assert_eq!(s["deadtime_ms"], 300, "{s}");
+    assert_eq!(s["deadtime_ms"], 800, "{s}");
     assert_eq!(s["peers"][0]["up"], true, "{s}");
     assert_eq!(events(&f.dir), ["a start web"], "nothing moved");
 }
@@ -480,7 +499,8 @@ fn lossy_relay(a: u16, b: u16, nth: u64) -> (u16, u16) {
 
 #[test]
 fn a_link_losing_a_third_of_its_frames_shows_the_loss_and_moves_nothing() {
-    let f = Fixture::new("loss");
+    let mut f = Fixture::new("loss");
+    f.timings = CALM_TIMINGS;
     let key = f.key(&[1]);
     let (pa, pb) = free_ports();
     let (qa, qb) = free_ports();
