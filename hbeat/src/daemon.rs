@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::config::{Config, Link};
+use crate::facts::{self, Fact};
 use crate::frame::{self, Counters, Freshness, Reject, ReplayGuard};
 use crate::keys::KeyRing;
 use crate::link::{Inbound, LinkSpec, LinkStatus, Links, Setup};
@@ -66,6 +67,10 @@ pub struct Status {
     pub deadtime_ms: u64,
     /// The key ids accepted, the sending one first (key rotation shows here).
     pub key_ids: Vec<u8>,
+    /// Whether the nodes I hear have a majority of the votes (always with two nodes).
+    pub quorum: bool,
+    /// Ping targets reached in the last round, of those configured (none without `[ping]`).
+    pub ping: Option<(u8, u8)>,
     pub held: Vec<String>,
     pub groups: Vec<GroupStatus>,
     pub peers: Vec<PeerStatus>,
@@ -78,6 +83,8 @@ pub struct Status {
 pub struct GroupStatus {
     pub name: String,
     pub holder: Option<String>,
+    /// Why this node could not serve it now (`None`: it could).
+    pub unready: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -217,6 +224,8 @@ struct Daemon {
     notifier: Arc<dyn Notifier>,
     /// For tasks that answer the loop (fence commands).
     inputs: mpsc::Sender<Input>,
+    /// Kept so that the facts channel stays open without a fact source.
+    _facts: mpsc::Sender<Fact>,
     stopping: Option<Instant>,
     stopped: bool,
 }
@@ -315,6 +324,10 @@ pub async fn run(
         runners.insert(g.name.clone(), cmd_tx);
     }
 
+    let (facts_tx, mut facts) = mpsc::channel::<Fact>(16);
+    if let Some(p) = &config.ping {
+        facts::spawn_ping(p.clone(), facts_tx.clone());
+    }
     let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
     let mut nodes: Vec<&str> = config.peers.iter().map(String::as_str).collect();
     nodes.push(&config.node);
@@ -339,6 +352,7 @@ pub async fn run(
         runners,
         notifier,
         inputs: inputs_tx.clone(),
+        _facts: facts_tx,
         stopping: None,
         stopped: false,
         config,
@@ -420,6 +434,9 @@ pub async fn run(
                     };
                     d.handle(ev);
                 }
+            },
+            Some(f) = facts.recv() => match f {
+                Fact::Ping { reached, total } => d.handle(MachineEvent::Ping { reached, total }),
             },
             _ = watchdog.tick() => {
                 let _ = d.notifier.watchdog();
@@ -755,12 +772,15 @@ impl Daemon {
             keepalive_ms: millis(self.config.keepalive),
             deadtime_ms: millis(self.config.deadtime),
             key_ids: self.keys.ids().collect(),
+            quorum: self.machine.has_quorum(),
+            ping: self.machine.ping_result(),
             held: self.machine.held(),
             groups: self
                 .machine
                 .groups()
                 .into_iter()
                 .map(|g| GroupStatus {
+                    unready: self.machine.unready_reason(&g.name),
                     name: g.name,
                     holder: g.holder,
                 })
@@ -891,10 +911,20 @@ pub fn text(s: &Status) -> String {
     }
     for g in &s.groups {
         out += &format!(
-            "group {}: {}\n",
+            "group {}: {}{}\n",
             g.name,
-            g.holder.as_deref().unwrap_or("nobody")
+            g.holder.as_deref().unwrap_or("nobody"),
+            g.unready
+                .as_deref()
+                .map(|u| format!(" (not ready here: {u})"))
+                .unwrap_or_default()
         );
+    }
+    if !s.quorum {
+        out += "no quorum: the nodes heard have no majority of the votes\n";
+    }
+    if let Some((reached, total)) = s.ping {
+        out += &format!("ping targets reached: {reached} of {total}\n");
     }
     if !s.rejected.is_empty() {
         let r: Vec<String> = s.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
@@ -978,15 +1008,19 @@ mod tests {
             keepalive_ms: 20,
             deadtime_ms: 100,
             key_ids: vec![2, 1],
+            quorum: false,
+            ping: Some((0, 2)),
             held: vec!["web".into()],
             groups: vec![
                 GroupStatus {
                     name: "web".into(),
                     holder: Some("lb1".into()),
+                    unready: None,
                 },
                 GroupStatus {
                     name: "mail".into(),
                     holder: None,
+                    unready: Some("eth1 has no carrier".into()),
                 },
             ],
             peers: vec![PeerStatus {
@@ -1023,7 +1057,9 @@ mod tests {
              \x20 via link 1: last 1500 ms ago (late), loss 31.3%, lag 0.4 ms\n\
              link 1 mcast nosuch0 239.255.0.1:694: down, sent 0, received 0 (no such device)\n\
              group web: lb1\n\
-             group mail: nobody\n\
+             group mail: nobody (not ready here: eth1 has no carrier)\n\
+             no quorum: the nodes heard have no majority of the votes\n\
+             ping targets reached: 0 of 2\n\
              rejected frames: bad_mac 3\n\
              keepalive 20 ms, deadtime 100 ms; key ids 2, 1 (the first sends)\n"
         );

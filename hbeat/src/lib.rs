@@ -9,6 +9,7 @@
 //! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
 //! - [`config`]: `hbeat.toml`, validated; [`resource`]: resources parsed, checked and run by a
 //!   [`resource::GroupRunner`]; [`check`]: `hbeat check`; [`reload`]: what SIGHUP may change.
+//! - [`facts`]: what the failover policies decide on (ping targets), gathered for the machine.
 
 /// One line saying what the tool is for, shown by `hbeat --help`.
 pub const ABOUT: &str = "Director-pair membership and failover: authenticated heartbeats over redundant links; starts and stops resource groups in order";
@@ -16,6 +17,7 @@ pub const ABOUT: &str = "Director-pair membership and failover: authenticated he
 pub mod check;
 pub mod config;
 pub mod daemon;
+pub mod facts;
 pub mod frame;
 pub mod keys;
 pub mod link;

@@ -1,6 +1,8 @@
 //! The links that need root: multicast (IPv4 and IPv6) and broadcast between two network
 //! namespaces this test creates (a veth pair), an interface that vanishes and comes back, and the
-//! disk link on a real block device (a loop device) opened with `O_DIRECT`. Not part of a plain
+//! disk link on a real block device (a loop device) opened with `O_DIRECT`; and the ping targets'
+//! round (ICMP through the probe engine) against a namespace that answers and an address that
+//! does not. Not part of a plain
 //! `cargo test` (`test = false`); `tests/lab all` runs it (`cargo test --workspace --test '*_root'`),
 //! or by hand as root: `cargo test -p hbeat --test link_root`.
 //!
@@ -459,4 +461,26 @@ fn multicast_ttl_and_hop_limit_are_the_configured_ones() {
         r
     });
     assert_eq!((v4, v6), (Some(3), Some(3)));
+}
+
+#[test]
+fn a_ping_round_counts_the_targets_that_answer() {
+    let p = Pair::new("ping");
+    let targets: Vec<std::net::IpAddr> = ["192.0.2.2", "192.0.2.99", "2001:db8::2"]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    std::thread::scope(|s| {
+        let r = in_ns(s, &p.a, async || {
+            let prober = std::sync::Arc::new(common::probe::Prober::new());
+            let first =
+                hbeat::facts::ping_round(&prober, &targets, Duration::from_millis(500)).await;
+            // b stops answering (its address gone): the next round sees it.
+            run(&["ip", "-n", &p.b, "addr", "del", "192.0.2.2/24", "dev", "vb"]);
+            let second =
+                hbeat::facts::ping_round(&prober, &targets, Duration::from_millis(500)).await;
+            (first, second)
+        });
+        assert_eq!(r.join().unwrap(), ((2, 3), (1, 3)));
+    });
 }
