@@ -154,12 +154,22 @@ enum Input {
         peer: String,
         ok: bool,
     },
+    /// A held group's resource failed: a command died, or a script's `status` failed.
+    ResourceFailed {
+        group: String,
+        why: String,
+    },
 }
 
 /// Asks a group's runner task to start or stop, or to have its commands announce again.
 enum RunnerCmd {
-    Run { acquire: bool, cause: Cause },
+    Run {
+        acquire: bool,
+        cause: Cause,
+    },
     Reannounce,
+    /// `status` of the held scripts; a failure comes back as `Input::ResourceFailed`.
+    Monitor,
 }
 
 /// The next incarnation: larger than the one stored and than the clock's microseconds, so that a
@@ -269,19 +279,38 @@ pub async fn run(
 
     // One task per group: starts and stops run there, answers come back as inputs.
     let (resource_events, mut resource_log) = mpsc::unbounded_channel();
+    let tx = inputs_tx.clone();
     tokio::spawn(async move {
         while let Some(e) = resource_log.recv().await {
             log_resource(&e);
+            // Seen at once (the child's exit), not at the next monitor round.
+            if let resource::Event::Died {
+                group,
+                index,
+                status,
+                ..
+            } = e
+            {
+                let why = format!("resource {index} died ({status})");
+                if tx.send(Input::ResourceFailed { group, why }).await.is_err() {
+                    return;
+                }
+            }
         }
     });
     let mut runners = HashMap::new();
     for g in &config.groups {
         let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<RunnerCmd>();
+        // The policies decide what a death means (move or restart), not the supervisor.
+        let timings = resource::Timings {
+            self_restart: false,
+            ..config.resource_timings
+        };
         let mut runner = GroupRunner::new(
             &config.node,
             &g.name,
             g.resources.clone(),
-            config.resource_timings,
+            timings,
             resource_events.clone(),
         );
         let tx = inputs_tx.clone();
@@ -293,6 +322,18 @@ pub async fn run(
                     RunnerCmd::Reannounce => {
                         let n = runner.signal_commands(nix::sys::signal::Signal::SIGHUP);
                         tracing::info!(group = %name, commands = n, "announcing again (SIGHUP to its commands)");
+                        continue;
+                    }
+                    RunnerCmd::Monitor => {
+                        if let Some(why) = runner.check_scripts().await {
+                            let failed = Input::ResourceFailed {
+                                group: name.clone(),
+                                why,
+                            };
+                            if tx.send(failed).await.is_err() {
+                                return;
+                            }
+                        }
                         continue;
                     }
                 };
@@ -365,6 +406,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(d.config.keepalive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog = WatchdogTicker::new(d.notifier.watchdog_period());
+    let mut monitor = tokio::time::interval(d.config.monitor_interval);
+    monitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop_limit = stop_limit(&d.config);
     loop {
         // Not biased: a flood of frames must not starve the ticks, signals or control requests.
@@ -426,6 +469,10 @@ pub async fn run(
                     let _ = reply.send(r);
                 }
                 Input::Fenced { peer, ok } => d.handle(MachineEvent::Fenced { peer, ok }),
+                Input::ResourceFailed { group, why } => {
+                    tracing::warn!(%group, %why, "resource failed");
+                    d.handle(MachineEvent::ResourceFailed { group });
+                }
                 Input::Done { group, acquire, ok } => {
                     let ev = if acquire {
                         MachineEvent::Acquired { group, ok }
@@ -438,6 +485,7 @@ pub async fn run(
             Some(f) = facts.recv() => match f {
                 Fact::Ping { reached, total } => d.handle(MachineEvent::Ping { reached, total }),
             },
+            _ = monitor.tick() => d.monitor(),
             _ = watchdog.tick() => {
                 let _ = d.notifier.watchdog();
             }
@@ -565,6 +613,17 @@ impl Daemon {
                 if let Some(tx) = self.runners.get(&g) {
                     let _ = tx.send(RunnerCmd::Reannounce);
                 }
+            }
+        }
+    }
+
+    /// Asks the runner of every group held here to check its scripts.
+    fn monitor(&self) {
+        for g in self.machine.groups() {
+            if g.mine == crate::machine::Hold::Held
+                && let Some(tx) = self.runners.get(&g.name)
+            {
+                let _ = tx.send(RunnerCmd::Monitor);
             }
         }
     }

@@ -146,6 +146,8 @@ struct Fixture {
     keys: std::collections::BTreeMap<u8, String>,
     /// The timing lines of every node's file.
     timings: &'static str,
+    /// A command resource after the script (supervised), if any.
+    command: Option<String>,
 }
 
 /// The issue's timings.
@@ -191,6 +193,7 @@ impl Fixture {
             script,
             keys,
             timings: ISSUE_TIMINGS,
+            command: None,
         }
     }
 
@@ -230,6 +233,10 @@ impl Fixture {
             s = self.script.display(),
             timings = self.timings,
         );
+        let text = match &self.command {
+            Some(c) => text.replace("::web\"]", &format!("::web\", {c:?}]")),
+            None => text,
+        };
         let config = self.dir.join(format!("{me}.toml"));
         std::fs::write(&config, text).unwrap();
         Node {
@@ -545,4 +552,68 @@ fn a_link_losing_a_third_of_its_frames_shows_the_loss_and_moves_nothing() {
         assert_eq!(s["peers"][0]["up"], true, "{s}");
     }
     assert_eq!(events(&f.dir), ["a start web"], "nothing moved");
+}
+
+#[test]
+fn a_killed_command_resource_moves_the_group_to_the_ready_peer_or_restarts_it_here() {
+    let mut f = Fixture::new("resfail");
+    f.timings = CALM_TIMINGS;
+    // Writes its pid where the test finds it, then runs until stopped.
+    f.command = Some(format!(
+        "sh -c 'echo $$ > {}/pid.$HBEAT_NODE; exec sleep 1000'",
+        f.dir.display()
+    ));
+    let key = f.key(&[1]);
+    let (pa, pb) = free_ports();
+    let mut a = f.node("a", "b", pa, pb, &key, "");
+    let mut b = f.node("b", "a", pb, pa, &key, "");
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    let pid_of = |node: &str| {
+        std::fs::read_to_string(f.dir.join(format!("pid.{node}")))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+    };
+    // Started: past its settle time (a death before that is a failed start, another path).
+    let started = |n: &Node, times: usize| {
+        std::fs::read_to_string(&n.log)
+            .unwrap_or_default()
+            .matches("Acquired { group: \"web\" }")
+            .count()
+            == times
+    };
+    wait_for("a holds web, its command running", &logs, || {
+        started(&a, 1)
+            && pid_of("a").is_some()
+            && b.try_status()
+                .is_some_and(|s| s["groups"][0]["holder"] == "a")
+    });
+    // b is ready: killing a's command moves web to b (stopped here first), at once.
+    let kill = |pid: i32| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap()
+    };
+    kill(pid_of("a").unwrap());
+    wait_for("web moved to b", &logs, || {
+        events(&f.dir) == ["a start web", "a stop web", "b start web"] && started(&b, 1)
+    });
+    let a_log = std::fs::read_to_string(&a.log).unwrap();
+    assert!(a_log.contains("resource failed"), "{a_log}");
+    // a in standby is not ready: killing b's command restarts web on b.
+    a.ctl("standby");
+    wait_for("b sees a not ready for web", &logs, || {
+        b.status()["groups"][0]["holder"] == "b" && a.status()["groups"][0]["unready"] == "standby"
+    });
+    let old = pid_of("b").unwrap();
+    kill(old);
+    wait_for("web restarted on b", &logs, || {
+        events(&f.dir)[3..] == ["b stop web", "b start web"] && started(&b, 2)
+    });
+    assert_ne!(pid_of("b"), Some(old));
+    assert_eq!(b.status()["groups"][0]["holder"], "b");
 }
