@@ -617,3 +617,43 @@ fn a_killed_command_resource_moves_the_group_to_the_ready_peer_or_restarts_it_he
     assert_ne!(pid_of("b"), Some(old));
     assert_eq!(b.status()["groups"][0]["holder"], "b");
 }
+
+#[test]
+fn a_frozen_active_node_yields_on_waking_and_the_keeper_announces_again() {
+    let mut f = Fixture::new("freeze");
+    f.timings = CALM_TIMINGS;
+    let key = f.key(&[1]);
+    let (pa, pb) = free_ports();
+    let mut a = f.node("a", "b", pa, pb, &key, "");
+    let mut b = f.node("b", "a", pb, pa, &key, "");
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    wait_for("a holds web and b sees it", &logs, || {
+        events(&f.dir) == ["a start web"]
+            && b.try_status()
+                .is_some_and(|s| s["groups"][0]["holder"] == "a")
+    });
+    // A hung daemon (a VM pause, SIGSTOP) for longer than deadtime: b takes over; a's resources
+    // still run (nothing stopped them).
+    a.signal(nix::sys::signal::Signal::SIGSTOP);
+    wait_for("b took web while a was frozen", &logs, || {
+        events(&f.dir) == ["a start web", "b start web"]
+    });
+    a.signal(nix::sys::signal::Signal::SIGCONT);
+    // a sees b holding web and lets go of its copy at once; b keeps it (no second move) and
+    // announces it again once it is the only holder.
+    wait_for("a released its copy", &logs, || {
+        events(&f.dir) == ["a start web", "b start web", "a stop web"]
+    });
+    wait_for("b announced web again", &logs, || {
+        std::fs::read_to_string(&b.log)
+            .unwrap()
+            .contains("the group is mine alone again")
+    });
+    let s = b.status();
+    assert_eq!(s["groups"][0]["holder"], "b", "{s}");
+    assert_eq!(a.status()["groups"][0]["holder"], "b");
+    assert_eq!(events(&f.dir).len(), 3, "nothing else moved");
+}
