@@ -23,7 +23,7 @@ use crate::frame::{self, Counters, Freshness, Reject, ReplayGuard};
 use crate::keys::KeyRing;
 use crate::link::{Inbound, LinkSpec, LinkStatus, Links, Setup};
 
-use crate::machine::{Action, Event as MachineEvent, Machine};
+use crate::machine::{Action, Event as MachineEvent, Liveness, Machine};
 use crate::msg::{Kind, Message, NodeState};
 use crate::resource::{self, Cause, GroupRunner};
 
@@ -75,10 +75,25 @@ pub struct PeerStatus {
     pub name: String,
     pub state: char,
     pub up: bool,
+    /// `unknown` (not heard yet, initdead not over), `up`, `down` (dead) or `left` (said leave).
+    pub liveness: String,
     /// Milliseconds since its last frame on any link.
     pub last_seen_ms: Option<u64>,
+    /// Its frames per link of mine (the links it was heard on since it was last up).
+    pub links: Vec<PeerLinkStatus>,
     pub held: Vec<String>,
     pub groups_differ: bool,
+}
+
+/// A peer's frames on one of my links.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PeerLinkStatus {
+    /// My link id (as in [`LinkReport::id`]).
+    pub id: u8,
+    /// Milliseconds since its last frame on this link.
+    pub last_seen_ms: Option<u64>,
+    /// No frame on this link for warntime.
+    pub late: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -167,6 +182,24 @@ fn link_specs(links: &[Link]) -> Vec<(u8, LinkSpec)> {
         .collect()
 }
 
+/// Whether an authenticated frame comes from one of my peers: a key holder that is not one of
+/// them, or my own frame looped back, is [`Reject::UnknownSender`]; one in my name from another
+/// incarnation is [`Reject::SameName`] (a second node configured with my name).
+fn check_sender(me: &str, incarnation: u64, peers: &[String], msg: &Message) -> Result<(), Reject> {
+    if msg.sender == me {
+        return Err(if msg.incarnation == incarnation {
+            Reject::UnknownSender
+        } else {
+            Reject::SameName
+        });
+    }
+    if peers.contains(&msg.sender) {
+        Ok(())
+    } else {
+        Err(Reject::UnknownSender)
+    }
+}
+
 /// The daemon's state between events.
 struct Daemon {
     config: Config,
@@ -181,6 +214,8 @@ struct Daemon {
     notifier: Arc<dyn Notifier>,
     stopping: Option<Instant>,
     stopped: bool,
+    /// The incarnation of the last frame in my name that was logged as another node's.
+    same_name_logged: Option<u64>,
 }
 
 /// Runs the daemon until a graceful stop has finished (or its time is up).
@@ -291,6 +326,7 @@ pub async fn run(
         notifier,
         stopping: None,
         stopped: false,
+        same_name_logged: None,
         config,
     };
     tracing::info!(node = %d.config.node, cluster = %d.config.cluster, incarnation, links = d.config.links.len(), "started");
@@ -402,10 +438,24 @@ impl Daemon {
                 return;
             }
         };
-        if msg.sender == self.config.node || !self.config.peers.contains(&msg.sender) {
-            // A key holder that is not one of my peers (or my own frame looped back): never
-            // acted on.
-            self.reject(Reject::UnknownSender, i.link);
+        if let Err(r) = check_sender(
+            &self.config.node,
+            self.incarnation,
+            &self.config.peers,
+            &msg,
+        ) {
+            if r == Reject::SameName && self.same_name_logged != Some(msg.incarnation) {
+                // Loud, once per foreign incarnation: two nodes with one name each see the other
+                // as nobody, so both may hold every group.
+                self.same_name_logged = Some(msg.incarnation);
+                tracing::error!(
+                    node = %msg.sender,
+                    incarnation = msg.incarnation,
+                    link = i.link,
+                    "another node uses my name: its frames are ignored; give every node its own `node` name"
+                );
+            }
+            self.reject(r, i.link);
             return;
         }
         if msg.link != i.link {
@@ -441,7 +491,17 @@ impl Daemon {
             Action::Acquire(g) => self.run_group(&g, true),
             Action::Release(g) => self.run_group(&g, false),
             Action::PeerDead { peer } => {
-                tracing::warn!(%peer, reason = "no frame within deadtime, or it left", "peer dead");
+                let reason = match self.machine.peers().iter().find(|p| p.name == peer) {
+                    Some(p) if p.liveness == Liveness::Left => "it left (graceful stop)",
+                    Some(p) if p.liveness == Liveness::Down && p.last_seen_ago.is_none() => {
+                        "not heard by initdead"
+                    }
+                    // The machine marks a restarted peer down before it is up again in the
+                    // same frame.
+                    Some(p) if p.liveness == Liveness::Up => "it restarted",
+                    _ => "no frame within deadtime",
+                };
+                tracing::warn!(%peer, reason, "peer dead");
                 self.status_line();
             }
             Action::PeerUp { peer } => {
@@ -583,9 +643,23 @@ impl Daemon {
                 .map(|p| PeerStatus {
                     up: up(&p),
                     state: p.state.letter(),
-                    last_seen_ms: p
-                        .last_seen_ago
-                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                    liveness: match p.liveness {
+                        Liveness::Unknown => "unknown",
+                        Liveness::Up => "up",
+                        Liveness::Down => "down",
+                        Liveness::Left => "left",
+                    }
+                    .to_string(),
+                    last_seen_ms: p.last_seen_ago.map(millis),
+                    links: p
+                        .links
+                        .iter()
+                        .map(|l| PeerLinkStatus {
+                            id: l.link,
+                            last_seen_ms: l.last_seen_ago.map(millis),
+                            late: l.late,
+                        })
+                        .collect(),
                     held: p.held,
                     groups_differ: p.groups_differ,
                     name: p.name,
@@ -644,13 +718,24 @@ pub fn text(s: &Status) -> String {
         }
     );
     for p in &s.peers {
+        let late: Vec<String> = p
+            .links
+            .iter()
+            .filter(|l| l.late)
+            .map(|l| l.id.to_string())
+            .collect();
         out += &format!(
-            "peer {}: {} {}, last seen {}, holds: {}{}\n",
+            "peer {}: {} {}, last seen {}{}, holds: {}{}\n",
             p.name,
-            if p.up { "up" } else { "down" },
+            p.liveness,
             p.state,
             p.last_seen_ms
                 .map_or("never".to_string(), |m| format!("{m} ms ago")),
+            if late.is_empty() {
+                String::new()
+            } else {
+                format!(" (late on link {})", late.join(", "))
+            },
             if p.held.is_empty() {
                 "nothing".to_string()
             } else {
@@ -692,7 +777,11 @@ pub fn text(s: &Status) -> String {
 }
 
 fn up(p: &crate::machine::PeerView) -> bool {
-    p.liveness == crate::machine::Liveness::Up
+    p.liveness == Liveness::Up
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn log_resource(e: &resource::Event) {
@@ -736,6 +825,115 @@ mod tests {
         std::fs::write(dir.join("incarnation"), "garbage").unwrap();
         assert!(next_incarnation(&dir).unwrap() > second);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn from(sender: &str, incarnation: u64) -> Message {
+        Message {
+            cluster: "lb".into(),
+            sender: sender.into(),
+            incarnation,
+            seq: 1,
+            kind: Kind::Alive,
+            state: NodeState::Normal,
+            held: vec![],
+            groups_hash: 0,
+            link: 0,
+            to: None,
+            groups: vec![],
+        }
+    }
+
+    #[test]
+    fn a_frame_in_my_name_from_another_process_is_rejected_as_same_name() {
+        let peers = vec!["lb2".to_string()];
+        assert_eq!(check_sender("lb1", 7, &peers, &from("lb2", 3)), Ok(()));
+        // Another process (any other incarnation, older or newer) configured with my name.
+        assert_eq!(
+            check_sender("lb1", 7, &peers, &from("lb1", 8)),
+            Err(Reject::SameName)
+        );
+        assert_eq!(
+            check_sender("lb1", 7, &peers, &from("lb1", 6)),
+            Err(Reject::SameName)
+        );
+        // My own frame come back (a loop) and a key holder that is no peer of mine.
+        assert_eq!(
+            check_sender("lb1", 7, &peers, &from("lb1", 7)),
+            Err(Reject::UnknownSender)
+        );
+        assert_eq!(
+            check_sender("lb1", 7, &peers, &from("lb3", 1)),
+            Err(Reject::UnknownSender)
+        );
+    }
+
+    #[test]
+    fn status_text_names_late_links_a_peer_that_left_and_links_down_with_why() {
+        let s = Status {
+            node: "lb1".into(),
+            cluster: "lb".into(),
+            incarnation: 1,
+            state: 'N',
+            pair: "(N,N)".into(),
+            standby: false,
+            held: vec!["web".into()],
+            groups: vec![],
+            peers: vec![
+                PeerStatus {
+                    name: "lb2".into(),
+                    state: 'N',
+                    up: true,
+                    liveness: "up".into(),
+                    last_seen_ms: Some(3),
+                    links: vec![
+                        PeerLinkStatus {
+                            id: 0,
+                            last_seen_ms: Some(900),
+                            late: true,
+                        },
+                        PeerLinkStatus {
+                            id: 1,
+                            last_seen_ms: Some(3),
+                            late: false,
+                        },
+                    ],
+                    held: vec![],
+                    groups_differ: true,
+                },
+                PeerStatus {
+                    name: "lb3".into(),
+                    state: 'D',
+                    up: false,
+                    liveness: "left".into(),
+                    last_seen_ms: Some(50),
+                    links: vec![],
+                    held: vec![],
+                    groups_differ: false,
+                },
+            ],
+            links: vec![LinkReport {
+                id: 1,
+                what: "mcast 239.255.0.1:694 on nosuchdev0 ttl 1".into(),
+                up: false,
+                error: Some("interface nosuchdev0 does not exist".into()),
+                sent: 0,
+                received: 0,
+                rejected_source: 0,
+                garbage: 0,
+            }],
+            rejected: vec![("same_name".into(), 2)],
+        };
+        let t = text(&s);
+        assert!(
+            t.contains("peer lb2: up N, last seen 3 ms ago (late on link 0), holds: nothing (its groups differ from mine!)\n"),
+            "{t}"
+        );
+        assert!(t.contains("peer lb3: left D,"), "{t}");
+        assert!(
+            t.contains("link 1 mcast 239.255.0.1:694 on nosuchdev0 ttl 1: down, sent 0, received 0 (interface nosuchdev0 does not exist)\n"),
+            "{t}"
+        );
+        assert!(t.contains("rejected frames: same_name 2\n"), "{t}");
     }
 
     #[test]
