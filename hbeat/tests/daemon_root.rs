@@ -414,7 +414,11 @@ fn a_missing_interface_differing_groups_and_a_second_node_with_my_name_are_repor
     let mut b = site.node("b", &["a"], "", &links(2, 1), &web).inside(&nb);
     // The twin's log (a second node named "a", below) exists once it starts.
     let mut logs = logs(&[&a, &b]);
-    logs.push(site.dir.join("twin.log"));
+    logs.push(
+        std::env::temp_dir()
+            .join(format!("hbeat-root-twin-{}", std::process::id()))
+            .join("a.log"),
+    );
     let logs = paths(&logs);
     a.start();
     b.start();
@@ -473,8 +477,11 @@ fn a_missing_interface_differing_groups_and_a_second_node_with_my_name_are_repor
     // same_name, count them and log an error, and neither takes the other for a peer.
     b.signal(Signal::SIGTERM);
     assert!(b.wait_exit().success());
-    let mut twin = site
-        .node_as("twin", "a", &["b"], "", &links(2, 1), &web)
+    // Its own directory (socket, state, log), the same key.
+    let twin_site = Site::new("root-twin");
+    std::fs::copy(&site.key_file, &twin_site.key_file).unwrap();
+    let mut twin = twin_site
+        .node("a", &["b"], "", &links(2, 1), &web)
         .inside(&nb);
     twin.start();
     for n in [&a, &twin] {

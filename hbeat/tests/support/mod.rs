@@ -262,23 +262,9 @@ impl Site {
         links: &[String],
         groups: &str,
     ) -> Node {
-        self.node_as(me, me, peers, extra, links, groups)
-    }
-
-    /// [`Site::node`] with its files (config, socket, state, log) named `stem` rather than after
-    /// the node (two processes configured with one node name).
-    pub fn node_as(
-        &self,
-        stem: &str,
-        me: &str,
-        peers: &[&str],
-        extra: &str,
-        links: &[String],
-        groups: &str,
-    ) -> Node {
         let d = self.dir.display();
         let mut text = format!(
-            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{}\"\nkeepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"\nsocket = \"{d}/{stem}.sock\"\nstate_dir = \"{d}/state.{stem}\"\n{extra}\n",
+            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{}\"\nkeepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n{extra}\n",
             self.key_file.display(),
         );
         for p in peers {
@@ -288,13 +274,13 @@ impl Site {
             text += &format!("\n[[link]]\n{l}\n");
         }
         text += groups;
-        let config = self.dir.join(format!("{stem}.toml"));
+        let config = self.dir.join(format!("{me}.toml"));
         std::fs::write(&config, text).unwrap();
         Node {
-            name: stem.to_string(),
+            name: me.to_string(),
             config,
-            socket: self.dir.join(format!("{stem}.sock")),
-            log: self.dir.join(format!("{stem}.log")),
+            socket: self.dir.join(format!("{me}.sock")),
+            log: self.dir.join(format!("{me}.log")),
             netns: None,
             child: None,
         }
