@@ -5,7 +5,8 @@
 //! number per message, the link id stamped per copy), as starts and stops handed to one runner
 //! task per group (so a slow stop of one group never delays heartbeats or another group), as log
 //! lines and as the notify hook. Ticks come every keepalive; the machine itself decides when an
-//! `Alive` is due. The control socket answers `status`, `standby` and `takeover`.
+//! `Alive` is due. The control socket answers `status`, `standby`, `takeover` and `reload`;
+//! SIGHUP reloads too ([`crate::reload`]: all or nothing).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,9 +23,11 @@ use crate::config::{Config, Link};
 use crate::frame::{self, Counters, Freshness, Reject, ReplayGuard};
 use crate::keys::KeyRing;
 use crate::link::{Inbound, LinkSpec, LinkStatus, Links, Setup};
+use crate::linkstats::LinkStats;
 
 use crate::machine::{Action, Event as MachineEvent, Liveness, Machine};
 use crate::msg::{Kind, Message, NodeState};
+use crate::reload::{self, Refused};
 use crate::resource::{self, Cause, GroupRunner};
 
 /// Frames waiting for the loop, at most (the links drop and count beyond).
@@ -43,6 +46,8 @@ pub enum Request {
     Standby,
     /// Ask the peers for every group I may hold.
     Takeover,
+    /// Read the configuration file again (all or nothing, [`crate::reload`]).
+    Reload,
 }
 
 /// What `hbeat status` shows.
@@ -56,6 +61,11 @@ pub struct Status {
     /// Every node's letter, in node-name order, e.g. `(N,T)`.
     pub pair: String,
     pub standby: bool,
+    /// The running timings (they change on reload).
+    pub keepalive_ms: u64,
+    pub deadtime_ms: u64,
+    /// The key ids accepted, the sending one first (key rotation shows here).
+    pub key_ids: Vec<u8>,
     pub held: Vec<String>,
     pub groups: Vec<GroupStatus>,
     pub peers: Vec<PeerStatus>,
@@ -79,21 +89,23 @@ pub struct PeerStatus {
     pub liveness: String,
     /// Milliseconds since its last frame on any link.
     pub last_seen_ms: Option<u64>,
-    /// Its frames per link of mine (the links it was heard on since it was last up).
-    pub links: Vec<PeerLinkStatus>,
     pub held: Vec<String>,
     pub groups_differ: bool,
+    /// Each of my links as this peer's frames arrive on it.
+    pub links: Vec<PeerLinkStatus>,
 }
 
-/// A peer's frames on one of my links.
+/// One link of one peer: when its frames last arrived on it, and how well it carries them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerLinkStatus {
-    /// My link id (as in [`LinkReport::id`]).
     pub id: u8,
-    /// Milliseconds since its last frame on this link.
     pub last_seen_ms: Option<u64>,
-    /// No frame on this link for warntime.
+    /// Silent for longer than warntime.
     pub late: bool,
+    /// Of the peer's last 128 messages, the percent this link did not deliver.
+    pub loss_pct: f64,
+    /// How far this link's copies arrive behind the first copy on any link (moving average).
+    pub lag_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -203,12 +215,18 @@ fn check_sender(me: &str, incarnation: u64, peers: &[String], msg: &Message) -> 
 /// The daemon's state between events.
 struct Daemon {
     config: Config,
+    /// The file `config` came from (read again on reload).
+    config_path: PathBuf,
     keys: KeyRing,
     incarnation: u64,
     seq: u64,
     machine: Machine,
     links: Links,
     guard: ReplayGuard,
+    /// Loss and lag per peer and link, for status.
+    stats: LinkStats,
+    /// The origin of the times given to `stats`.
+    started: Instant,
     rejected: Counters,
     runners: HashMap<String, mpsc::UnboundedSender<RunnerCmd>>,
     notifier: Arc<dyn Notifier>,
@@ -221,6 +239,7 @@ struct Daemon {
 /// Runs the daemon until a graceful stop has finished (or its time is up).
 pub async fn run(
     config: Config,
+    config_path: PathBuf,
     keys: KeyRing,
     notifier: Arc<dyn Notifier>,
     mut signals: mpsc::Receiver<SignalEvent>,
@@ -321,6 +340,8 @@ pub async fn run(
         machine,
         links,
         guard: ReplayGuard::new(),
+        stats: LinkStats::new(),
+        started: now,
         rejected: Counters::default(),
         runners,
         notifier,
@@ -328,6 +349,7 @@ pub async fn run(
         stopped: false,
         same_name_logged: None,
         config,
+        config_path,
     };
     tracing::info!(node = %d.config.node, cluster = %d.config.cluster, incarnation, links = d.config.links.len(), "started");
     let _ = d.notifier.ready();
@@ -368,7 +390,11 @@ pub async fn run(
                 Input::Signal(SignalEvent::Dump) => {
                     tracing::info!(status = ?d.status(), "state");
                 }
-                Input::Signal(_) => {}
+                Input::Signal(SignalEvent::Reload) => {
+                    if d.reload("SIGHUP").is_ok() {
+                        tick = retimed(tick, d.config.keepalive);
+                    }
+                }
                 Input::Control(req, reply) => {
                     let r = match req {
                         Request::Status => Reply::ok(d.status()),
@@ -382,6 +408,13 @@ pub async fn run(
                             d.handle(MachineEvent::Takeover);
                             Reply::ok(d.status())
                         }
+                        Request::Reload => match d.reload("control request") {
+                            Ok(()) => {
+                                tick = retimed(tick, d.config.keepalive);
+                                Reply::ok(d.status())
+                            }
+                            Err(e) => Reply::error(e),
+                        },
                     };
                     let _ = reply.send(r);
                 }
@@ -406,6 +439,16 @@ pub async fn run(
     tokio::time::sleep(d.config.keepalive.min(Duration::from_millis(100))).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The tick, restarted if the keepalive changed.
+fn retimed(tick: tokio::time::Interval, keepalive: Duration) -> tokio::time::Interval {
+    if tick.period() == keepalive {
+        return tick;
+    }
+    let mut tick = tokio::time::interval(keepalive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
 }
 
 /// How long a graceful stop may take: every resource's stop limit, plus a margin.
@@ -467,6 +510,9 @@ impl Daemon {
         match self.guard.check(&msg) {
             Freshness::Replay => self.reject(Reject::Replay, i.link),
             Freshness::Fresh | Freshness::Duplicate => {
+                let at = self.started.elapsed();
+                self.stats
+                    .observe(&msg.sender, msg.incarnation, msg.seq, i.link, at);
                 self.handle(MachineEvent::Frame { link: i.link, msg });
             }
         }
@@ -617,6 +663,36 @@ impl Daemon {
         }
     }
 
+    /// Reads the configuration file again and switches to it, or changes nothing and logs why.
+    fn reload(&mut self, why: &str) -> Result<(), Refused> {
+        let _ = self.notifier.reloading();
+        let result = reload::prepare(&self.config_path, &self.config).and_then(|r| {
+            if self.machine.reconfigure(r.config.machine_settings()) {
+                Ok(r)
+            } else {
+                // prepare() compared the same fields; kept as a guard, never half-applied.
+                Err(Refused(vec![
+                    "the membership settings differ: restart the node".into(),
+                ]))
+            }
+        });
+        let _ = self.notifier.ready();
+        match result {
+            Ok(r) => {
+                tracing::info!(reason = why, changed = ?r.changed, key_ids = ?r.keys.ids().collect::<Vec<_>>(), "reloaded");
+                self.config = r.config;
+                self.keys = r.keys;
+                Ok(())
+            }
+            Err(e) => {
+                for problem in &e.0 {
+                    tracing::error!(reason = why, error = %problem, "reload refused: nothing changed");
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn status(&self) -> Status {
         let links: Vec<LinkStatus> = self.links.status();
         Status {
@@ -626,6 +702,9 @@ impl Daemon {
             state: self.machine.state().letter(),
             pair: self.machine.pair(),
             standby: self.machine.is_standby(),
+            keepalive_ms: millis(self.config.keepalive),
+            deadtime_ms: millis(self.config.deadtime),
+            key_ids: self.keys.ids().collect(),
             held: self.machine.held(),
             groups: self
                 .machine
@@ -651,17 +730,22 @@ impl Daemon {
                     }
                     .to_string(),
                     last_seen_ms: p.last_seen_ago.map(millis),
+                    held: p.held,
+                    groups_differ: p.groups_differ,
                     links: p
                         .links
                         .iter()
-                        .map(|l| PeerLinkStatus {
-                            id: l.link,
-                            last_seen_ms: l.last_seen_ago.map(millis),
-                            late: l.late,
+                        .map(|l| {
+                            let f = self.stats.report(&p.name, l.link);
+                            PeerLinkStatus {
+                                id: l.link,
+                                last_seen_ms: l.last_seen_ago.map(millis),
+                                late: l.late,
+                                loss_pct: f.map_or(0.0, |f| tenths(f.loss_pct)),
+                                lag_ms: f.map_or(0.0, |f| tenths(f.lag_us as f64 / 1000.0)),
+                            }
                         })
                         .collect(),
-                    held: p.held,
-                    groups_differ: p.groups_differ,
                     name: p.name,
                 })
                 .collect(),
@@ -718,24 +802,13 @@ pub fn text(s: &Status) -> String {
         }
     );
     for p in &s.peers {
-        let late: Vec<String> = p
-            .links
-            .iter()
-            .filter(|l| l.late)
-            .map(|l| l.id.to_string())
-            .collect();
         out += &format!(
-            "peer {}: {} {}, last seen {}{}, holds: {}{}\n",
+            "peer {}: {} {}, last seen {}, holds: {}{}\n",
             p.name,
             p.liveness,
             p.state,
             p.last_seen_ms
                 .map_or("never".to_string(), |m| format!("{m} ms ago")),
-            if late.is_empty() {
-                String::new()
-            } else {
-                format!(" (late on link {})", late.join(", "))
-            },
             if p.held.is_empty() {
                 "nothing".to_string()
             } else {
@@ -747,6 +820,17 @@ pub fn text(s: &Status) -> String {
                 ""
             }
         );
+        for l in &p.links {
+            out += &format!(
+                "  via link {}: last {}{}, loss {}%, lag {} ms\n",
+                l.id,
+                l.last_seen_ms
+                    .map_or("never".to_string(), |m| format!("{m} ms ago")),
+                if l.late { " (late)" } else { "" },
+                l.loss_pct,
+                l.lag_ms
+            );
+        }
     }
     for l in &s.links {
         out += &format!(
@@ -773,15 +857,27 @@ pub fn text(s: &Status) -> String {
         let r: Vec<String> = s.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
         out += &format!("rejected frames: {}\n", r.join(", "));
     }
+    let keys: Vec<String> = s.key_ids.iter().map(u8::to_string).collect();
+    out += &format!(
+        "keepalive {} ms, deadtime {} ms; key ids {} (the first sends)\n",
+        s.keepalive_ms,
+        s.deadtime_ms,
+        keys.join(", ")
+    );
     out
 }
 
-fn up(p: &crate::machine::PeerView) -> bool {
-    p.liveness == Liveness::Up
+/// Rounded to one decimal, for people.
+fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn up(p: &crate::machine::PeerView) -> bool {
+    p.liveness == Liveness::Up
 }
 
 fn log_resource(e: &resource::Event) {
@@ -867,73 +963,81 @@ mod tests {
         );
     }
 
-    #[test]
-    fn status_text_names_late_links_a_peer_that_left_and_links_down_with_why() {
-        let s = Status {
+    fn sample_status() -> Status {
+        Status {
             node: "lb1".into(),
             cluster: "lb".into(),
-            incarnation: 1,
-            state: 'N',
-            pair: "(N,N)".into(),
+            incarnation: 7,
+            state: 'T',
+            pair: "(T,D)".into(),
             standby: false,
+            keepalive_ms: 20,
+            deadtime_ms: 100,
+            key_ids: vec![2, 1],
             held: vec!["web".into()],
-            groups: vec![],
-            peers: vec![
-                PeerStatus {
-                    name: "lb2".into(),
-                    state: 'N',
-                    up: true,
-                    liveness: "up".into(),
-                    last_seen_ms: Some(3),
-                    links: vec![
-                        PeerLinkStatus {
-                            id: 0,
-                            last_seen_ms: Some(900),
-                            late: true,
-                        },
-                        PeerLinkStatus {
-                            id: 1,
-                            last_seen_ms: Some(3),
-                            late: false,
-                        },
-                    ],
-                    held: vec![],
-                    groups_differ: true,
+            groups: vec![
+                GroupStatus {
+                    name: "web".into(),
+                    holder: Some("lb1".into()),
                 },
-                PeerStatus {
-                    name: "lb3".into(),
-                    state: 'D',
-                    up: false,
-                    liveness: "left".into(),
-                    last_seen_ms: Some(50),
-                    links: vec![],
-                    held: vec![],
-                    groups_differ: false,
+                GroupStatus {
+                    name: "mail".into(),
+                    holder: None,
                 },
             ],
+            peers: vec![PeerStatus {
+                name: "lb2".into(),
+                state: 'D',
+                up: false,
+                liveness: "down".into(),
+                last_seen_ms: None,
+                held: vec![],
+                groups_differ: true,
+                links: vec![PeerLinkStatus {
+                    id: 1,
+                    last_seen_ms: Some(1500),
+                    late: true,
+                    loss_pct: 31.3,
+                    lag_ms: 0.4,
+                }],
+            }],
             links: vec![LinkReport {
                 id: 1,
-                what: "mcast 239.255.0.1:694 on nosuchdev0 ttl 1".into(),
+                what: "mcast nosuch0 239.255.0.1:694".into(),
                 up: false,
-                error: Some("interface nosuchdev0 does not exist".into()),
+                error: Some("no such device".into()),
                 sent: 0,
                 received: 0,
                 rejected_source: 0,
                 garbage: 0,
             }],
-            rejected: vec![("same_name".into(), 2)],
-        };
+            rejected: vec![("bad_mac".into(), 3)],
+        }
+    }
+
+    #[test]
+    fn the_status_text_has_a_line_per_peer_link_group_and_the_settings() {
+        assert_eq!(
+            text(&sample_status()),
+            "lb1 (lb): T (T,D), holds: web\n\
+             peer lb2: down D, last seen never, holds: nothing (its groups differ from mine!)\n\
+             \x20 via link 1: last 1500 ms ago (late), loss 31.3%, lag 0.4 ms\n\
+             link 1 mcast nosuch0 239.255.0.1:694: down, sent 0, received 0 (no such device)\n\
+             group web: lb1\n\
+             group mail: nobody\n\
+             rejected frames: bad_mac 3\n\
+             keepalive 20 ms, deadtime 100 ms; key ids 2, 1 (the first sends)\n"
+        );
+    }
+
+    #[test]
+    fn the_status_text_tells_a_peer_that_left_from_a_dead_one_and_counts_same_name() {
+        let mut s = sample_status();
+        s.peers[0].liveness = "left".into();
+        s.rejected = vec![("same_name".into(), 2)];
         let t = text(&s);
-        assert!(
-            t.contains("peer lb2: up N, last seen 3 ms ago (late on link 0), holds: nothing (its groups differ from mine!)\n"),
-            "{t}"
-        );
-        assert!(t.contains("peer lb3: left D,"), "{t}");
-        assert!(
-            t.contains("link 1 mcast 239.255.0.1:694 on nosuchdev0 ttl 1: down, sent 0, received 0 (interface nosuchdev0 does not exist)\n"),
-            "{t}"
-        );
-        assert!(t.contains("rejected frames: same_name 2\n"), "{t}");
+        assert!(t.contains("\npeer lb2: left D, last seen never,"), "{t}");
+        assert!(t.contains("\nrejected frames: same_name 2\n"), "{t}");
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! - [`msg`]: the heartbeat message shared by the codec and the state machine.
 //! - [`frame`]: the wire format (authenticated frames), the replay guard and reject counters.
 //! - [`keys`]: the key file and `hbeat keygen`.
-//! - [`link`]: the transports that carry frames between nodes (UDP, multicast, broadcast, serial, disk).
+//! - [`link`]: the transports that carry frames between nodes (UDP, multicast, broadcast, serial, disk);
+//!   [`linkstats`]: per peer and link, loss and lag for status.
 //! - [`machine`]: membership and failover, a pure state machine `(now, event) -> actions`.
 //! - [`config`]: `hbeat.toml`, validated; [`resource`]: resources parsed, checked and run by a
-//!   [`resource::GroupRunner`]; [`check`]: `hbeat check`.
+//!   [`resource::GroupRunner`]; [`check`]: `hbeat check`; [`reload`]: what SIGHUP may change.
 
 /// One line saying what the tool is for, shown by `hbeat --help`.
 pub const ABOUT: &str = "Director-pair membership and failover: authenticated heartbeats over redundant links; starts and stops resource groups in order";
@@ -18,6 +19,8 @@ pub mod daemon;
 pub mod frame;
 pub mod keys;
 pub mod link;
+pub mod linkstats;
 pub mod machine;
 pub mod msg;
+pub mod reload;
 pub mod resource;

@@ -437,6 +437,21 @@ impl Machine {
         out
     }
 
+    /// A reload's settings: new timings and failback policy take effect at the next event. The
+    /// node, its peers, links and groups must be the same (a reload that changes them is refused
+    /// before it gets here, [`crate::reload`]); if they differ, nothing changes and `false` says so.
+    pub fn reconfigure(&mut self, new: Settings) -> bool {
+        let same = new.me == self.s.me
+            && new.peers == self.s.peers
+            && new.links == self.s.links
+            && new.groups == self.s.groups
+            && new.groups_hash == self.s.groups_hash;
+        if same {
+            self.s = new;
+        }
+        same
+    }
+
     // ---- accessors -------------------------------------------------------------------------
 
     /// My own letter.

@@ -34,6 +34,9 @@ enum Command {
     Standby,
     /// Ask the peers to hand over every group this node may hold; ends standby.
     Takeover,
+    /// Make the daemon read its configuration and key file again (as SIGHUP does): all or
+    /// nothing; the errors are printed and the daemon keeps its old settings (exit 1).
+    Reload,
     /// Validate the configuration, every resource's executable and the key file (exit 2 on a problem).
     Check,
     /// Print a new key file with one random key (install it on every node, mode 0600).
@@ -71,6 +74,7 @@ fn main() -> Exit {
         },
         Command::Standby => call(&cli.config, &Request::Standby).map_or_else(|c| c, |_| Exit::Ok),
         Command::Takeover => call(&cli.config, &Request::Takeover).map_or_else(|c| c, |_| Exit::Ok),
+        Command::Reload => call(&cli.config, &Request::Reload).map_or_else(|c| c, |_| Exit::Ok),
         Command::Check => hbeat::check::run(&cli.config, &mut out, &mut err),
         Command::Keygen { id } => match hbeat::keys::random_secret() {
             Ok(secret) => {
@@ -129,7 +133,15 @@ fn run(path: &std::path::Path) -> Exit {
                 }
             }
         });
-        match hbeat::daemon::run(config, keys, Arc::new(SdNotifier::from_env()), rx).await {
+        match hbeat::daemon::run(
+            config,
+            path.to_path_buf(),
+            keys,
+            Arc::new(SdNotifier::from_env()),
+            rx,
+        )
+        .await
+        {
             Ok(()) => Exit::Ok,
             Err(e) => {
                 tracing::error!(error = %e, "hbeat cannot run");

@@ -914,4 +914,4 @@ impl Supervisor {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -5,12 +5,11 @@
 //! holder that is not a peer are counted, never acted on.
 
 use std::net::UdpSocket;
-use std::path::Path;
-
-use nix::sys::signal::Signal;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 mod support;
-use support::{Site, wait_for};
+use support::{HBEAT, Node, Site, wait_for};
 
 /// Two free UDP ports on 127.0.0.1.
 fn free_ports() -> (u16, u16) {
@@ -22,26 +21,99 @@ fn free_ports() -> (u16, u16) {
     )
 }
 
+/// A [`Site`] (the recording script resource; removed on drop) that also writes key files with
+/// chosen ids and node configurations.
+struct Fixture {
+    site: Site,
+    /// Keys by id, made by `hbeat keygen` once per fixture.
+    keys: std::collections::BTreeMap<u8, String>,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Site;
+    fn deref(&self) -> &Site {
+        &self.site
+    }
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Fixture {
+        let site = Site::new(&format!("daemon-{tag}"));
+        let keys = (1..=2)
+            .map(|id| {
+                let out = Command::new(HBEAT)
+                    .args(["keygen", "--id", &id.to_string()])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                let text = String::from_utf8(out.stdout).unwrap();
+                let line = text.lines().find(|l| !l.starts_with('#')).unwrap();
+                (id, format!("{line}\n"))
+            })
+            .collect();
+        Fixture { site, keys }
+    }
+
+    /// Writes the key file `authkey-<ids>` with these keys in this order, mode 0600.
+    fn key(&self, ids: &[u8]) -> PathBuf {
+        let name: Vec<String> = ids.iter().map(u8::to_string).collect();
+        let path = self.dir.join(format!("authkey-{}", name.join("-")));
+        self.write_key(&path, ids);
+        path
+    }
+
+    /// Replaces the key file at `path` with these keys (atomically, as an admin's editor would).
+    fn write_key(&self, path: &Path, ids: &[u8]) {
+        let text: String = ids.iter().map(|id| self.keys[id].as_str()).collect();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        support::set_mode(&tmp, 0o600);
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    /// Writes `<me>.toml` (the timings, one loopback UDP link, the group `web` preferring
+    /// a, `extra` lines at the top, this key file) and returns the node, not started.
+    fn node(
+        &self,
+        me: &str,
+        other: &str,
+        mine: u16,
+        theirs: u16,
+        key_file: &Path,
+        extra: &str,
+    ) -> Node {
+        let link =
+            format!("udp = {{ bind = \"127.0.0.1:{mine}\", peer = \"127.0.0.1:{theirs}\" }}");
+        let n = self.site.node(
+            me,
+            &[other],
+            extra,
+            &[link],
+            &self.group("web", &["a", "b"]),
+        );
+        edit(
+            &n.config,
+            &format!("key_file = \"{}\"", self.key_file.display()),
+            &format!("key_file = \"{}\"", key_file.display()),
+        );
+        n
+    }
+}
+
 #[test]
 fn failover_standby_and_leave_between_two_real_processes() {
-    let site = Site::new("daemon");
+    let f = Fixture::new("failover");
+    let key_file = f.key(&[1]);
     let (pa, pb) = free_ports();
-    let udp = |mine: u16, theirs: u16| {
-        vec![format!(
-            "udp = {{ bind = \"127.0.0.1:{mine}\", peer = \"127.0.0.1:{theirs}\" }}"
-        )]
-    };
-    let web = site.group("web", &["a", "b"]);
-    let mut a = site.node("a", &["b"], "", &udp(pa, pb), &web);
-    let mut b = site.node("b", &["a"], "", &udp(pb, pa), &web);
+    let mut a = f.node("a", "b", pa, pb, &key_file, "");
+    let mut b = f.node("b", "a", pb, pa, &key_file, "");
     let logs = [a.log.clone(), b.log.clone()];
-    let logs: Vec<&Path> = logs.iter().map(|p| p.as_path()).collect();
-    let events = || site.events();
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
     a.start();
     b.start();
 
     // Both up: web on its preferred node a, and only there.
-    wait_for("a starts web", &logs, || events() == ["a start web"]);
+    wait_for("a starts web", &logs, || f.events() == ["a start web"]);
     wait_for("b sees a holding web", &logs, || {
         b.try_status()
             .is_some_and(|s| s.groups[0].holder.as_deref() == Some("a"))
@@ -51,9 +123,10 @@ fn failover_standby_and_leave_between_two_real_processes() {
     assert!(s.peers[0].up, "{s:?}");
 
     // kill -9 of the active node: b takes web over after deadtime.
-    a.kill();
+    a.signal(nix::sys::signal::Signal::SIGKILL);
+    a.wait_exit();
     wait_for("b starts web after a died", &logs, || {
-        events() == ["a start web", "b start web"]
+        f.events() == ["a start web", "b start web"]
     });
     let s = b.status();
     assert_eq!(s.state, 'T', "{s:?}");
@@ -61,7 +134,7 @@ fn failover_standby_and_leave_between_two_real_processes() {
     assert!(!s.peers[0].up, "{s:?}");
 
     // a returns (its script's state is gone with it): without auto_failback web stays on b.
-    let _ = std::fs::remove_file(site.dir.join("held.a.web"));
+    let _ = std::fs::remove_file(f.dir.join("held.a.web"));
     a.start();
     wait_for("a sees b holding web", &logs, || {
         a.try_status()
@@ -70,22 +143,22 @@ fn failover_standby_and_leave_between_two_real_processes() {
     wait_for("the pair settles at (N,N)", &logs, || {
         b.status().pair == "(N,N)"
     });
-    assert_eq!(events().len(), 2, "nothing moved: {:?}", events());
+    assert_eq!(f.events().len(), 2, "nothing moved: {:?}", f.events());
 
     // standby on b: the handshake, b stops before a starts.
     b.ctl("standby");
     wait_for("web back on a after b's standby", &logs, || {
-        events().len() == 4
+        f.events().len() == 4
     });
-    assert_eq!(events()[2..], ["b stop web", "a start web"]);
+    assert_eq!(f.events()[2..], ["b stop web", "a start web"]);
 
     // A graceful stop of a: it stops web, says leave, and b takes over without waiting deadtime
     // (the order of the events shows it; the time is the benchmark's business).
-    a.signal(Signal::SIGTERM);
-    wait_for("b starts web after a left", &logs, || events().len() == 6);
-    assert_eq!(events()[4..], ["a stop web", "b start web"]);
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    wait_for("b starts web after a left", &logs, || f.events().len() == 6);
+    assert_eq!(f.events()[4..], ["a stop web", "b start web"]);
     assert!(a.wait_exit().success(), "a's exit after TERM");
-    let a_log = a.log_text();
+    let a_log = std::fs::read_to_string(&a.log).unwrap();
     assert!(a_log.contains("stopped"), "{a_log}");
 
     // A stranger's datagram on b's port is dropped and counted, never acted on.
@@ -99,7 +172,7 @@ fn failover_standby_and_leave_between_two_real_processes() {
     assert_eq!(b.status().held, ["web"]);
     // A key holder that is not one of b's peers, from a's address (a has stopped): authenticated,
     // counted as an unknown sender, never acted on.
-    let keys = hbeat::keys::KeyRing::load(&site.key_file).unwrap();
+    let keys = hbeat::keys::KeyRing::load(&key_file).unwrap();
     let intruder = hbeat::msg::Message {
         cluster: "t".into(),
         sender: "c".into(),
@@ -127,7 +200,193 @@ fn failover_standby_and_leave_between_two_real_processes() {
     });
     assert_eq!(b.status().held, ["web"]);
 
-    b.signal(Signal::SIGTERM);
+    b.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(b.wait_exit().success());
-    assert_eq!(events().last().unwrap(), "b stop web");
+    assert_eq!(f.events().last().unwrap(), "b stop web");
+}
+
+/// Edits a file in place: `from` must occur.
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+/// `hbeat reload`, returning its exit code and stderr.
+fn reload(n: &Node) -> (Option<i32>, String) {
+    let out = Command::new(HBEAT)
+        .args(["reload", "--config"])
+        .arg(&n.config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() {
+    let f = Fixture::new("reload");
+    let (pa, pb) = free_ports();
+    // Each node has its own key file, so the rotation can go one node at a time as it would.
+    let (ka, kb) = (f.dir.join("authkey.a"), f.dir.join("authkey.b"));
+    f.write_key(&ka, &[1]);
+    f.write_key(&kb, &[1]);
+    let mut a = f.node("a", "b", pa, pb, &ka, "");
+    let mut b = f.node("b", "a", pb, pa, &kb, "");
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    wait_for("a holds web and b sees it", &logs, || {
+        f.events() == ["a start web"]
+            && b.try_status()
+                .is_some_and(|s| s.groups[0].holder.as_deref() == Some("a"))
+    });
+
+    // The rotation: the new key added second everywhere, then made first, then the old dropped;
+    // a by the control request, b by SIGHUP. After each step both accept each other's frames.
+    let received_by = |n: &Node| n.status().links[0].received;
+    for ids in [&[1u8, 2][..], &[2, 1], &[2]] {
+        f.write_key(&ka, ids);
+        assert_eq!(reload(&a), (Some(0), String::new()));
+        assert_eq!(a.status().key_ids, ids);
+        f.write_key(&kb, ids);
+        b.signal(nix::sys::signal::Signal::SIGHUP);
+        wait_for("b reloaded its key file", &logs, || {
+            b.status().key_ids == ids
+        });
+        let (ra, rb) = (received_by(&a), received_by(&b));
+        wait_for("frames still flow both ways", &logs, || {
+            received_by(&a) > ra + 5 && received_by(&b) > rb + 5
+        });
+    }
+    for n in [&a, &b] {
+        let s = n.status();
+        assert!(s.rejected.is_empty(), "{s:?}");
+        assert!(s.peers[0].up, "{s:?}");
+    }
+    assert_eq!(f.events(), ["a start web"], "nothing moved");
+
+    // A new deadtime by SIGHUP is in force at once.
+    edit(&b.config, "deadtime = \"100ms\"", "deadtime = \"300ms\"");
+    b.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("b runs with the new deadtime", &logs, || {
+        b.status().deadtime_ms == 300
+    });
+
+    // A changed link needs a restart: refused whole, named, nothing changed (not even the key
+    // file edited at the same time).
+    edit(
+        &a.config,
+        &format!("peer = \"127.0.0.1:{pb}\""),
+        "peer = \"127.0.0.1:9\"",
+    );
+    edit(&a.config, "deadtime = \"100ms\"", "deadtime = \"200ms\"");
+    f.write_key(&ka, &[1, 2]);
+    let (code, err) = reload(&a);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("a.toml") && err.contains("link changed") && err.contains("restart"),
+        "{err}"
+    );
+    let s = a.status();
+    assert_eq!(s.key_ids, [2], "{s:?}");
+    assert_eq!(s.deadtime_ms, 100, "{s:?}");
+    // A file that does not parse, by SIGHUP: logged with its place, the daemon carries on.
+    // (`hbeat status` finds the socket in the file: a copy of the good one serves for that.)
+    let broken = b.config.clone();
+    b.config = f.dir.join("b-good.toml");
+    std::fs::copy(&broken, &b.config).unwrap();
+    std::fs::write(&broken, "node = \"b\"\ncluster = [\n").unwrap();
+    b.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_for("b logs the refused reload", &logs, || {
+        std::fs::read_to_string(&b.log)
+            .unwrap()
+            .contains("reload refused")
+    });
+    let b_log = std::fs::read_to_string(&b.log).unwrap();
+    assert!(b_log.contains("b.toml:2"), "{b_log}");
+    let s = b.status();
+    assert_eq!(s.deadtime_ms, 300, "{s:?}");
+    assert!(s.peers[0].up, "{s:?}");
+    assert_eq!(f.events(), ["a start web"], "nothing moved");
+}
+
+/// A UDP relay between two nodes' second link that drops every `nth` datagram each way: a link
+/// with loss on real sockets (netem needs the lab VM's kernel). Returns the address each side
+/// must send to; the relay sends to a from `to_a` and to b from `to_b`, so each node's link
+/// peer is the relay's address it hears from.
+fn lossy_relay(a: u16, b: u16, nth: u64) -> (u16, u16) {
+    let to_a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to_b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ports = (
+        to_a.local_addr().unwrap().port(),
+        to_b.local_addr().unwrap().port(),
+    );
+    let relay = |from: UdpSocket, out: UdpSocket, dest: u16| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut n = 0u64;
+            while let Ok(len) = from.recv(&mut buf) {
+                n += 1;
+                if !n.is_multiple_of(nth) {
+                    let _ = out.send_to(&buf[..len], ("127.0.0.1", dest));
+                }
+            }
+        });
+    };
+    // a sends to the socket it hears from (to_a), which forwards to b from to_b; and back.
+    relay(to_a.try_clone().unwrap(), to_b.try_clone().unwrap(), b);
+    relay(to_b, to_a, a);
+    ports
+}
+
+#[test]
+fn a_link_losing_a_third_of_its_frames_shows_the_loss_and_moves_nothing() {
+    let f = Fixture::new("loss");
+    let key = f.key(&[1]);
+    let (pa, pb) = free_ports();
+    let (qa, qb) = free_ports();
+    let (relay_for_a, relay_for_b) = lossy_relay(qa, qb, 3);
+    let mut a = f.node("a", "b", pa, pb, &key, "");
+    let mut b = f.node("b", "a", pb, pa, &key, "");
+    let second = |n: &Node, mine: u16, relay: u16| {
+        let mut text = std::fs::read_to_string(&n.config).unwrap();
+        text += &format!(
+            "\n[[link]]\nudp = {{ bind = \"127.0.0.1:{mine}\", peer = \"127.0.0.1:{relay}\" }}\n"
+        );
+        std::fs::write(&n.config, text).unwrap();
+    };
+    second(&a, qa, relay_for_a);
+    second(&b, qb, relay_for_b);
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    wait_for("a holds web", &logs, || f.events() == ["a start web"]);
+    // Enough frames for the 128-message window to fill (20 ms keepalive: ~3 s).
+    let loss = |n: &Node, link: usize| n.status().peers[0].links[link].loss_pct;
+    wait_for("b's figures for both links", &logs, || {
+        let s = b.status();
+        s.peers[0]
+            .links
+            .get(1)
+            .is_some_and(|l| l.last_seen_ms.is_some())
+            && s.links[1].received > 200
+    });
+    for n in [&a, &b] {
+        let clean = loss(n, 0);
+        let lossy = loss(n, 1);
+        assert!(clean < 5.0, "{}: link 0 lost {clean}%", n.name);
+        assert!(
+            (20.0..=45.0).contains(&lossy),
+            "{}: link 1 lost {lossy}%, a third dropped",
+            n.name
+        );
+        let s = n.status();
+        assert!(s.peers[0].up, "{s:?}");
+    }
+    assert_eq!(f.events(), ["a start web"], "nothing moved");
 }

@@ -1,6 +1,6 @@
 //! `hbeat run` as real processes, each in a network namespace this test creates, with the issue's
-//! example timings (keepalive 20ms, warntime 60ms, deadtime 100ms, initdead 2s) and a resource
-//! script that records every start and stop:
+//! example timings but for deadtime (keepalive 20ms, warntime 60ms, initdead 2s; deadtime
+//! [`DEADTIME`]) and a resource script that records every start and stop:
 //! - two nodes over two veth links (two `udp` links), a serial link (a socat pty pair) and a disk
 //!   link (a shared file), two groups with different preferred nodes (active/active): cable pulls
 //!   of one and then both network links fail nothing over while serial and disk carry on; kill -9
@@ -21,9 +21,14 @@ use nix::sys::signal::Signal;
 mod support;
 use support::{End, Netns, Node, PtyPair, Site, veth, wait_for};
 
-/// Five deadtimes: a link silent this long would long have made a peer dead had it been the
-/// only one.
-const SILENT_MS: u64 = 500;
+/// 500ms rather than the example's 100ms: this shared 2-core host runs other builds and VMs
+/// (CPU pressure near 100 %), and whole processes stall for 100-400 ms at times (seen in the
+/// loopback daemon test's logs as a false failover). At 100ms such a stall is a failover the
+/// no-failover assertions would report; the tests are about the logic, the timings are the
+/// lab benchmark's business.
+const DEADTIME: &str = "500ms";
+/// Two deadtimes: a link silent this long would have made the peer dead had it been the only one.
+const SILENT_MS: u64 = 1000;
 
 fn need_root() {
     support::need_root("daemon_root", "network namespaces, veth, bridges");
@@ -114,7 +119,8 @@ fn two_nodes_over_udp_serial_and_disk_survive_cable_pulls_and_fail_over() {
             },
         );
     }
-    let site = Site::new("root-main");
+    let mut site = Site::new("root-main");
+    site.deadtime = DEADTIME;
     let tty = PtyPair::new(site.dir.join("ttyA"), site.dir.join("ttyB"));
     let disk = disk_file(&site, 2);
     let links = |me: &str, tty: &Path| {
@@ -168,8 +174,14 @@ fn two_nodes_over_udp_serial_and_disk_survive_cable_pulls_and_fail_over() {
         });
     }
     let text = b.cli("status", &[]);
-    assert!(text.contains("peer a: up N,"), "{text}");
-    assert!(text.contains("(late on link 0)"), "{text}");
+    let via = |id: u8| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("  via link {id}: ")))
+            .unwrap_or_else(|| panic!("no line for link {id}: {text}"))
+    };
+    assert!(text.contains("\npeer a: up N,"), "{text}");
+    assert!(via(0).contains("(late)"), "{text}");
+    assert!(!via(1).contains("(late)"), "{text}");
     // Every network link pulled: serial and disk still carry the heartbeats.
     na.ip(&["link", "set", "v2a", "down"]);
     for (n, other) in [(&a, "b"), (&b, "a")] {
@@ -303,7 +315,8 @@ fn three_nodes_a_and_b_die_c_holds_both_and_failback_only_when_asked() {
         );
         hub.ip(&["link", "set", &port, "master", "br0"]);
     }
-    let site = Site::new("root-three");
+    let mut site = Site::new("root-three");
+    site.deadtime = DEADTIME;
     let disk = disk_file(&site, 3);
     let links = [
         "bcast = { dev = \"eth0\", port = 694 }".to_string(),
@@ -352,10 +365,10 @@ fn three_nodes_a_and_b_die_c_holds_both_and_failback_only_when_asked() {
     assert_eq!(s.pair, "(D,D,T)", "{s:#?}");
 
     // A returns without auto_failback: it stays empty-handed. Its initdead (2 s) ending for B,
-    // which it never hears, comes well after any hold-off (500 ms): by then a failback would
+    // which it never hears, comes after the hold-off (1 s): by then a failback would
     // have started.
     let _ = std::fs::remove_file(site.dir.join("held.a.web"));
-    a = node(0, "failback_holdoff = \"500ms\"");
+    a = node(0, "failback_holdoff = \"1s\"");
     a.start();
     wait_for(
         "a back, sees c holding both, b dead by initdead",
@@ -374,7 +387,7 @@ fn three_nodes_a_and_b_die_c_holds_both_and_failback_only_when_asked() {
     // A returns with auto_failback: after its hold-off it asks for web, C hands it over.
     a.signal(Signal::SIGTERM);
     assert!(a.wait_exit().success());
-    a = node(0, "auto_failback = true\nfailback_holdoff = \"500ms\"");
+    a = node(0, "auto_failback = true\nfailback_holdoff = \"1s\"");
     a.start();
     wait_for("web back on a", &logs, || site.events().len() == 6);
     let ev = site.events();
@@ -402,7 +415,8 @@ fn a_missing_interface_differing_groups_and_a_second_node_with_my_name_are_repor
             addrs: &["192.0.2.2/24"],
         },
     );
-    let site = Site::new("root-bad");
+    let mut site = Site::new("root-bad");
+    site.deadtime = DEADTIME;
     let links = |mine: u8, theirs: u8| {
         vec![
             format!("udp = {{ bind = \"192.0.2.{mine}:694\", peer = \"192.0.2.{theirs}:694\" }}"),
@@ -478,7 +492,8 @@ fn a_missing_interface_differing_groups_and_a_second_node_with_my_name_are_repor
     b.signal(Signal::SIGTERM);
     assert!(b.wait_exit().success());
     // Its own directory (socket, state, log), the same key.
-    let twin_site = Site::new("root-twin");
+    let mut twin_site = Site::new("root-twin");
+    twin_site.deadtime = DEADTIME;
     std::fs::copy(&site.key_file, &twin_site.key_file).unwrap();
     let mut twin = twin_site
         .node("a", &["b"], "", &links(2, 1), &web)

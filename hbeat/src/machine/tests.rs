@@ -618,6 +618,32 @@ fn a_peer_is_dead_only_after_deadtime_without_frames_on_any_link() {
 }
 
 #[test]
+fn a_reloaded_deadtime_applies_at_once_and_a_changed_node_set_is_refused() {
+    let mut s = Sim::pair(false);
+    s.run_for(ms(500));
+    let mut slower = s.nodes[1].settings.clone();
+    slower.deadtime = ms(400);
+    slower.warntime = ms(300);
+    assert!(s.nodes[1].m.as_mut().unwrap().reconfigure(slower.clone()));
+    s.cut_link(0);
+    s.cut_link(1);
+    s.check = false; // the partition is split brain (the next issue's quorum/fencing)
+    s.run_for(ms(300));
+    assert!(
+        s.when(1, is_peer_dead).is_empty(),
+        "300 ms of silence is not the new 400 ms deadtime"
+    );
+    s.run_until(ms(300), "b declares a dead at the new deadtime", |s| {
+        !s.when(1, is_peer_dead).is_empty()
+    });
+    let mut other = slower;
+    other.peers.push("c".into());
+    let m = s.nodes[1].m.as_mut().unwrap();
+    assert!(!m.reconfigure(other), "a changed peer list is not a reload");
+    assert_eq!(m.settings().peers, ["a"]);
+}
+
+#[test]
 fn a_late_link_is_reported_and_reported_back() {
     let mut s = Sim::pair(false);
     s.run_for(ms(300));

@@ -16,10 +16,11 @@ use super::*;
 /// Generous: the machine is shared and slow; a deadline only turns a hang into a failure.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-struct TempDir(PathBuf);
+/// A scratch directory removed on drop (also used by other modules' tests).
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "hbeat-resource-{tag}-{}-{}",
@@ -31,7 +32,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 

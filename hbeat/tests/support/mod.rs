@@ -200,6 +200,8 @@ pub struct Site {
     pub dir: PathBuf,
     pub key_file: PathBuf,
     pub script: PathBuf,
+    /// The deadtime [`Site::node`] writes (the 100ms unless changed).
+    pub deadtime: &'static str,
 }
 
 impl Site {
@@ -228,6 +230,7 @@ impl Site {
             dir,
             key_file,
             script,
+            deadtime: "100ms",
         }
     }
 
@@ -251,7 +254,7 @@ impl Site {
     }
 
     /// Writes `NODE.toml` with the example timings (keepalive 20ms, warntime 60ms,
-    /// deadtime 100ms, initdead 2s), the socket and state in this directory, `extra` top-level
+    /// deadtime 100ms unless [`Site::deadtime`] says otherwise, initdead 2s), the socket and state in this directory, `extra` top-level
     /// lines, the peers, the links (inline tables, e.g. `udp = { ... }`) and `groups` (TOML).
     /// Returns the node, not started.
     pub fn node(
@@ -264,8 +267,9 @@ impl Site {
     ) -> Node {
         let d = self.dir.display();
         let mut text = format!(
-            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{}\"\nkeepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n{extra}\n",
+            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{}\"\nkeepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"{}\"\ninitdead = \"2s\"\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n{extra}\n",
             self.key_file.display(),
+            self.deadtime,
         );
         for p in peers {
             text += &format!("\n[[peer]]\nname = \"{p}\"\n");
