@@ -88,6 +88,18 @@ fn handed_over(events: &[String], from: usize, giver: &str, taker: &str, group: 
     }
 }
 
+/// Waits until web and mail, after the first `from` events, have been stopped by `giver` and
+/// started by `taker`; fails unless each stop came before the start (the handshake).
+fn both_handed_over(site: &Site, logs: &[&Path], from: usize, giver: &str, taker: &str) {
+    wait_for(&format!("{taker} holds both from {giver}"), logs, || {
+        site.events().len() == from + 4
+    });
+    let ev = site.events();
+    for g in ["web", "mail"] {
+        assert!(handed_over(&ev, from, giver, taker, g), "{g}: {ev:?}");
+    }
+}
+
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
@@ -220,12 +232,7 @@ fn two_nodes_over_udp_serial_and_disk_survive_cable_pulls_and_fail_over() {
     assert_eq!(sorted(s.held.clone()), ["mail", "web"], "{s:#?}");
     let pa = peer(&s, "a");
     assert!(!pa.up && pa.liveness == "down" && pa.state == 'D', "{s:#?}");
-    assert!(
-        b.log_text()
-            .contains("peer=a reason=\"no frame within deadtime\""),
-        "{}",
-        b.log_text()
-    );
+    b.assert_logged("peer=a reason=\"no frame within deadtime\"");
 
     // a returns: without auto_failback nothing moves back.
     let _ = std::fs::remove_file(site.dir.join("held.a.web"));
@@ -241,36 +248,18 @@ fn two_nodes_over_udp_serial_and_disk_survive_cable_pulls_and_fail_over() {
 
     // standby on b: both groups go to a with the handshake (b stops each before a starts it).
     b.ctl("standby");
-    wait_for("a holds both after b's standby", &logs, || {
-        site.events().len() == 7
-    });
-    let ev = site.events();
-    for g in ["web", "mail"] {
-        assert!(handed_over(&ev, 3, "b", "a", g), "{g}: {ev:?}");
-    }
+    both_handed_over(&site, &logs, 3, "b", "a");
     assert!(b.status().standby);
 
     // takeover on b: it asks for every group it may hold; a stops each before b starts it.
     b.ctl("takeover");
-    wait_for("b holds both after its takeover", &logs, || {
-        site.events().len() == 11
-    });
-    let ev = site.events();
-    for g in ["web", "mail"] {
-        assert!(handed_over(&ev, 7, "a", "b", g), "{g}: {ev:?}");
-    }
+    both_handed_over(&site, &logs, 7, "a", "b");
     assert!(!b.status().standby);
 
     // A graceful stop of b: it stops both groups and says leave; a takes them over on the leave,
     // not after deadtime (its log says why).
     b.signal(Signal::SIGTERM);
-    wait_for("a holds both after b left", &logs, || {
-        site.events().len() == 15
-    });
-    let ev = site.events();
-    for g in ["web", "mail"] {
-        assert!(handed_over(&ev, 11, "b", "a", g), "{g}: {ev:?}");
-    }
+    both_handed_over(&site, &logs, 11, "b", "a");
     assert!(b.wait_exit().success(), "b's exit after TERM");
     let s = a.status();
     assert_eq!(peer(&s, "b").liveness, "left", "{s:#?}");
@@ -459,11 +448,7 @@ fn a_missing_interface_differing_groups_and_a_second_node_with_my_name_are_repor
             ),
             "{text}"
         );
-        assert!(
-            n.log_text().contains("link cannot start"),
-            "{}",
-            n.log_text()
-        );
+        n.assert_logged("link cannot start");
     }
 
     // b returns with a group a does not have: both say so (status and an error in the log).
@@ -480,11 +465,7 @@ fn a_missing_interface_differing_groups_and_a_second_node_with_my_name_are_repor
         });
         let text = n.cli("status", &[]);
         assert!(text.contains("(its groups differ from mine!)"), "{text}");
-        assert!(
-            n.log_text().contains("group definitions differ"),
-            "{}",
-            n.log_text()
-        );
+        n.assert_logged("group definitions differ");
     }
 
     // A second node configured as "a" in b's place: both "a"s reject the other's frames as
@@ -504,11 +485,7 @@ fn a_missing_interface_differing_groups_and_a_second_node_with_my_name_are_repor
             n.try_status()
                 .is_some_and(|s| s.rejected.iter().any(|(r, c)| r == "same_name" && *c > 0))
         });
-        assert!(
-            n.log_text().contains("another node uses my name"),
-            "{}",
-            n.log_text()
-        );
+        n.assert_logged("another node uses my name");
         assert!(!peer(&n.status(), "b").up);
     }
     assert!(a.status().held == ["web"]);

@@ -410,6 +410,16 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Fails showing the log unless it contains `what`.
+    pub fn assert_logged(&self, what: &str) {
+        let log = self.log_text();
+        assert!(
+            log.contains(what),
+            "{what:?} not in {}'s log:\n{log}",
+            self.name
+        );
+    }
+
     fn log_tail(&self) -> String {
         tails(&[&self.log])
     }
