@@ -13,7 +13,7 @@
 //! that at run time, one link down does not stop the others), and whether resources are executable
 //! ([`crate::check`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
@@ -50,6 +50,12 @@ const DEFAULT_INITDEAD: StdDuration = StdDuration::from_secs(10);
 /// node must stay up through several would-be deaths before it gets its groups back, so that a
 /// flapping node does not drag its groups back and forth.
 const HOLDOFF_DEADTIMES: u32 = 10;
+const DEFAULT_MONITOR_INTERVAL: StdDuration = StdDuration::from_secs(10);
+const DEFAULT_RESTART_LIMIT: u32 = 3;
+const DEFAULT_RESTART_WINDOW: StdDuration = StdDuration::from_secs(300);
+const DEFAULT_PING_INTERVAL: StdDuration = StdDuration::from_secs(1);
+/// The most ping targets (a frame counts them in one byte).
+pub const MAX_PING_TARGETS: usize = 32;
 
 /// Everything hbeat runs from, validated, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +85,27 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// The resource runner's time limits.
     pub resource_timings: Timings,
+    /// With three or more nodes, hold groups only with a majority of the votes.
+    pub quorum: bool,
+    /// Votes per node, this one included (a node not listed has one).
+    pub votes: BTreeMap<String, u32>,
+    /// Fence commands (argv) per peer.
+    pub fence: BTreeMap<String, Vec<String>>,
+    pub ping: Option<Ping>,
+    /// How often script resources are `status`-checked while held.
+    pub monitor_interval: StdDuration,
+    /// Local restarts of a failed group within `restart_window` when no peer is ready.
+    pub restart_limit: u32,
+    pub restart_window: StdDuration,
+}
+
+/// The ping targets (heartbeat's `ping`): reachability is compared with the peers'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ping {
+    pub targets: Vec<std::net::IpAddr>,
+    /// One round every interval; a target answering within `timeout` is reached.
+    pub interval: StdDuration,
+    pub timeout: StdDuration,
 }
 
 /// One heartbeat path.
@@ -124,6 +151,8 @@ pub struct Group {
     pub nodes: Vec<String>,
     /// Started left to right, stopped right to left.
     pub resources: Vec<Resource>,
+    /// Interfaces that must have carrier on the node holding it.
+    pub interfaces: Vec<String>,
 }
 
 impl Group {
@@ -161,12 +190,21 @@ impl Config {
                 .map(|g| crate::machine::GroupSpec {
                     name: g.name.clone(),
                     nodes: g.nodes.clone(),
+                    interfaces: g.interfaces.clone(),
                 })
                 .collect(),
             links: (0..self.links.len())
                 .map(|i| u8::try_from(i).unwrap_or(u8::MAX))
                 .collect(),
             groups_hash: self.groups_hash(),
+            policy: crate::machine::Policy {
+                quorum: self.quorum,
+                votes: self.votes.clone(),
+                ping: self.ping.is_some(),
+                fence: self.fence.keys().cloned().collect(),
+                restart_limit: self.restart_limit,
+                restart_window: self.restart_window,
+            },
         }
     }
 
@@ -196,6 +234,14 @@ impl Config {
                 put(&words.len().to_string());
                 for w in words {
                     put(w);
+                }
+            }
+            // Only when set, so that groups without them keep the hash they always had.
+            if !g.interfaces.is_empty() {
+                put("interfaces");
+                put(&g.interfaces.len().to_string());
+                for i in &g.interfaces {
+                    put(i);
                 }
             }
         }
@@ -236,9 +282,14 @@ pub fn parse(name: &str, text: &str) -> Result<Config, ConfigErrors> {
 /// | `resource_settle` | 200ms | a command must still run after this long to count as started |
 /// | `resource_timeout` | 30s | limit for a script's start/stop/status |
 /// | `resource_kill_after` | 5s | KILL a command this long after TERM |
-/// | `[[peer]]` `name` | at least one | the other nodes |
+/// | `quorum` | true | with three or more nodes, hold groups only with a majority of the votes (false: a lone survivor holds everything) |
+/// | `votes` | 1 | this node's votes |
+/// | `monitor_interval` | 10s | how often held script resources are `status`-checked |
+/// | `restart_limit`, `restart_window` | 3, 5m | local restarts of a failed group when no peer is ready |
+/// | `[ping]` `targets`, `interval`, `timeout` | none; 1s; the interval | ping nodes (ICMP): reachability compared with the peers' |
+/// | `[[peer]]` `name`, `votes`, `fence` | at least one; 1; none | the other nodes; `fence` runs before taking over from a dead one |
 /// | `[[link]]` | at least one | exactly one of `udp = {bind, peer}`, `mcast = {dev, group, ttl = 1}`, `bcast = {dev, port}`, `serial = {device, baud}`, `disk = {path}` |
-/// | `[[group]]` `name`, `preferred`, `nodes`, `resources` | nodes: preferred first, then every node by name; preferred: `nodes[0]` | resources: at least one |
+/// | `[[group]]` `name`, `preferred`, `nodes`, `resources`, `interfaces` | nodes: preferred first, then every node by name; preferred: `nodes[0]` | resources: at least one; interfaces: carrier needed to hold it |
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct File {
@@ -258,6 +309,12 @@ pub struct File {
     resource_settle: Option<Spanned<Duration>>,
     resource_timeout: Option<Spanned<Duration>>,
     resource_kill_after: Option<Spanned<Duration>>,
+    quorum: Option<bool>,
+    votes: Option<Spanned<u32>>,
+    monitor_interval: Option<Spanned<Duration>>,
+    restart_limit: Option<Spanned<u32>>,
+    restart_window: Option<Spanned<Duration>>,
+    ping: Option<Spanned<PingSection>>,
     #[serde(default)]
     peer: Vec<Spanned<PeerSection>>,
     link: Option<Spanned<Vec<Spanned<LinkSection>>>>,
@@ -272,6 +329,16 @@ pub struct File {
 #[serde(deny_unknown_fields)]
 struct PeerSection {
     name: Spanned<String>,
+    votes: Option<Spanned<u32>>,
+    fence: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PingSection {
+    targets: Spanned<Vec<Spanned<common::config::IpAddr>>>,
+    interval: Option<Spanned<Duration>>,
+    timeout: Option<Spanned<Duration>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,6 +394,8 @@ struct GroupSection {
     preferred: Option<Spanned<String>>,
     nodes: Option<Spanned<Vec<Spanned<String>>>>,
     resources: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    interfaces: Vec<IfName>,
 }
 
 fn default_ttl() -> Spanned<u8> {
@@ -368,6 +437,19 @@ fn name_problem(name: &str) -> Option<String> {
 fn check_name(v: &mut Validator, field: &str, value: &Spanned<String>) {
     if let Some(problem) = name_problem(value.get_ref()) {
         v.error(field, value, problem);
+    }
+}
+
+/// A command line split like a shell would: at least one word, quotes closed.
+fn check_command(v: &mut Validator, field: &str, value: &Spanned<String>) {
+    match shlex::split(value.get_ref()) {
+        Some(words) if !words.is_empty() => {}
+        Some(_) => v.error(field, value, "the command is empty"),
+        None => v.error(
+            field,
+            value,
+            "cannot split the command line: unterminated quote or a lone backslash",
+        ),
     }
 }
 
@@ -433,6 +515,7 @@ impl File {
                         .iter()
                         .map(|r| Resource::parse(r.get_ref()).expect("validated resource"))
                         .collect(),
+                    interfaces: g.interfaces.iter().map(|i| i.as_str().to_owned()).collect(),
                 }
             })
             .collect();
@@ -476,6 +559,18 @@ impl File {
                 }
             })
             .collect();
+        let votes = std::iter::once((
+            node.clone(),
+            self.votes.as_ref().map_or(1, |v| *v.get_ref()),
+        ))
+        .chain(self.peer.iter().map(|p| {
+            let p = p.get_ref();
+            (
+                p.name.get_ref().clone(),
+                p.votes.as_ref().map_or(1, |v| *v.get_ref()),
+            )
+        }))
+        .collect();
         Config {
             socket: self.socket.as_ref().map_or_else(
                 || Path::new(DEFAULT_SOCKET_DIR).join(format!("{node}.sock")),
@@ -514,6 +609,41 @@ impl File {
                 kill_after: dur(&self.resource_kill_after, default_timings.kill_after),
                 ..default_timings
             },
+            quorum: self.quorum.unwrap_or(true),
+            votes,
+            fence: self
+                .peer
+                .iter()
+                .filter_map(|p| {
+                    let p = p.get_ref();
+                    p.fence.as_ref().map(|f| {
+                        (
+                            p.name.get_ref().clone(),
+                            shlex::split(f.get_ref()).expect("validated fence"),
+                        )
+                    })
+                })
+                .collect(),
+            ping: self.ping.as_ref().map(|p| {
+                let p = p.get_ref();
+                let interval = dur(&p.interval, DEFAULT_PING_INTERVAL);
+                Ping {
+                    targets: p
+                        .targets
+                        .get_ref()
+                        .iter()
+                        .map(|t| t.get_ref().get())
+                        .collect(),
+                    interval,
+                    timeout: dur(&p.timeout, interval),
+                }
+            }),
+            monitor_interval: dur(&self.monitor_interval, DEFAULT_MONITOR_INTERVAL),
+            restart_limit: self
+                .restart_limit
+                .as_ref()
+                .map_or(DEFAULT_RESTART_LIMIT, |r| *r.get_ref()),
+            restart_window: dur(&self.restart_window, DEFAULT_RESTART_WINDOW),
         }
     }
 
@@ -607,6 +737,90 @@ impl File {
             {
                 v.error(field, d, "must be more than 0");
             }
+        }
+    }
+
+    /// Votes, fence commands, ping targets, monitor and restart settings, group interfaces.
+    fn validate_policy(&self, v: &mut Validator) {
+        for (field, value) in [
+            ("monitor_interval", &self.monitor_interval),
+            ("restart_window", &self.restart_window),
+        ] {
+            if let Some(d) = value
+                && d.get_ref().as_std().is_zero()
+            {
+                v.error(field, d, "must be more than 0");
+            }
+        }
+        let mut total = u64::from(self.votes.as_ref().map_or(1, |x| *x.get_ref()));
+        v.field("peer", |v| {
+            for (i, p) in self.peer.iter().enumerate() {
+                let p = p.get_ref();
+                total += u64::from(p.votes.as_ref().map_or(1, |x| *x.get_ref()));
+                v.index(i, |v| {
+                    if let Some(f) = &p.fence {
+                        check_command(v, "fence", f);
+                    }
+                });
+            }
+        });
+        if total == 0 {
+            let at = self.votes.as_ref().map(Spanned::span);
+            v.error_at(
+                "votes",
+                at,
+                "the nodes have no votes at all: give at least one node a vote",
+            );
+        }
+        if let Some(ping) = &self.ping {
+            let p = ping.get_ref();
+            v.field("ping", |v| {
+                let targets = p.targets.get_ref();
+                if targets.is_empty() {
+                    v.error(
+                        "targets",
+                        &p.targets,
+                        "list at least one address, or drop [ping]",
+                    );
+                }
+                if targets.len() > MAX_PING_TARGETS {
+                    v.error(
+                        "targets",
+                        &p.targets,
+                        format!("at most {MAX_PING_TARGETS} targets"),
+                    );
+                }
+                let mut seen = BTreeSet::new();
+                v.field("targets", |v| {
+                    for (i, t) in targets.iter().enumerate() {
+                        v.index(i, |v| {
+                            if !seen.insert(t.get_ref().get()) {
+                                v.error("", t, format!("{} is listed twice", t.get_ref().get()));
+                            }
+                        });
+                    }
+                });
+                let interval = dur(&p.interval, DEFAULT_PING_INTERVAL);
+                if let Some(i) = &p.interval
+                    && i.get_ref().as_std() < StdDuration::from_millis(100)
+                {
+                    v.error("interval", i, "must be at least 100ms");
+                }
+                if let Some(t) = &p.timeout {
+                    if t.get_ref().as_std().is_zero() {
+                        v.error("timeout", t, "must be more than 0");
+                    } else if t.get_ref().as_std() > interval {
+                        v.error(
+                            "timeout",
+                            t,
+                            format!(
+                                "must not be longer than the interval ({})",
+                                Duration::from(interval)
+                            ),
+                        );
+                    }
+                }
+            });
         }
     }
 
@@ -851,17 +1065,10 @@ impl Validate for File {
             v.error("socket_group", g, "must not be empty");
         }
         if let Some(n) = &self.notify {
-            match shlex::split(n.get_ref()) {
-                Some(words) if !words.is_empty() => {}
-                Some(_) => v.error("notify", n, "the command is empty"),
-                None => v.error(
-                    "notify",
-                    n,
-                    "cannot split the command line: unterminated quote or a lone backslash",
-                ),
-            }
+            check_command(v, "notify", n);
         }
         self.validate_timing(v);
+        self.validate_policy(v);
 
         // Nodes: this one and the peers, each name once.
         let me = self.node_name().unwrap_or_default();

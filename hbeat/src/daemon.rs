@@ -144,12 +144,17 @@ enum Input {
         acquire: bool,
         ok: bool,
     },
+    /// A fence command finished.
+    Fenced {
+        peer: String,
+        ok: bool,
+    },
 }
 
-/// Asks a group's runner task to start or stop.
-struct RunnerCmd {
-    acquire: bool,
-    cause: Cause,
+/// Asks a group's runner task to start or stop, or to have its commands announce again.
+enum RunnerCmd {
+    Run { acquire: bool, cause: Cause },
+    Reannounce,
 }
 
 /// The next incarnation: larger than the one stored and than the clock's microseconds, so that a
@@ -230,6 +235,8 @@ struct Daemon {
     rejected: Counters,
     runners: HashMap<String, mpsc::UnboundedSender<RunnerCmd>>,
     notifier: Arc<dyn Notifier>,
+    /// For tasks that answer the loop (fence commands).
+    inputs: mpsc::Sender<Input>,
     stopping: Option<Instant>,
     stopped: bool,
     /// The incarnation of the last frame in my name that was logged as another node's.
@@ -294,9 +301,17 @@ pub async fn run(
         let name = g.name.clone();
         tokio::spawn(async move {
             while let Some(cmd) = cmd_rx.recv().await {
-                let ok = if cmd.acquire {
+                let (acquire, cause) = match cmd {
+                    RunnerCmd::Run { acquire, cause } => (acquire, cause),
+                    RunnerCmd::Reannounce => {
+                        let n = runner.signal_commands(nix::sys::signal::Signal::SIGHUP);
+                        tracing::info!(group = %name, commands = n, "announcing again (SIGHUP to its commands)");
+                        continue;
+                    }
+                };
+                let ok = if acquire {
                     runner
-                        .acquire(&cmd.cause)
+                        .acquire(&cause)
                         .await
                         .map_err(
                             |e| tracing::error!(group = %name, error = %e, "group not started"),
@@ -304,14 +319,14 @@ pub async fn run(
                         .is_ok()
                 } else {
                     runner
-                        .release(&cmd.cause)
+                        .release(&cause)
                         .await
                         .map_err(|e| tracing::error!(group = %name, error = %e, "group not stopped cleanly"))
                         .is_ok()
                 };
                 let done = Input::Done {
                     group: name.clone(),
-                    acquire: cmd.acquire,
+                    acquire,
                     ok,
                 };
                 if tx.send(done).await.is_err() {
@@ -345,6 +360,7 @@ pub async fn run(
         rejected: Counters::default(),
         runners,
         notifier,
+        inputs: inputs_tx.clone(),
         stopping: None,
         stopped: false,
         same_name_logged: None,
@@ -418,6 +434,7 @@ pub async fn run(
                     };
                     let _ = reply.send(r);
                 }
+                Input::Fenced { peer, ok } => d.handle(MachineEvent::Fenced { peer, ok }),
                 Input::Done { group, acquire, ok } => {
                     let ev = if acquire {
                         MachineEvent::Acquired { group, ok }
@@ -567,7 +584,69 @@ impl Daemon {
                 tracing::error!(%peer, "the peer's group definitions differ from mine: compare the [[group]] sections of both nodes")
             }
             Action::Stopped => self.stopped = true,
+            Action::Fence { peer } => self.fence(peer),
+            Action::Alert { group, reason } => {
+                tracing::error!(group = group.as_deref().unwrap_or(""), %reason, "ALERT");
+                let state = self.machine.state();
+                self.run_notify(state, state, &reason, Some((group.as_deref(), &reason)));
+            }
+            Action::Reannounce(g) => {
+                tracing::info!(group = %g, "the group is mine alone again: announcing it");
+                if let Some(tx) = self.runners.get(&g) {
+                    let _ = tx.send(RunnerCmd::Reannounce);
+                }
+            }
         }
+    }
+
+    /// Runs the peer's fence command (argv, no shell) with `HBEAT_NODE` and `HBEAT_PEER`; its exit
+    /// status (0 = fenced) comes back as `Input::Fenced`. No command configured is a failure.
+    fn fence(&self, peer: String) {
+        let tx = self.inputs.clone();
+        let argv = self.config.fence.get(&peer).cloned();
+        let limit = self.config.resource_timings.script_timeout;
+        let node = self.config.node.clone();
+        tracing::warn!(%peer, "fencing the peer before taking over");
+        tokio::spawn(async move {
+            let ok = match argv.as_deref().and_then(|a| a.split_first()) {
+                None => {
+                    tracing::error!(%peer, "no fence command for this peer");
+                    false
+                }
+                Some((prog, args)) => {
+                    let child = tokio::process::Command::new(prog)
+                        .args(args)
+                        .env("HBEAT_NODE", &node)
+                        .env("HBEAT_PEER", &peer)
+                        .stdin(std::process::Stdio::null())
+                        .kill_on_drop(true)
+                        .spawn();
+                    match child {
+                        Err(e) => {
+                            tracing::error!(%peer, error = %e, command = %prog, "cannot run the fence command");
+                            false
+                        }
+                        Ok(mut child) => match tokio::time::timeout(limit, child.wait()).await {
+                            Ok(Ok(s)) if s.success() => true,
+                            Ok(Ok(s)) => {
+                                tracing::error!(%peer, status = %s, "the fence command failed");
+                                false
+                            }
+                            Ok(Err(e)) => {
+                                tracing::error!(%peer, error = %e, "the fence command failed");
+                                false
+                            }
+                            Err(_) => {
+                                let _ = child.kill().await;
+                                tracing::error!(%peer, limit = ?limit, "the fence command took too long: killed");
+                                false
+                            }
+                        },
+                    }
+                }
+            };
+            let _ = tx.send(Input::Fenced { peer, ok }).await;
+        });
     }
 
     fn send(&mut self, kind: Kind, to: Option<String>, groups: Vec<String>) {
@@ -584,6 +663,7 @@ impl Daemon {
             link: 0,
             to,
             groups,
+            health: self.machine.health(),
         };
         for id in 0..self.config.links.len() {
             msg.link = u8::try_from(id).unwrap_or(u8::MAX);
@@ -609,7 +689,7 @@ impl Daemon {
         let cause = Cause::new(peer.as_deref(), if acquire { "acquire" } else { "release" });
         tracing::info!(%group, action = if acquire { "start" } else { "stop" }, "group");
         if let Some(tx) = self.runners.get(group) {
-            let _ = tx.send(RunnerCmd { acquire, cause });
+            let _ = tx.send(RunnerCmd::Run { acquire, cause });
         } else {
             tracing::error!(%group, "no such group here");
             let ev = if acquire {
@@ -628,6 +708,17 @@ impl Daemon {
     }
 
     fn notify(&self, from: NodeState, to: NodeState, reason: &str) {
+        self.run_notify(from, to, reason, None);
+    }
+
+    /// The notify hook; an alert adds `HBEAT_ALERT` (and `HBEAT_GROUP` when it is about one).
+    fn run_notify(
+        &self,
+        from: NodeState,
+        to: NodeState,
+        reason: &str,
+        alert: Option<(Option<&str>, &str)>,
+    ) {
         let Some(argv) = self.config.notify.clone() else {
             return;
         };
@@ -644,6 +735,12 @@ impl Daemon {
             .env("HBEAT_REASON", reason)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
+        if let Some((group, text)) = alert {
+            cmd.env("HBEAT_ALERT", text);
+            if let Some(g) = group {
+                cmd.env("HBEAT_GROUP", g);
+            }
+        }
         let limit = self.config.resource_timings.script_timeout;
         match cmd.spawn() {
             Ok(mut child) => {
@@ -936,6 +1033,7 @@ mod tests {
             link: 0,
             to: None,
             groups: vec![],
+            health: Default::default(),
         }
     }
 

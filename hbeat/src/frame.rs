@@ -20,6 +20,9 @@
 //! | … | 1 | number of held groups (0..=64), then each: length n (1..=64) and the name |
 //! | … | 1+n | to: the node a request or ack is for; length 0 for everyone, else as sender |
 //! | … | 1 | number of groups the request or ack is about (0..=64), then each as held |
+//! | … | 1 | ping targets the sender reaches now (at most the next byte) |
+//! | … | 1 | ping targets the sender has configured |
+//! | … | 1 | number of groups the sender could not serve now (0..=64), then each as held |
 //! | len−32 | 32 | HMAC-SHA256 over every byte before it, keyed with the key named at offset 3 |
 //!
 //! [`decode`] checks, in this order, and stops at the first failure: size and header (nothing
@@ -36,12 +39,12 @@
 use hmac::Mac;
 
 use crate::keys::{Key, KeyRing};
-use crate::msg::{Kind, Message, NodeState};
+use crate::msg::{Health, Kind, Message, NodeState};
 
 /// The first two bytes of every frame.
 pub const MAGIC: [u8; 2] = *b"hB";
 /// The frame version this code writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The whole frame's largest size: fits one UDP datagram on a 1500-byte MTU path (IPv6 40 + UDP
 /// 8 headers leave 1452; the rest is headroom for tunnels and VLAN/PPPoE overheads).
 pub const MAX_FRAME: usize = 1400;
@@ -55,8 +58,9 @@ pub const TAG_LEN: usize = 32;
 pub const HEADER_LEN: usize = 6;
 /// The fixed-size fields after the header: kind, state, link, incarnation, seq, groups hash.
 const FIXED_LEN: usize = 3 + 3 * 8;
-/// The shortest structurally possible frame: header, fixed fields, five length bytes, tag.
-pub const MIN_FRAME: usize = HEADER_LEN + FIXED_LEN + 5 + TAG_LEN;
+/// The shortest structurally possible frame: header, fixed fields, five length bytes, the two
+/// ping counts and the unready count, tag.
+pub const MIN_FRAME: usize = HEADER_LEN + FIXED_LEN + 5 + 3 + TAG_LEN;
 
 /// A field that a frame got wrong (inside a [`Reject::Malformed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +77,10 @@ pub enum Field {
     To,
     /// The group list of a request or ack: too many entries, or a bad name.
     Groups,
+    /// The ping counts: more targets reached than configured.
+    Ping,
+    /// The unready group list: too many entries, or a bad name.
+    Unready,
     /// Bytes left between the last field and the tag.
     Trailing,
 }
@@ -89,6 +97,8 @@ impl Field {
             Field::Held => "held groups",
             Field::To => "to",
             Field::Groups => "request groups",
+            Field::Ping => "ping",
+            Field::Unready => "unready groups",
             Field::Trailing => "trailing",
         }
     }
@@ -204,6 +214,8 @@ pub enum EncodeError {
     BadName { field: Field, name: String },
     #[error("{0} held groups; a frame carries at most {MAX_HELD}")]
     TooManyHeld(usize),
+    #[error("ping targets reached ({reached}) above those configured ({total})")]
+    Ping { reached: u8, total: u8 },
     #[error("the frame would be {0} bytes; at most {MAX_FRAME}")]
     Oversized(usize),
 }
@@ -265,7 +277,14 @@ pub fn encode_with(msg: &Message, key: &Key) -> Result<Vec<u8>, EncodeError> {
     if !name_ok(&msg.sender) {
         return Err(bad(Field::Sender, &msg.sender));
     }
-    for list in [&msg.held, &msg.groups] {
+    let h = &msg.health;
+    if h.ping_reached > h.ping_total {
+        return Err(EncodeError::Ping {
+            reached: h.ping_reached,
+            total: h.ping_total,
+        });
+    }
+    for list in [&msg.held, &msg.groups, &h.unready] {
         if list.len() > MAX_HELD {
             return Err(EncodeError::TooManyHeld(list.len()));
         }
@@ -276,6 +295,9 @@ pub fn encode_with(msg: &Message, key: &Key) -> Result<Vec<u8>, EncodeError> {
     if let Some(g) = msg.groups.iter().find(|g| !name_ok(g)) {
         return Err(bad(Field::Groups, g));
     }
+    if let Some(g) = h.unready.iter().find(|g| !name_ok(g)) {
+        return Err(bad(Field::Unready, g));
+    }
     if let Some(to) = msg.to.as_deref().filter(|t| !name_ok(t)) {
         return Err(bad(Field::To, to));
     }
@@ -284,7 +306,8 @@ pub fn encode_with(msg: &Message, key: &Key) -> Result<Vec<u8>, EncodeError> {
         + msg.sender.len()
         + msg.held.iter().map(|g| 1 + g.len()).sum::<usize>()
         + msg.to.as_ref().map_or(0, String::len)
-        + msg.groups.iter().map(|g| 1 + g.len()).sum::<usize>();
+        + msg.groups.iter().map(|g| 1 + g.len()).sum::<usize>()
+        + h.unready.iter().map(|g| 1 + g.len()).sum::<usize>();
     if len > MAX_FRAME {
         return Err(EncodeError::Oversized(len));
     }
@@ -303,24 +326,28 @@ pub fn encode_with(msg: &Message, key: &Key) -> Result<Vec<u8>, EncodeError> {
         out.push(s.len() as u8);
         out.extend_from_slice(s.as_bytes());
     }
-    out.push(msg.held.len() as u8);
-    for g in &msg.held {
-        out.push(g.len() as u8);
-        out.extend_from_slice(g.as_bytes());
-    }
+    push_names(&mut out, &msg.held);
     let to = msg.to.as_deref().unwrap_or("");
     out.push(to.len() as u8);
     out.extend_from_slice(to.as_bytes());
-    out.push(msg.groups.len() as u8);
-    for g in &msg.groups {
-        out.push(g.len() as u8);
-        out.extend_from_slice(g.as_bytes());
-    }
+    push_names(&mut out, &msg.groups);
+    out.push(h.ping_reached);
+    out.push(h.ping_total);
+    push_names(&mut out, &h.unready);
     let mut mac = key.mac();
     mac.update(&out);
     out.extend_from_slice(&mac.finalize().into_bytes());
     debug_assert_eq!(out.len(), len);
     Ok(out)
+}
+
+/// A count byte and each name with its length byte (the caller checked counts and names).
+fn push_names(out: &mut Vec<u8>, names: &[String]) {
+    out.push(names.len() as u8);
+    for g in names {
+        out.push(g.len() as u8);
+        out.extend_from_slice(g.as_bytes());
+    }
 }
 
 /// Decodes and authenticates one frame of `cluster`, signed with any key of `keys`. Never panics;
@@ -434,6 +461,12 @@ fn parse_fields(body: &[u8]) -> Result<Message, Reject> {
         _ => Some(r.name(Field::To)?),
     };
     let groups = r.names(Field::Groups)?;
+    let ping_reached = r.u8(Field::Ping)?;
+    let ping_total = r.u8(Field::Ping)?;
+    if ping_reached > ping_total {
+        return Err(Reject::Malformed(Field::Ping));
+    }
+    let unready = r.names(Field::Unready)?;
     if !r.0.is_empty() {
         return Err(Reject::Malformed(Field::Trailing));
     }
@@ -449,6 +482,11 @@ fn parse_fields(body: &[u8]) -> Result<Message, Reject> {
         link,
         to,
         groups,
+        health: Health {
+            ping_reached,
+            ping_total,
+            unready,
+        },
     })
 }
 
@@ -551,6 +589,7 @@ mod tests {
             link: 0,
             to: None,
             groups: vec![],
+            health: Default::default(),
         }
     }
 
@@ -678,8 +717,8 @@ mod tests {
             "malformed held groups field"
         );
         assert_eq!(
-            Reject::BadVersion(2).to_string(),
-            "unsupported frame version 2 (this hbeat speaks 1)"
+            Reject::BadVersion(3).to_string(),
+            "unsupported frame version 3 (this hbeat speaks 2)"
         );
         let e = encode(
             &Message {

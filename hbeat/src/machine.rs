@@ -86,8 +86,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::msg::{Kind, Message, NodeState};
+use crate::msg::{Health, Kind, Message, NodeState};
 
+mod policy;
 #[cfg(test)]
 mod tests;
 
@@ -97,6 +98,28 @@ pub struct GroupSpec {
     pub name: String,
     /// The nodes allowed to hold the group, in order of preference: the first is its home.
     pub nodes: Vec<String>,
+    /// Interfaces that must have carrier for this node to serve the group.
+    pub interfaces: Vec<String>,
+}
+
+/// The failover policies' settings; `Policy::default()` is the plain core (no ping targets, no
+/// fencing, no local restarts, one vote each).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// With three or more nodes, hold groups only while the nodes I hear have a majority of the
+    /// votes (off: a lone survivor holds everything, the seeds' three-host mode).
+    pub quorum: bool,
+    /// Votes per node, me included; a node not listed has one.
+    pub votes: BTreeMap<String, u32>,
+    /// Ping targets are configured: reachability is compared with the peers' and isolation
+    /// (no peer, no target) forbids taking over.
+    pub ping: bool,
+    /// Peers with a fence command: fenced before I take a group over from them.
+    pub fence: BTreeSet<String>,
+    /// Local restarts of a failed group allowed within `restart_window` (when no peer is ready
+    /// to take it) before it is given up with an alert.
+    pub restart_limit: u32,
+    pub restart_window: Duration,
 }
 
 /// What the machine needs from the configuration.
@@ -118,6 +141,7 @@ pub struct Settings {
     pub links: Vec<u8>,
     /// This node's hash of its group definitions; compared with every peer's.
     pub groups_hash: u64,
+    pub policy: Policy,
 }
 
 /// What happened.
@@ -137,9 +161,17 @@ pub enum Event {
     Takeover,
     /// Graceful stop: release everything, then send `Leave`.
     Stop,
-    /// A policy's verdict on whether this node may hold groups (the next issue's hook; see the
-    /// module doc). Nodes start eligible.
+    /// A policy's verdict on whether this node may hold groups (see the module doc). Nodes
+    /// start eligible.
     Eligible { ok: bool },
+    /// The ping targets reached in the last round, of those configured.
+    Ping { reached: u8, total: u8 },
+    /// An interface gained or lost carrier (or was deleted: `up: false`).
+    Carrier { iface: String, up: bool },
+    /// A held group's resource failed (a supervised command died, a `status` check failed).
+    ResourceFailed { group: String },
+    /// The fence command for `peer` finished.
+    Fenced { peer: String, ok: bool },
 }
 
 /// What the daemon must do.
@@ -183,6 +215,19 @@ pub enum Action {
     },
     /// Graceful stop finished: everything released and `Leave` sent.
     Stopped,
+    /// Run the fence command for `peer`; answer with `Event::Fenced`.
+    Fence {
+        peer: String,
+    },
+    /// Something needs a person (notify hook with an alert): a group given up after its restarts,
+    /// a stop that failed, a fence that failed.
+    Alert {
+        group: Option<String>,
+        reason: String,
+    },
+    /// A split brain ended with me keeping the group: announce it again (the VIP's neighbours may
+    /// have learnt the other node's MAC).
+    Reannounce(String),
 }
 
 /// A peer's liveness in my view.
@@ -265,6 +310,8 @@ struct Peer {
     state: NodeState,
     held: BTreeSet<String>,
     groups_hash: Option<u64>,
+    /// What its last frame said it can serve.
+    health: Health,
 }
 
 #[derive(Debug)]
@@ -291,6 +338,15 @@ struct Slot {
     intent: Option<Duration>,
     /// When I first offered it (free, and I should not take it myself).
     offer_since: Option<Duration>,
+    /// Interfaces that must have carrier for me to serve it.
+    interfaces: Vec<String>,
+    /// When its local restarts happened (within the restart window).
+    restarts: Vec<Duration>,
+    /// Released to be started again here (a local restart).
+    restart_pending: bool,
+    /// Released because a peer took it over while this process was suspended: say so (unready)
+    /// until released, so the peer keeps it.
+    yielding: bool,
 }
 
 /// The membership and failover state machine of one node.
@@ -311,6 +367,21 @@ pub struct Machine {
     sent: Option<(NodeState, Vec<String>)>,
     req_sent: HashMap<(Kind, String), Duration>,
     reason: String,
+    /// The last ping round: targets reached, of those configured (`None` before the first).
+    ping: Option<(u8, u8)>,
+    /// Interfaces without carrier.
+    carrier_down: BTreeSet<String>,
+    /// Peers fenced since they were last up.
+    fenced: BTreeSet<String>,
+    /// Fence commands running (`None`) or failed and to be retried at this time.
+    fencing: BTreeMap<String, Option<Duration>>,
+    /// When this process last woke from a suspension (a gap longer than warntime).
+    woke: Option<Duration>,
+    /// Whether the nodes I heard had quorum at the last decision, and since when they have it
+    /// again after a loss (or the start): acquiring waits a deadtime after that, so that every
+    /// peer of the healed partition is heard (one may hold the group) before I take anything.
+    had_quorum: bool,
+    quorum_back: Option<Duration>,
 }
 
 impl Machine {
@@ -344,6 +415,7 @@ impl Machine {
                     state: NodeState::Down,
                     held: BTreeSet::new(),
                     groups_hash: None,
+                    health: Health::default(),
                 };
                 (p.clone(), peer)
             })
@@ -354,6 +426,10 @@ impl Machine {
             .map(|g| Slot {
                 name: g.name.clone(),
                 nodes: g.nodes.clone(),
+                interfaces: g.interfaces.clone(),
+                restarts: Vec::new(),
+                restart_pending: false,
+                yielding: false,
                 hold: Hold::Free,
                 taken_over: false,
                 via_transfer: false,
@@ -366,7 +442,7 @@ impl Machine {
                 offer_since: None,
             })
             .collect();
-        Machine {
+        let mut m = Machine {
             s: settings,
             t: Duration::ZERO,
             last_now: now,
@@ -381,7 +457,16 @@ impl Machine {
             sent: None,
             req_sent: HashMap::new(),
             reason: String::new(),
-        }
+            ping: None,
+            carrier_down: BTreeSet::new(),
+            fenced: BTreeSet::new(),
+            fencing: BTreeMap::new(),
+            woke: None,
+            had_quorum: false,
+            quorum_back: None,
+        };
+        m.had_quorum = m.quorum();
+        m
     }
 
     /// Handle one event at `now` (monotonic) and return what to do, in order.
@@ -396,7 +481,7 @@ impl Machine {
             Event::Tick => self.reason = "tick".into(),
             Event::Frame { link, msg } => self.on_frame(link, msg, &mut out),
             Event::Acquired { group, ok } => self.on_acquired(&group, ok),
-            Event::Released { group, ok } => self.on_released(&group, ok),
+            Event::Released { group, ok } => self.on_released(&group, ok, &mut out),
             Event::Standby => {
                 self.reason = "standby requested".into();
                 self.standby = true;
@@ -430,6 +515,10 @@ impl Machine {
                 self.reason = if ok { "eligible" } else { "not eligible" }.into();
                 self.eligible = ok;
             }
+            Event::Ping { reached, total } => self.on_ping(reached, total),
+            Event::Carrier { iface, up } => self.on_carrier(iface, up),
+            Event::ResourceFailed { group } => self.on_resource_failed(&group, &mut out),
+            Event::Fenced { peer, ok } => self.on_fenced(peer, ok, &mut out),
         }
         self.liveness(&mut out);
         self.decide(&mut out);
@@ -445,7 +534,8 @@ impl Machine {
             && new.peers == self.s.peers
             && new.links == self.s.links
             && new.groups == self.s.groups
-            && new.groups_hash == self.s.groups_hash;
+            && new.groups_hash == self.s.groups_hash
+            && new.policy == self.s.policy;
         if same {
             self.s = new;
         }
@@ -567,6 +657,9 @@ impl Machine {
         } else {
             gap
         };
+        if gap > self.s.warntime {
+            self.woke = Some(self.t);
+        }
         if now > self.last_now {
             self.last_now = now;
         }
@@ -588,6 +681,7 @@ impl Machine {
                 Liveness::Up if p.last_seen.is_some_and(|l| t - l >= self.s.deadtime) => {
                     p.live = Liveness::Down;
                     p.held.clear();
+                    p.health = Health::default();
                     self.reason = format!("{name} dead: no frame for deadtime");
                     out.push(Action::PeerDead { peer: name.clone() });
                 }
@@ -652,6 +746,9 @@ impl Machine {
             }
             self.reason = format!("{name} up");
             out.push(Action::PeerUp { peer: name.clone() });
+            // Fencing done while it was down no longer counts.
+            self.fenced.remove(&name);
+            self.fencing.remove(&name);
         }
         let l = p.links.entry(link).or_insert(LinkSeen {
             last: None,
@@ -671,6 +768,7 @@ impl Machine {
         p.seq = Some(msg.seq);
         p.state = msg.state;
         p.held = msg.held.iter().cloned().collect();
+        p.health = msg.health.clone();
         if msg.groups_hash != self.s.groups_hash && p.groups_hash != Some(msg.groups_hash) {
             out.push(Action::GroupsDiffer { peer: name.clone() });
         }
@@ -831,22 +929,34 @@ impl Machine {
         }
     }
 
-    fn on_released(&mut self, group: &str, ok: bool) {
+    fn on_released(&mut self, group: &str, ok: bool, out: &mut Vec<Action>) {
         let Some(s) = self.slots.iter_mut().find(|s| s.name == group) else {
             return;
         };
         if s.hold != Hold::Releasing {
             return;
         }
+        let restart = std::mem::take(&mut s.restart_pending);
+        s.yielding = false;
         if ok {
             s.hold = Hold::Free;
             s.taken_over = false;
             s.via_transfer = false;
             s.conflict_since = None;
-            self.reason = format!("released {group}");
+            self.reason = if restart {
+                format!("released {group} to start it again")
+            } else {
+                format!("released {group}")
+            };
         } else {
             s.hold = Hold::ReleaseFailed;
             self.reason = format!("releasing {group} failed");
+            out.push(Action::Alert {
+                group: Some(group.to_string()),
+                reason: format!(
+                    "{group} did not stop cleanly: it stays here (no other node may start it) until it is stopped by hand"
+                ),
+            });
         }
     }
 
@@ -877,7 +987,7 @@ impl Machine {
     }
 
     fn excluded(&self, i: usize) -> bool {
-        self.standby || !self.eligible || self.slots[i].failed
+        self.standby || !self.eligible || self.slots[i].failed || self.unready_policy(i).is_some()
     }
 
     fn wants_home(&self, i: usize) -> bool {
@@ -889,6 +999,7 @@ impl Machine {
             && !self.stopping
             && !s.waived
             && !s.failed
+            && self.unready_policy(i).is_none()
     }
 
     fn rank(&self, i: usize, n: &str) -> usize {
@@ -908,13 +1019,9 @@ impl Machine {
             .map(String::as_str)
     }
 
-    /// The first allowed peer that is up.
+    /// The first allowed peer that is up and ready for the group.
     fn best_other(&self, i: usize) -> Option<String> {
-        self.slots[i]
-            .nodes
-            .iter()
-            .find(|n| **n != self.s.me && self.peer_up(n))
-            .cloned()
+        self.ready_other(i)
     }
 
     fn designated_me(&self, i: usize) -> bool {
@@ -947,6 +1054,15 @@ impl Machine {
         if self.live_holder(&s.name, None).is_some() {
             return false; // evidence that its holder is alive
         }
+        if !self.quorum() || self.isolated() {
+            return false; // a minority, or cut off from everything: cannot tell who is dead
+        }
+        if self
+            .quorum_back
+            .is_some_and(|q| self.t - q < self.s.deadtime)
+        {
+            return false; // quorum just regained: the peers not heard yet may hold it
+        }
         let unknown = s.nodes.iter().any(|n| {
             self.peers
                 .get(n)
@@ -964,6 +1080,11 @@ impl Machine {
 
     fn decide(&mut self, out: &mut Vec<Action>) {
         let t = self.t;
+        let quorum = self.quorum();
+        if quorum && !self.had_quorum {
+            self.quorum_back = Some(t);
+        }
+        self.had_quorum = quorum;
         let timeout = self.request_timeout();
         let mut requests: BTreeMap<(u8, String), Vec<String>> = BTreeMap::new();
         for i in 0..self.slots.len() {
@@ -1002,11 +1123,23 @@ impl Machine {
                     if self.stopping {
                         why = Some("stopping".to_string());
                     } else if self.slots[i].failed {
-                        why = Some("acquire failed".to_string());
+                        why = Some("its resources failed".to_string());
+                    } else if !self.quorum() {
+                        why = Some("no quorum".to_string());
+                    } else if self.isolated() {
+                        why = Some("cut off: no peer heard, no ping target reached".to_string());
                     } else if let Some((h, _)) = &self.slots[i].handing_to {
                         why = Some(format!("handing over to {h}"));
                     } else if let Some(h) = &holder {
-                        if self.rank(i, &self.s.me) > self.rank(i, h) {
+                        if self.peer_yields(h, &name) {
+                            // It woke from a suspension and lets go: I keep it, and announce it
+                            // again once its copy is gone.
+                            self.slots[i].conflict_since.get_or_insert(t);
+                        } else if self.just_woke() {
+                            self.slots[i].yielding = true;
+                            why =
+                                Some(format!("{h} took it over while this process was suspended"));
+                        } else if self.rank(i, &self.s.me) > self.rank(i, h) {
                             why = Some(format!("{h} holds it too and comes first"));
                         } else {
                             let since = *self.slots[i].conflict_since.get_or_insert(t);
@@ -1014,8 +1147,11 @@ impl Machine {
                                 why = Some(format!("{h} holds it too and does not hear me"));
                             }
                         }
-                    } else {
-                        self.slots[i].conflict_since = None;
+                    } else if self.slots[i].conflict_since.take().is_some()
+                        && self.slots[i].hold == Hold::Held
+                    {
+                        self.reason = format!("{name} is mine alone again: announcing it");
+                        out.push(Action::Reannounce(name.clone()));
                     }
                     if let Some(why) = why
                         && self.slots[i].hold == Hold::Held
@@ -1026,7 +1162,11 @@ impl Machine {
                     }
                 }
                 Hold::Free => {
-                    if self.may_acquire(i) {
+                    if self.may_acquire(i)
+                        && let Some(peer) = self.needs_fence(i)
+                    {
+                        self.fence(peer, out);
+                    } else if self.may_acquire(i) {
                         let transfer = self.slots[i].pending_from.is_some();
                         let taken_over = !transfer && home != self.s.me && !self.peer_up(&home);
                         let s = &mut self.slots[i];

@@ -74,4 +74,18 @@ pub struct Message {
     /// The groups a request or ack is about (empty for `Alive`, `Leave`, `ResourceState`): with
     /// several groups and nodes, "take my groups" or "give me the groups" must say which.
     pub groups: Vec<String>,
+    /// What the sender can serve now: the facts the failover policies compare between nodes.
+    pub health: Health,
+}
+
+/// What a node says in every frame about its ability to serve: the peers' failover policies
+/// (ping nodes, interface tracking, resource failures) decide on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Ping targets the sender reaches now, of `ping_total` configured (0 of 0: none configured).
+    pub ping_reached: u8,
+    pub ping_total: u8,
+    /// Groups the sender could not serve now (in standby, a required interface without carrier,
+    /// not eligible, its resources failed there): nobody hands them to it.
+    pub unready: Vec<String>,
 }

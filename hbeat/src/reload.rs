@@ -8,7 +8,8 @@
 //!
 //! What a reload changes: the key ring (rotation: add the new key everywhere, then make it the
 //! first, then drop the old), the timings (`keepalive`, `warntime`, `deadtime`, `initdead`),
-//! `auto_failback` and `failback_holdoff`, and the `notify` command.
+//! `auto_failback` and `failback_holdoff`, the `notify` command, a peer's `fence` command (not
+//! which peers have one) and `monitor_interval`.
 
 use std::path::Path;
 
@@ -85,6 +86,15 @@ pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         "resource timings",
         old.resource_timings != new.resource_timings,
     );
+    cmp("quorum", old.quorum != new.quorum);
+    cmp("votes", old.votes != new.votes);
+    cmp("ping", old.ping != new.ping);
+    cmp(
+        "the peers with a fence",
+        !old.fence.keys().eq(new.fence.keys()),
+    );
+    cmp("restart_limit", old.restart_limit != new.restart_limit);
+    cmp("restart_window", old.restart_window != new.restart_window);
     fields
 }
 
@@ -107,6 +117,11 @@ pub fn live_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         old.failback_holdoff != new.failback_holdoff,
     );
     cmp("notify", old.notify != new.notify);
+    cmp("fence", old.fence != new.fence);
+    cmp(
+        "monitor_interval",
+        old.monitor_interval != new.monitor_interval,
+    );
     fields
 }
 

@@ -540,6 +540,22 @@ impl GroupRunner {
         }
     }
 
+    /// Sends `signal` to every held command that is running (SIGHUP makes `fakeip hold` announce
+    /// its address again); returns how many got it.
+    pub fn signal_commands(&self, signal: nix::sys::signal::Signal) -> usize {
+        let mut sent = 0;
+        for h in &self.held {
+            if let Held::Command { state, .. } = h
+                && let ResourceState::Running { pid: Some(pid) } = *state.borrow()
+                && let Ok(pid) = i32::try_from(pid)
+                && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).is_ok()
+            {
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// Each resource's state: commands from their supervisor, scripts by calling `status`.
     pub async fn status(&self) -> Vec<ResourceState> {
         let mut out = Vec::with_capacity(self.resources.len());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod support;
-use support::{HBEAT, Node, Site, wait_for};
+use support::{CALM_TIMINGS, HBEAT, Node, Site, wait_for};
 
 /// Two free UDP ports on 127.0.0.1.
 fn free_ports() -> (u16, u16) {
@@ -185,6 +185,7 @@ fn failover_standby_and_leave_between_two_real_processes() {
         link: 0,
         to: Some("b".into()),
         groups: vec!["web".into()],
+        health: Default::default(),
     };
     let from_a = UdpSocket::bind(("127.0.0.1", pa)).unwrap();
     from_a
@@ -227,7 +228,8 @@ fn reload(n: &Node) -> (Option<i32>, String) {
 
 #[test]
 fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() {
-    let f = Fixture::new("reload");
+    let mut f = Fixture::new("reload");
+    f.site.timings = CALM_TIMINGS;
     let (pa, pb) = free_ports();
     // Each node has its own key file, so the rotation can go one node at a time as it would.
     let (ka, kb) = (f.dir.join("authkey.a"), f.dir.join("authkey.b"));
@@ -270,10 +272,10 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     assert_eq!(f.events(), ["a start web"], "nothing moved");
 
     // A new deadtime by SIGHUP is in force at once.
-    edit(&b.config, "deadtime = \"100ms\"", "deadtime = \"300ms\"");
+    edit(&b.config, "deadtime = \"600ms\"", "deadtime = \"800ms\"");
     b.signal(nix::sys::signal::Signal::SIGHUP);
     wait_for("b runs with the new deadtime", &logs, || {
-        b.status().deadtime_ms == 300
+        b.status().deadtime_ms == 800
     });
 
     // A changed link needs a restart: refused whole, named, nothing changed (not even the key
@@ -283,7 +285,7 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
         &format!("peer = \"127.0.0.1:{pb}\""),
         "peer = \"127.0.0.1:9\"",
     );
-    edit(&a.config, "deadtime = \"100ms\"", "deadtime = \"200ms\"");
+    edit(&a.config, "deadtime = \"600ms\"", "deadtime = \"700ms\"");
     f.write_key(&ka, &[1, 2]);
     let (code, err) = reload(&a);
     assert_eq!(code, Some(1), "{err}");
@@ -293,7 +295,7 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     );
     let s = a.status();
     assert_eq!(s.key_ids, [2], "{s:?}");
-    assert_eq!(s.deadtime_ms, 100, "{s:?}");
+    assert_eq!(s.deadtime_ms, 600, "{s:?}");
     // A file that does not parse, by SIGHUP: logged with its place, the daemon carries on.
     // (`hbeat status` finds the socket in the file: a copy of the good one serves for that.)
     let broken = b.config.clone();
@@ -309,7 +311,7 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     let b_log = std::fs::read_to_string(&b.log).unwrap();
     assert!(b_log.contains("b.toml:2"), "{b_log}");
     let s = b.status();
-    assert_eq!(s.deadtime_ms, 300, "{s:?}");
+    assert_eq!(s.deadtime_ms, 800, "{s:?}");
     assert!(s.peers[0].up, "{s:?}");
     assert_eq!(f.events(), ["a start web"], "nothing moved");
 }
@@ -345,7 +347,8 @@ fn lossy_relay(a: u16, b: u16, nth: u64) -> (u16, u16) {
 
 #[test]
 fn a_link_losing_a_third_of_its_frames_shows_the_loss_and_moves_nothing() {
-    let f = Fixture::new("loss");
+    let mut f = Fixture::new("loss");
+    f.site.timings = CALM_TIMINGS;
     let key = f.key(&[1]);
     let (pa, pb) = free_ports();
     let (qa, qb) = free_ports();

@@ -56,6 +56,7 @@ fn goldens() -> Vec<(&'static str, Message)> {
             link,
             to: None,
             groups: vec![],
+            health: Default::default(),
         };
     let g64 = "g".repeat(64);
     vec![
@@ -105,6 +106,17 @@ fn goldens() -> Vec<(&'static str, Message)> {
         (
             "leave",
             m("lb3", 3, 1000, Kind::Leave, NodeState::Normal, &[], 5, 1),
+        ),
+        (
+            "alive_health",
+            Message {
+                health: hbeat::msg::Health {
+                    ping_reached: 1,
+                    ping_total: 2,
+                    unready: vec!["mail".into()],
+                },
+                ..m("lb2", 9, 77, Kind::Alive, NodeState::Normal, &[], 0, 1)
+            },
         ),
     ]
 }
@@ -219,10 +231,10 @@ fn oversized() {
     let mut f = alive();
     f[4..6].copy_from_slice(&(MAX_FRAME as u16 + 1).to_be_bytes());
     assert_eq!(frame::decode(&f, &keys, "lb"), Err(Reject::Oversized));
-    // Exactly MAX_FRAME is a frame: 75 bytes with "lb", "lb1", no groups and no addressee, plus
-    // 20 names of 64 bytes and one of 24 (each with its length byte) is 1400.
+    // Exactly MAX_FRAME is a frame: 78 bytes with "lb", "lb1", no groups, no addressee and no
+    // health, plus 20 names of 64 bytes and one of 21 (each with its length byte) is 1400.
     let mut held: Vec<String> = (0..20).map(|i| format!("{i:064}")).collect();
-    held.push("x".repeat(24));
+    held.push("x".repeat(21));
     let m = Message {
         held,
         ..goldens()[0].1.clone()
@@ -249,7 +261,8 @@ fn bad_magic_and_version() {
         Err(Reject::BadMagic)
     );
     assert_eq!(frame::decode(b"x", &keys, "lb"), Err(Reject::BadMagic));
-    for v in [0u8, 2, 255] {
+    // Version 1 (before the health fields) included: mixed versions do not understand each other.
+    for v in [0u8, 1, 3, 255] {
         let mut f = alive();
         f[2] = v;
         assert_eq!(frame::decode(&f, &keys, "lb"), Err(Reject::BadVersion(v)));
@@ -276,7 +289,8 @@ fn length_field_must_match_the_datagram() {
 
 /// The alive fixture's layout: kind at 6, state 7, cluster length at 33 ("lb"), sender length at 36
 /// ("lb1"), held count at 40, then "web" with its length at 41, the addressee's length at 45 (0:
-/// everyone) and the request groups' count at 46.
+/// everyone), the request groups' count at 46, the ping counts at 47 and 48, the unready count at
+/// 49.
 #[test]
 fn authenticated_but_malformed_fields() {
     let keys = keys();
@@ -360,6 +374,38 @@ fn authenticated_but_malformed_fields() {
             "request groups past the end",
             edit(&|b| b[46] = 2),
             Field::Groups,
+        ),
+        (
+            "more ping targets reached than configured",
+            edit(&|b| {
+                b[47] = 2;
+                b[48] = 1;
+            }),
+            Field::Ping,
+        ),
+        ("no ping counts", edit(&|b| b.truncate(47)), Field::Ping),
+        (
+            "65 unready groups",
+            edit(&|b| {
+                b[49] = 65;
+                for _ in 0..65 {
+                    b.extend_from_slice(&[1, b'g']);
+                }
+            }),
+            Field::Unready,
+        ),
+        (
+            "unready name with a tab",
+            edit(&|b| {
+                b[49] = 1;
+                b.extend_from_slice(&[2, b'g', b'\t']);
+            }),
+            Field::Unready,
+        ),
+        (
+            "no unready count",
+            edit(&|b| b.truncate(49)),
+            Field::Unready,
         ),
         ("trailing byte", edit(&|b| b.push(0)), Field::Trailing),
     ];

@@ -54,8 +54,9 @@ fn check(data: &[u8], keys: &KeyRing) -> Result<(), Reject> {
     let before = ALLOCATED.load(Ordering::Relaxed);
     let res = frame::decode(data, keys, "lb");
     let allocated = ALLOCATED.load(Ordering::Relaxed) - before;
-    // The message's strings are copies of frame bytes; the held list adds one String header each.
-    let bound = data.len() + MAX_HELD * std::mem::size_of::<String>();
+    // The message's strings are copies of frame bytes; the three name lists (held, request,
+    // unready) add one String header per entry, at most MAX_HELD each.
+    let bound = data.len() + 3 * MAX_HELD * std::mem::size_of::<String>();
     assert!(
         allocated <= bound,
         "decode allocated {allocated} bytes for a {}-byte frame",

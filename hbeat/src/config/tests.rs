@@ -571,3 +571,114 @@ fn too_many_links_are_refused() {
     let t = BASE.replace("[[link]]\n", &format!("{many}[[link]]\n"));
     assert_error(&errors(&t), "link: at most 256 links");
 }
+
+/// The policy issue's names, as written there: `[ping] targets`, per group `interfaces`, per
+/// peer `fence`, `monitor_interval`; and votes, quorum, restarts.
+#[test]
+fn policy_fields_are_read_and_default() {
+    let text = r#"node = "lb1"
+cluster = "lb"
+monitor_interval = "1s"
+votes = 2
+restart_limit = 5
+restart_window = "1m"
+[ping]
+targets = ["192.0.2.1", "2001:db8::1"]
+[[peer]]
+name = "lb2"
+fence = "/usr/sbin/fence_ipmilan -a 192.0.2.52 -o off"
+[[peer]]
+name = "lb3"
+votes = 0
+[[link]]
+udp = { bind = "192.0.2.11:694", peer = "192.0.2.12:694" }
+[[group]]
+name = "web"
+preferred = "lb1"
+interfaces = ["eth0", "eth1"]
+resources = ["sleep 1000"]
+"#;
+    let c = ok(text);
+    assert_eq!(c.monitor_interval, Duration::from_secs(1));
+    assert_eq!(c.restart_limit, 5);
+    assert_eq!(c.restart_window, Duration::from_secs(60));
+    assert!(c.quorum);
+    assert_eq!(
+        c.votes
+            .iter()
+            .map(|(n, v)| (n.as_str(), *v))
+            .collect::<Vec<_>>(),
+        [("lb1", 2), ("lb2", 1), ("lb3", 0)]
+    );
+    assert_eq!(
+        c.fence["lb2"],
+        ["/usr/sbin/fence_ipmilan", "-a", "192.0.2.52", "-o", "off"]
+    );
+    assert!(!c.fence.contains_key("lb3"));
+    let ping = c.ping.as_ref().unwrap();
+    assert_eq!(ping.targets.len(), 2);
+    assert_eq!(ping.interval, Duration::from_secs(1));
+    assert_eq!(ping.timeout, ping.interval);
+    assert_eq!(c.groups[0].interfaces, ["eth0", "eth1"]);
+    let s = c.machine_settings();
+    assert!(s.policy.ping && s.policy.quorum);
+    assert_eq!(s.policy.fence.iter().collect::<Vec<_>>(), ["lb2"]);
+    assert_eq!(s.groups[0].interfaces, ["eth0", "eth1"]);
+
+    // Defaults: no ping, quorum on, 3 restarts in 5 minutes, status every 10 s.
+    let c = ok(BASE);
+    assert!(c.ping.is_none() && c.fence.is_empty() && c.quorum);
+    assert_eq!(c.monitor_interval, Duration::from_secs(10));
+    assert_eq!(
+        (c.restart_limit, c.restart_window),
+        (3, Duration::from_secs(300))
+    );
+    assert!(c.groups[0].interfaces.is_empty());
+}
+
+#[test]
+fn interfaces_change_the_groups_hash_only_when_set() {
+    let plain = ok(BASE);
+    let same = ok(&BASE.replace("resources", "interfaces = []\nresources"));
+    let with = ok(&BASE.replace("resources", "interfaces = [\"eth0\"]\nresources"));
+    assert_eq!(plain.groups_hash(), same.groups_hash());
+    assert_ne!(plain.groups_hash(), with.groups_hash());
+}
+
+#[test]
+fn policy_problems_are_placed() {
+    let text = format!(
+        "{BASE}[ping]\ntargets = [\"192.0.2.1\", \"192.0.2.1\", \"not-an-ip\"]\ninterval = \"50ms\"\ntimeout = \"0s\"\n"
+    );
+    let e = errors(&text);
+    assert_error(&e, "ping.targets[2]");
+    let text = format!(
+        "{BASE}[ping]\ntargets = [\"192.0.2.1\", \"192.0.2.1\"]\ninterval = \"50ms\"\ntimeout = \"0s\"\n"
+    );
+    let e = errors(&text);
+    assert_error(&e, "ping.targets[1]: 192.0.2.1 is listed twice");
+    assert_error(&e, "ping.interval: must be at least 100ms");
+    assert_error(&e, "ping.timeout: must be more than 0");
+    let e = errors(&format!("{BASE}[ping]\ntargets = []\ntimeout = \"2s\"\n"));
+    assert_error(&e, "ping.targets: list at least one address");
+    assert_error(
+        &e,
+        "ping.timeout: must not be longer than the interval (1s)",
+    );
+    let e = errors(
+        &BASE
+            .replace(
+                "name = \"lb2\"",
+                "name = \"lb2\"\nfence = \"'unclosed\"\nvotes = 0",
+            )
+            .replace(
+                "cluster = \"lb\"",
+                "cluster = \"lb\"\nvotes = 0\nmonitor_interval = \"0s\"",
+            ),
+    );
+    assert_error(&e, "peer[0].fence: cannot split the command line");
+    assert_error(&e, "votes: the nodes have no votes at all");
+    assert_error(&e, "monitor_interval: must be more than 0");
+    let e = errors(&BASE.replace("resources", "interfaces = [\"bad name!\"]\nresources"));
+    assert_error(&e, "group[0].interfaces[0]");
+}

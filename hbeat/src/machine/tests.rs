@@ -77,6 +77,8 @@ enum Item {
 }
 
 struct Sim {
+    /// How fence commands end (`None`: they never answer).
+    fence_ok: Option<bool>,
     base: Instant,
     now: Duration,
     nodes: Vec<Node>,
@@ -124,10 +126,12 @@ fn settings(
             .map(|(g, n)| GroupSpec {
                 name: g.to_string(),
                 nodes: n.iter().map(|x| x.to_string()).collect(),
+                interfaces: Vec::new(),
             })
             .collect(),
         links: links.to_vec(),
         groups_hash: 7,
+        policy: Policy::default(),
     }
 }
 
@@ -165,6 +169,7 @@ impl Sim {
             check_tt: true,
             pairs: Vec::new(),
             wire: Vec::new(),
+            fence_ok: None,
         };
         for i in 0..nodes.len() {
             sim.start(i);
@@ -290,14 +295,35 @@ impl Sim {
                         },
                     );
                 }
+                Action::Fence { peer } => {
+                    if let Some(ok) = self.fence_ok {
+                        let inc = self.nodes[i].incarnation;
+                        self.push(
+                            self.now + self.runner,
+                            Item::Done {
+                                to: i,
+                                incarnation: inc,
+                                ev: Event::Fenced { peer, ok },
+                            },
+                        );
+                    }
+                }
                 _ => {}
             }
         }
     }
 
+    /// Changes every node's settings and starts them again (before anything happened).
+    fn reconfigure(&mut self, f: impl Fn(&mut Settings)) {
+        for i in 0..self.nodes.len() {
+            f(&mut self.nodes[i].settings);
+            self.start(i);
+        }
+    }
+
     fn send(&mut self, i: usize, kind: Kind, to: Option<String>, groups: Vec<String>) {
         let m = self.nodes[i].m.as_ref().expect("running");
-        let (state, held) = (m.state(), m.held());
+        let (state, held, health) = (m.state(), m.held(), m.health());
         self.nodes[i].seq += 1;
         self.wire.push((self.now, i, kind, to.clone()));
         for &link in &self.links.clone() {
@@ -313,6 +339,7 @@ impl Sim {
                 link,
                 to: to.clone(),
                 groups: groups.clone(),
+                health: health.clone(),
             };
             for j in 0..self.nodes.len() {
                 if j == i || self.cut.contains(&(i, j, link)) {
@@ -730,6 +757,7 @@ fn a_frame_repeated_on_another_link_is_acted_on_once() {
         link,
         to: Some("b".into()),
         groups: vec!["web".into()],
+        health: Default::default(),
     };
     let acks = |acts: &[Action]| {
         acts.iter()
@@ -803,6 +831,7 @@ fn frames_of_an_earlier_incarnation_are_ignored_and_a_new_one_means_restarted() 
         link: 0,
         to: None,
         groups: vec![],
+        health: Default::default(),
     };
     m.handle(
         now,
@@ -1096,6 +1125,8 @@ fn partition_and_heal(auto_failback: bool) {
     );
 }
 
+mod policy;
+
 #[test]
 fn a_suspended_node_takes_nothing_on_waking_and_the_conflict_leaves_one_holder() {
     let mut s = Sim::active_active(false);
@@ -1111,7 +1142,10 @@ fn a_suspended_node_takes_nothing_on_waking_and_the_conflict_leaves_one_holder()
     let woke = s.now;
     s.nodes[1].frozen = false;
     s.nodes[1].next_tick = s.now;
-    s.run_until(ms(200), "one holder of mail", |s| s.held_by("mail", "b"));
+    // b lets go of its copy (a took mail over while b slept and keeps it: no second move).
+    s.run_until(ms(200), "one holder of mail", |s| {
+        s.holders("mail") == ["a"]
+    });
     assert!(
         s.now - woke <= 2 * KA + 2 * RUNNER,
         "took {:?}",
@@ -1122,9 +1156,25 @@ fn a_suspended_node_takes_nothing_on_waking_and_the_conflict_leaves_one_holder()
         s.when(1, is_peer_dead).is_empty(),
         "b concluded from its sleep that a is dead"
     );
+    assert_eq!(s.acquires(0, "mail").len(), 1, "mail moved once");
+    assert!(
+        s.when(0, |a| *a == Action::Release("mail".into()))
+            .is_empty(),
+        "a kept mail"
+    );
+    // The keeper announces it again once b's copy is gone.
+    s.run_until(ms(200), "a re-announces mail", |s| {
+        !s.when(0, |a| *a == Action::Reannounce("mail".into()))
+            .is_empty()
+    });
     s.check = true;
     s.run_for(ms(1000));
-    assert!(s.held_by("web", "a") && s.held_by("mail", "b"));
+    assert!(s.held_by("web", "a") && s.held_by("mail", "a"));
+    assert_eq!(
+        s.global_pair(),
+        "(N,N)",
+        "settled: without auto_failback mail stays on a"
+    );
 }
 
 #[test]

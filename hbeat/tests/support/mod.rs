@@ -200,9 +200,19 @@ pub struct Site {
     pub dir: PathBuf,
     pub key_file: PathBuf,
     pub script: PathBuf,
-    /// The deadtime [`Site::node`] writes (the issue's 100ms unless changed).
-    pub deadtime: &'static str,
+    /// The timing lines [`Site::node`] writes: [`ISSUE_TIMINGS`] unless changed.
+    pub timings: &'static str,
 }
+
+/// The issue's timings.
+pub const ISSUE_TIMINGS: &str =
+    "keepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"100ms\"\ninitdead = \"2s\"";
+/// For tests whose point is that nothing moves: a loaded two-core machine running several
+/// daemons at once can starve one for more than 100 ms (stalls of 100-400 ms were seen here),
+/// which is a real (and correct) failover at the issue's timings. The failover benchmark
+/// measures the issue's timings.
+pub const CALM_TIMINGS: &str =
+    "keepalive = \"20ms\"\nwarntime = \"300ms\"\ndeadtime = \"600ms\"\ninitdead = \"3s\"";
 
 impl Site {
     pub fn new(tag: &str) -> Site {
@@ -230,7 +240,7 @@ impl Site {
             dir,
             key_file,
             script,
-            deadtime: "100ms",
+            timings: ISSUE_TIMINGS,
         }
     }
 
@@ -253,8 +263,7 @@ impl Site {
         )
     }
 
-    /// Writes `NODE.toml` with the issue's example timings (keepalive 20ms, warntime 60ms,
-    /// deadtime 100ms unless [`Site::deadtime`] says otherwise, initdead 2s), the socket and state in this directory, `extra` top-level
+    /// Writes `NODE.toml` with [`Site::timings`], the socket and state in this directory, `extra` top-level
     /// lines, the peers, the links (inline tables, e.g. `udp = { ... }`) and `groups` (TOML).
     /// Returns the node, not started.
     pub fn node(
@@ -267,9 +276,9 @@ impl Site {
     ) -> Node {
         let d = self.dir.display();
         let mut text = format!(
-            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{}\"\nkeepalive = \"20ms\"\nwarntime = \"60ms\"\ndeadtime = \"{}\"\ninitdead = \"2s\"\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n{extra}\n",
+            "node = \"{me}\"\ncluster = \"t\"\nkey_file = \"{}\"\n{}\nsocket = \"{d}/{me}.sock\"\nstate_dir = \"{d}/state.{me}\"\n{extra}\n",
             self.key_file.display(),
-            self.deadtime,
+            self.timings,
         );
         for p in peers {
             text += &format!("\n[[peer]]\nname = \"{p}\"\n");

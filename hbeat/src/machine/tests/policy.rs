@@ -1,0 +1,417 @@
+//! The failover policies (`machine/policy.rs`), each rule driven through the simulated network:
+//! ping nodes, isolation, quorum, interface tracking, resource failure (move or restart here),
+//! fencing, split brain healed (the keeper announces again), a stop that fails.
+
+use super::*;
+
+fn ping(s: &mut Sim, i: usize, reached: u8) {
+    s.cmd(i, Event::Ping { reached, total: 1 });
+}
+
+fn with_ping(auto_failback: bool) -> Sim {
+    let mut s = Sim::pair(auto_failback);
+    s.reconfigure(|st| st.policy.ping = true);
+    ping(&mut s, 0, 1);
+    ping(&mut s, 1, 1);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s
+}
+
+fn alerts(s: &Sim, i: usize) -> Vec<String> {
+    s.nodes[i]
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Alert { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_that_reaches_no_ping_target_while_its_peer_does_hands_its_group_over() {
+    let mut s = with_ping(false);
+    ping(&mut s, 0, 0);
+    s.run_until(ms(300), "b took web", |s| s.holders("web") == ["b"]);
+    assert_released_before_acquired(&s, 0, 1, "web");
+    assert_eq!(
+        s.machine(0).unready_reason("web").as_deref(),
+        Some("no ping target reached, a peer reaches some")
+    );
+    // Reachability back: without auto_failback web stays where it is.
+    ping(&mut s, 0, 1);
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["b"]);
+    assert_eq!(s.machine(0).unready_reason("web"), None);
+}
+
+#[test]
+fn when_both_reach_nothing_nobody_moves() {
+    let mut s = with_ping(false);
+    ping(&mut s, 0, 0);
+    ping(&mut s, 1, 0);
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["a"]);
+    assert_eq!(s.acquires(1, "web").len(), 0);
+}
+
+#[test]
+fn links_cut_the_side_that_reaches_the_target_holds_the_group_the_other_lets_go() {
+    // a holds web; both heartbeat links and a's uplink go: b (reaching the target) takes over,
+    // a (hearing no one, reaching nothing) releases its copy. One holder.
+    let mut s = with_ping(false);
+    s.cut_link(0);
+    s.cut_link(1);
+    ping(&mut s, 0, 0);
+    // Nothing coordinates the two sides: for the length of a stop both may run it.
+    s.check = false;
+    s.run_until(ms(500), "b holds web alone", |s| s.holders("web") == ["b"]);
+    s.check = true;
+    assert_eq!(
+        s.machine(0).unready_reason("web").as_deref(),
+        Some("cut off: no peer heard, no ping target reached")
+    );
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["b"]);
+    // The other way round: the holder keeps the target, the standby is cut off and takes nothing.
+    let mut s = with_ping(false);
+    s.cut_link(0);
+    s.cut_link(1);
+    ping(&mut s, 1, 0);
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["a"]);
+    assert!(s.acquires(1, "web").is_empty());
+}
+
+#[test]
+fn a_node_hearing_nobody_before_its_first_ping_result_takes_nothing() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| st.policy.ping = true);
+    s.crash(0);
+    s.run_for(INITDEAD * 3);
+    assert!(
+        s.acquires(1, "web").is_empty(),
+        "no ping result yet: cut off"
+    );
+    ping(&mut s, 1, 1);
+    s.run_until(ms(300), "b took web", |s| s.held_by("web", "b"));
+}
+
+fn three_with_quorum() -> Sim {
+    let mut s = Sim::new(
+        &["a", "b", "c"],
+        &[("web", &["a", "c", "b"]), ("mail", &["b", "c", "a"])],
+        false,
+    );
+    s.reconfigure(|st| st.policy.quorum = true);
+    s.run_until(ms(1000), "placed", |s| {
+        s.holders("web") == ["a"] && s.holders("mail") == ["b"]
+    });
+    s
+}
+
+#[test]
+fn three_nodes_the_cut_off_minority_holds_nothing_the_majority_everything() {
+    let mut s = three_with_quorum();
+    // a is cut off from b and c: it has 1 of 3 votes.
+    for other in [1, 2] {
+        s.cut_dir(0, other);
+        s.cut_dir(other, 0);
+    }
+    s.check = false; // a's stop and c's start are not coordinated across the partition
+    s.run_until(ms(1000), "web moved to the majority", |s| {
+        s.holders("web") == ["c"] && s.holders("mail") == ["b"]
+    });
+    s.check = true;
+    assert!(!s.machine(0).has_quorum());
+    assert!(s.machine(1).has_quorum() && s.machine(2).has_quorum());
+    assert_eq!(
+        s.machine(0).unready_reason("web").as_deref(),
+        Some("no quorum")
+    );
+    assert!(
+        s.acquires(0, "mail").is_empty(),
+        "the minority took nothing"
+    );
+    s.heal();
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["c"], "no auto_failback: it stays");
+    assert!(s.machine(0).has_quorum());
+}
+
+#[test]
+fn three_nodes_with_votes_a_heavier_node_alone_keeps_quorum() {
+    let mut s = Sim::new(
+        &["a", "b", "c"],
+        &[("web", &["a", "c", "b"]), ("mail", &["b", "c", "a"])],
+        false,
+    );
+    s.reconfigure(|st| {
+        st.policy.quorum = true;
+        st.policy.votes = [("a".to_string(), 3)].into_iter().collect();
+    });
+    s.run_until(ms(1000), "placed", |s| s.holders("web") == ["a"]);
+    for other in [1, 2] {
+        s.cut_dir(0, other);
+        s.cut_dir(other, 0);
+    }
+    s.check = false; // a (3 of 5 votes) keeps web; b and c (2 of 5) release mail
+    s.run_until(ms(1000), "b and c gave up mail, a took it", |s| {
+        s.holders("mail") == ["a"]
+    });
+    assert!(s.machine(0).has_quorum() && !s.machine(1).has_quorum());
+    assert_eq!(s.holders("web"), ["a"]);
+}
+
+#[test]
+fn losing_carrier_on_a_needed_interface_moves_the_group_to_a_ready_peer() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| st.groups[0].interfaces = vec!["eth0".into()]);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    let carrier = |s: &mut Sim, i: usize, up: bool| {
+        s.cmd(
+            i,
+            Event::Carrier {
+                iface: "eth0".into(),
+                up,
+            },
+        )
+    };
+    carrier(&mut s, 0, false);
+    s.run_until(ms(300), "b took web", |s| s.holders("web") == ["b"]);
+    assert_released_before_acquired(&s, 0, 1, "web");
+    // b loses it too while a is still down: nobody is better, b keeps serving.
+    carrier(&mut s, 1, false);
+    s.run_for(ms(500));
+    assert_eq!(s.holders("web"), ["b"]);
+    // a's carrier returns: a is ready and b is not, so web goes back to a.
+    carrier(&mut s, 0, true);
+    s.run_until(ms(300), "a took web back", |s| s.holders("web") == ["a"]);
+    // An interface not needed by the group changes nothing.
+    s.cmd(
+        0,
+        Event::Carrier {
+            iface: "eth1".into(),
+            up: false,
+        },
+    );
+    s.run_for(ms(500));
+    assert_eq!(s.holders("web"), ["a"]);
+}
+
+#[test]
+fn a_failed_resource_moves_to_a_ready_peer() {
+    let mut s = Sim::pair(false);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.run_for(ms(100)); // started, not only starting
+    s.cmd(
+        0,
+        Event::ResourceFailed {
+            group: "web".into(),
+        },
+    );
+    s.run_until(ms(300), "b took web", |s| s.holders("web") == ["b"]);
+    assert_released_before_acquired(&s, 0, 1, "web");
+    assert_eq!(s.acquires(0, "web").len(), 1, "no restart on a");
+    assert!(alerts(&s, 0).is_empty());
+}
+
+#[test]
+fn a_failed_resource_restarts_here_when_the_peer_is_not_ready_then_gives_up_with_an_alert() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| {
+        st.policy.restart_limit = 2;
+        st.policy.restart_window = ms(10_000);
+    });
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.cmd(1, Event::Standby);
+    s.run_for(ms(100));
+    for n in 1..=2 {
+        s.cmd(
+            0,
+            Event::ResourceFailed {
+                group: "web".into(),
+            },
+        );
+        s.run_until(ms(300), "web restarted on a", |s| {
+            s.acquires(0, "web").len() == n + 1 && s.held_by("web", "a")
+        });
+        s.run_for(ms(50));
+        assert!(s.acquires(1, "web").is_empty());
+    }
+    // The third failure within the window: given up, loudly.
+    s.cmd(
+        0,
+        Event::ResourceFailed {
+            group: "web".into(),
+        },
+    );
+    s.run_for(ms(300));
+    assert!(s.holders("web").is_empty());
+    assert_eq!(s.acquires(0, "web").len(), 3);
+    assert_eq!(alerts(&s, 0).len(), 1, "{:?}", alerts(&s, 0));
+    assert!(alerts(&s, 0)[0].contains("web failed 3 times"));
+    // The peer becomes ready: the group goes there.
+    s.cmd(1, Event::Takeover);
+    s.run_until(ms(500), "b took web", |s| s.holders("web") == ["b"]);
+}
+
+#[test]
+fn restarts_older_than_the_window_do_not_count() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| {
+        st.policy.restart_limit = 1;
+        st.policy.restart_window = ms(1000);
+    });
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.cmd(1, Event::Standby);
+    s.run_for(ms(100));
+    for n in 1..=3 {
+        s.cmd(
+            0,
+            Event::ResourceFailed {
+                group: "web".into(),
+            },
+        );
+        s.run_until(ms(300), "restarted", |s| {
+            s.acquires(0, "web").len() == n + 1 && s.held_by("web", "a")
+        });
+        s.run_for(ms(1100));
+    }
+    assert!(alerts(&s, 0).is_empty());
+}
+
+#[test]
+fn a_fenced_peer_is_taken_over_only_after_the_fence_succeeded() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| {
+        if st.me == "b" {
+            st.policy.fence = ["a".to_string()].into_iter().collect();
+        }
+    });
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.fence_ok = Some(false);
+    s.crash(0);
+    s.run_until(ms(500), "b tried to fence a", |s| {
+        !s.when(1, |a| matches!(a, Action::Fence { .. })).is_empty()
+    });
+    s.run_for(ms(500));
+    assert!(
+        s.acquires(1, "web").is_empty(),
+        "no takeover without a fence"
+    );
+    assert_eq!(alerts(&s, 1).len(), 1);
+    assert!(alerts(&s, 1)[0].contains("fencing a failed"));
+    // Retried after ten deadtimes; this time it works and b takes over.
+    s.fence_ok = Some(true);
+    s.run_until(ms(1500), "b took web", |s| s.held_by("web", "b"));
+    let fences = s.when(1, |a| matches!(a, Action::Fence { .. }));
+    assert_eq!(fences.len(), 2, "{fences:?}");
+    assert!(fences[1] - fences[0] >= DEAD * 10);
+}
+
+#[test]
+fn a_peer_that_left_cleanly_needs_no_fence() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| st.policy.fence = ["a".to_string()].into_iter().collect());
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.cmd(0, Event::Stop);
+    s.run_until(ms(500), "b took web", |s| s.held_by("web", "b"));
+    assert!(s.when(1, |a| matches!(a, Action::Fence { .. })).is_empty());
+}
+
+#[test]
+fn a_fence_pending_when_the_peer_returns_is_dropped() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| {
+        if st.me == "b" {
+            st.policy.fence = ["a".to_string()].into_iter().collect();
+        }
+    });
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.fence_ok = None; // the fence command hangs
+    s.cut_link(0);
+    s.cut_link(1);
+    s.run_until(ms(500), "b fences a", |s| {
+        !s.when(1, |a| matches!(a, Action::Fence { .. })).is_empty()
+    });
+    s.heal();
+    s.run_for(ms(500));
+    s.cmd(
+        1,
+        Event::Fenced {
+            peer: "a".into(),
+            ok: true,
+        },
+    );
+    s.run_for(ms(500));
+    assert_eq!(s.holders("web"), ["a"]);
+    assert!(s.acquires(1, "web").is_empty());
+}
+
+#[test]
+fn after_a_split_brain_the_keeper_announces_again_once() {
+    let mut s = Sim::pair(false);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.cut_link(0);
+    s.cut_link(1);
+    s.check = false;
+    s.run_until(ms(500), "split brain", |s| s.holders("web").len() == 2);
+    s.heal();
+    s.run_until(ms(300), "one holder", |s| s.holders("web") == ["a"]);
+    s.check = true;
+    s.run_for(ms(500));
+    let announced = s.when(0, |a| *a == Action::Reannounce("web".into()));
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert!(s.when(1, |a| matches!(a, Action::Reannounce(_))).is_empty());
+}
+
+#[test]
+fn a_stop_that_fails_keeps_the_group_off_the_peer_and_alerts() {
+    let mut s = Sim::pair(false);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.run_for(ms(100));
+    s.nodes[0].fail_release.insert("web".into());
+    s.cmd(
+        0,
+        Event::ResourceFailed {
+            group: "web".into(),
+        },
+    );
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["a"], "still reported held by a");
+    assert!(s.acquires(1, "web").is_empty(), "b must not start it");
+    assert_eq!(alerts(&s, 0).len(), 1);
+    assert!(alerts(&s, 0)[0].contains("did not stop cleanly"));
+}
+
+#[test]
+fn frames_carry_what_a_node_cannot_serve() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| {
+        st.policy.ping = true;
+        st.groups[0].interfaces = vec!["eth0".into()];
+    });
+    ping(&mut s, 0, 1);
+    ping(&mut s, 1, 1);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    assert_eq!(
+        s.machine(1).health(),
+        Health {
+            ping_reached: 1,
+            ping_total: 1,
+            unready: vec![]
+        }
+    );
+    s.cmd(1, Event::Standby);
+    assert_eq!(s.machine(1).health().unready, ["web"]);
+    s.cmd(1, Event::Takeover);
+    s.cmd(
+        1,
+        Event::Carrier {
+            iface: "eth0".into(),
+            up: false,
+        },
+    );
+    assert_eq!(s.machine(1).health().unready, ["web"]);
+}
