@@ -495,3 +495,113 @@ fn a_frozen_active_node_yields_on_waking_and_the_keeper_announces_again() {
     assert_eq!(a.status().groups[0].holder.as_deref(), Some("b"));
     assert_eq!(f.events().len(), 3, "nothing else moved");
 }
+
+/// Writes an executable `sh` script in the fixture's directory.
+fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
+    let p = f.dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    support::set_mode(&p, 0o755);
+    p
+}
+
+#[test]
+fn a_failing_fence_command_blocks_the_takeover_until_it_succeeds() {
+    let mut f = Fixture::new("fence");
+    f.site.timings = CALM_TIMINGS;
+    let key = f.key(&[1]);
+    let (pa, pb) = free_ports();
+    let mut a = f.node("a", "b", pa, pb, &key, "");
+    let mut b = f.node("b", "a", pb, pa, &key, "");
+    // b fences a with a command that fails until the file `fence-ok` exists.
+    let fence = script(
+        &f,
+        "fence",
+        &format!(
+            "echo \"$HBEAT_NODE fences $HBEAT_PEER\" >> {d}/fences; [ -e {d}/fence-ok ]",
+            d = f.dir.display()
+        ),
+    );
+    edit(
+        &b.config,
+        "[[peer]]\nname = \"a\"\n",
+        &format!("[[peer]]\nname = \"a\"\nfence = \"{}\"\n", fence.display()),
+    );
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    let fences = || {
+        std::fs::read_to_string(f.dir.join("fences"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    wait_for("a holds web and b sees it", &logs, || {
+        f.events() == ["a start web"]
+            && b.try_status()
+                .is_some_and(|s| s.groups[0].holder.as_deref() == Some("a"))
+    });
+    a.kill();
+    wait_for("b tried to fence a, failed and alerted", &logs, || {
+        fences() == ["b fences a"] && b.log_text().contains("fencing a failed")
+    });
+    b.assert_logged("ALERT");
+    assert_eq!(f.events(), ["a start web"], "no takeover without a fence");
+    // The fence works from now on: b's retry (ten deadtimes later) succeeds and b takes over.
+    std::fs::write(f.dir.join("fence-ok"), "").unwrap();
+    wait_for("b took web after fencing a", &logs, || {
+        f.events() == ["a start web", "b start web"]
+    });
+    assert_eq!(fences(), ["b fences a", "b fences a"]);
+}
+
+#[test]
+fn a_resource_that_will_not_stop_keeps_the_group_off_the_peer() {
+    let mut f = Fixture::new("nostop");
+    f.site.timings = CALM_TIMINGS;
+    let key = f.key(&[1]);
+    let (pa, pb) = free_ports();
+    let mut a = f.node("a", "b", pa, pb, &key, "");
+    let mut b = f.node("b", "a", pb, pa, &key, "");
+    // A second resource whose `stop` always fails (its `status` says it runs).
+    let nostop = script(
+        &f,
+        "nostop",
+        "case \"$2\" in stop) exit 1 ;; *) exit 0 ;; esac",
+    );
+    for n in [&a, &b] {
+        edit(
+            &n.config,
+            "::web\"]",
+            &format!("::web\", \"script:{}::web\"]", nostop.display()),
+        );
+    }
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    wait_for("a holds web and b sees it", &logs, || {
+        f.events() == ["a start web"]
+            && b.try_status()
+                .is_some_and(|s| s.groups[0].holder.as_deref() == Some("a"))
+    });
+    // Standby asks a to hand web over: its stop fails, so web stays with a.
+    a.ctl("standby");
+    wait_for("a's stop failed and it alerted", &logs, || {
+        a.log_text().contains("ALERT")
+    });
+    a.assert_logged("web did not stop cleanly: it stays here");
+    // Give b a second of a's frames (50 keepalives) to start it wrongly.
+    let seen = b.status().links[0].received;
+    wait_for("b heard a for a second more", &logs, || {
+        b.status().links[0].received > seen + 50
+    });
+    assert!(
+        !f.events().contains(&"b start web".to_string()),
+        "{:?}",
+        f.events()
+    );
+    assert_eq!(b.status().groups[0].holder.as_deref(), Some("a"));
+    assert_eq!(a.status().held, ["web"]);
+}
