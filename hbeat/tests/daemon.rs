@@ -21,6 +21,10 @@ fn free_ports() -> (u16, u16) {
     )
 }
 
+fn paths(logs: &[PathBuf]) -> Vec<&Path> {
+    logs.iter().map(PathBuf::as_path).collect()
+}
+
 /// A [`Site`] (the recording script resource; removed on drop) that also writes key files with
 /// chosen ids and node configurations.
 struct Fixture {
@@ -37,6 +41,37 @@ impl std::ops::Deref for Fixture {
 }
 
 impl Fixture {
+    /// [`Fixture::new`] with [`CALM_TIMINGS`]: for tests whose point is not the timings.
+    fn calm(tag: &str) -> Fixture {
+        let mut f = Fixture::new(tag);
+        f.site.timings = CALM_TIMINGS;
+        f
+    }
+
+    /// Nodes a and b on loopback, sharing the key file with key 1; not started.
+    fn pair(&self) -> (Node, Node) {
+        let key = self.key(&[1]);
+        let (pa, pb) = free_ports();
+        (
+            self.node("a", "b", pa, pb, &key, ""),
+            self.node("b", "a", pb, pa, &key, ""),
+        )
+    }
+
+    /// Starts both and waits until a holds web (and nothing else happened) and b sees it;
+    /// returns their logs.
+    fn start(&self, a: &mut Node, b: &mut Node) -> [PathBuf; 2] {
+        let logs = [a.log.clone(), b.log.clone()];
+        a.start();
+        b.start();
+        wait_for("a holds web and b sees it", &paths(&logs), || {
+            self.events() == ["a start web"]
+                && b.try_status()
+                    .is_some_and(|s| s.groups[0].holder.as_deref() == Some("a"))
+        });
+        logs
+    }
+
     fn new(tag: &str) -> Fixture {
         let site = Site::new(&format!("daemon-{tag}"));
         let keys = (1..=2)
@@ -237,15 +272,8 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     f.write_key(&kb, &[1]);
     let mut a = f.node("a", "b", pa, pb, &ka, "");
     let mut b = f.node("b", "a", pb, pa, &kb, "");
-    let logs = [a.log.clone(), b.log.clone()];
-    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
-    a.start();
-    b.start();
-    wait_for("a holds web and b sees it", &logs, || {
-        f.events() == ["a start web"]
-            && b.try_status()
-                .is_some_and(|s| s.groups[0].holder.as_deref() == Some("a"))
-    });
+    let logs = f.start(&mut a, &mut b);
+    let logs = paths(&logs);
 
     // The rotation: the new key added second everywhere, then made first, then the old dropped;
     // a by the control request, b by SIGHUP. After each step both accept each other's frames.
@@ -402,12 +430,8 @@ fn web_started(n: &Node) -> usize {
 
 #[test]
 fn a_killed_command_resource_moves_the_group_to_the_ready_peer_or_restarts_it_here() {
-    let mut f = Fixture::new("resfail");
-    f.site.timings = CALM_TIMINGS;
-    let key = f.key(&[1]);
-    let (pa, pb) = free_ports();
-    let mut a = f.node("a", "b", pa, pb, &key, "");
-    let mut b = f.node("b", "a", pb, pa, &key, "");
+    let f = Fixture::calm("resfail");
+    let (mut a, mut b) = f.pair();
     // After the script, a supervised command that writes its pid where the test finds it.
     let cmd = format!(
         "sh -c 'echo $$ > {}/pid.$HBEAT_NODE; exec sleep 1000'",
@@ -416,10 +440,8 @@ fn a_killed_command_resource_moves_the_group_to_the_ready_peer_or_restarts_it_he
     for n in [&a, &b] {
         edit(&n.config, "::web\"]", &format!("::web\", {cmd:?}]"));
     }
-    let logs = [a.log.clone(), b.log.clone()];
-    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
-    a.start();
-    b.start();
+    let logs = f.start(&mut a, &mut b);
+    let logs = paths(&logs);
     let pid_of = |node: &str| {
         std::fs::read_to_string(f.dir.join(format!("pid.{node}")))
             .ok()
@@ -461,21 +483,10 @@ fn a_killed_command_resource_moves_the_group_to_the_ready_peer_or_restarts_it_he
 
 #[test]
 fn a_frozen_active_node_yields_on_waking_and_the_keeper_announces_again() {
-    let mut f = Fixture::new("freeze");
-    f.site.timings = CALM_TIMINGS;
-    let key = f.key(&[1]);
-    let (pa, pb) = free_ports();
-    let mut a = f.node("a", "b", pa, pb, &key, "");
-    let mut b = f.node("b", "a", pb, pa, &key, "");
-    let logs = [a.log.clone(), b.log.clone()];
-    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
-    a.start();
-    b.start();
-    wait_for("a holds web and b sees it", &logs, || {
-        f.events() == ["a start web"]
-            && b.try_status()
-                .is_some_and(|s| s.groups[0].holder.as_deref() == Some("a"))
-    });
+    let f = Fixture::calm("freeze");
+    let (mut a, mut b) = f.pair();
+    let logs = f.start(&mut a, &mut b);
+    let logs = paths(&logs);
     // A hung daemon (a VM pause, SIGSTOP) for longer than deadtime: b takes over; a's resources
     // still run (nothing stopped them).
     a.signal(nix::sys::signal::Signal::SIGSTOP);
@@ -506,12 +517,8 @@ fn script(f: &Fixture, name: &str, body: &str) -> PathBuf {
 
 #[test]
 fn a_failing_fence_command_blocks_the_takeover_until_it_succeeds() {
-    let mut f = Fixture::new("fence");
-    f.site.timings = CALM_TIMINGS;
-    let key = f.key(&[1]);
-    let (pa, pb) = free_ports();
-    let mut a = f.node("a", "b", pa, pb, &key, "");
-    let mut b = f.node("b", "a", pb, pa, &key, "");
+    let f = Fixture::calm("fence");
+    let (mut a, mut b) = f.pair();
     // b fences a with a command that fails until the file `fence-ok` exists.
     let fence = script(
         &f,
@@ -558,12 +565,8 @@ fn a_failing_fence_command_blocks_the_takeover_until_it_succeeds() {
 
 #[test]
 fn a_resource_that_will_not_stop_keeps_the_group_off_the_peer() {
-    let mut f = Fixture::new("nostop");
-    f.site.timings = CALM_TIMINGS;
-    let key = f.key(&[1]);
-    let (pa, pb) = free_ports();
-    let mut a = f.node("a", "b", pa, pb, &key, "");
-    let mut b = f.node("b", "a", pb, pa, &key, "");
+    let f = Fixture::calm("nostop");
+    let (mut a, mut b) = f.pair();
     // A second resource whose `stop` always fails (its `status` says it runs).
     let nostop = script(
         &f,
@@ -577,15 +580,8 @@ fn a_resource_that_will_not_stop_keeps_the_group_off_the_peer() {
             &format!("::web\", \"script:{}::web\"]", nostop.display()),
         );
     }
-    let logs = [a.log.clone(), b.log.clone()];
-    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
-    a.start();
-    b.start();
-    wait_for("a holds web and b sees it", &logs, || {
-        f.events() == ["a start web"]
-            && b.try_status()
-                .is_some_and(|s| s.groups[0].holder.as_deref() == Some("a"))
-    });
+    let logs = f.start(&mut a, &mut b);
+    let logs = paths(&logs);
     // Standby asks a to hand web over: its stop fails, so web stays with a.
     a.ctl("standby");
     wait_for("a's stop failed and it alerted", &logs, || {

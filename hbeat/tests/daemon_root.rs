@@ -277,30 +277,8 @@ fn two_nodes_over_udp_serial_and_disk_survive_cable_pulls_and_fail_over() {
 fn three_nodes_a_and_b_die_c_holds_both_and_failback_only_when_asked() {
     need_root();
     // A bridge in a hub namespace; each node's eth0 is a port of it.
-    let hub = Netns::new("three-hub");
-    hub.ip(&["link", "add", "br0", "type", "bridge"]);
-    hub.ip(&["link", "set", "br0", "up"]);
     let nodes = ["a", "b", "c"];
-    let ns: Vec<Netns> = nodes
-        .iter()
-        .map(|n| Netns::new(&format!("three-{n}")))
-        .collect();
-    for (i, n) in ns.iter().enumerate() {
-        let port = format!("p{}", nodes[i]);
-        veth(
-            End {
-                ns: n,
-                dev: "eth0",
-                addrs: &[&format!("192.0.2.{}/24", i + 1)],
-            },
-            End {
-                ns: &hub,
-                dev: &port,
-                addrs: &[],
-            },
-        );
-        hub.ip(&["link", "set", &port, "master", "br0"]);
-    }
+    let (_hub, ns) = support::bridged("three", &nodes);
     let mut site = Site::new("root-three");
     site.timings = CALM_TIMINGS;
     let disk = disk_file(&site, 3);

@@ -131,30 +131,9 @@ fn with_the_links_cut_only_the_side_that_reaches_its_ping_target_holds_the_group
 #[test]
 fn three_nodes_the_one_cut_off_holds_nothing_the_majority_holds_everything() {
     need_root();
-    let hub = Netns::new("quorum-hub");
-    hub.ip(&["link", "add", "br0", "type", "bridge"]);
-    hub.ip(&["link", "set", "br0", "up"]);
+    // A bridge in a hub namespace; each node's eth0 is a port of it.
     let names = ["a", "b", "c"];
-    let ns: Vec<Netns> = names
-        .iter()
-        .map(|n| Netns::new(&format!("quorum-{n}")))
-        .collect();
-    for (i, n) in ns.iter().enumerate() {
-        let port = format!("p{}", names[i]);
-        veth(
-            End {
-                ns: n,
-                dev: "eth0",
-                addrs: &[&format!("192.0.2.{}/24", i + 1)],
-            },
-            End {
-                ns: &hub,
-                dev: &port,
-                addrs: &[],
-            },
-        );
-        hub.ip(&["link", "set", &port, "master", "br0"]);
-    }
+    let (_hub, ns) = support::bridged("quorum", &names);
     let mut site = Site::new("policy-quorum");
     site.timings = CALM_TIMINGS;
     let links = ["bcast = { dev = \"eth0\", port = 694 }".to_string()];

@@ -123,6 +123,36 @@ pub fn veth(a: End, b: End) {
     }
 }
 
+/// Nodes on one Ethernet segment: a bridge in namespace `hub` and, per name, a namespace with an
+/// `eth0` port of it at 192.0.2.N/24 (N from 1, in order). Returns the hub and the nodes'
+/// namespaces.
+pub fn bridged(tag: &str, names: &[&str]) -> (Netns, Vec<Netns>) {
+    let hub = Netns::new(&format!("{tag}-hub"));
+    hub.ip(&["link", "add", "br0", "type", "bridge"]);
+    hub.ip(&["link", "set", "br0", "up"]);
+    let ns: Vec<Netns> = names
+        .iter()
+        .map(|n| Netns::new(&format!("{tag}-{n}")))
+        .collect();
+    for (i, n) in ns.iter().enumerate() {
+        let port = format!("p{}", names[i]);
+        veth(
+            End {
+                ns: n,
+                dev: "eth0",
+                addrs: &[&format!("192.0.2.{}/24", i + 1)],
+            },
+            End {
+                ns: &hub,
+                dev: &port,
+                addrs: &[],
+            },
+        );
+        hub.ip(&["link", "set", &port, "master", "br0"]);
+    }
+    (hub, ns)
+}
+
 /// Addresses an interface and sets it up.
 pub fn wire(e: &End) {
     for addr in e.addrs {
