@@ -156,6 +156,13 @@ fn q(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// Text fit for a TOML comment, which allows no control character but tab.
+fn comment_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
+}
+
 fn dur(d: Duration) -> String {
     common::config::Duration::from(d).to_string()
 }
@@ -382,12 +389,7 @@ fn parse_ha_cf(text: &str, w: &mut Warnings) -> HaCf {
                 any_media = true;
                 let port = *ucast_port.get_or_insert(udpport.map_or(HA_UDPPORT, |u| u.0));
                 let [dev, target, ..] = vals.as_slice() else {
-                    warn(
-                        w,
-                        n,
-                        d,
-                        "expected `ucast DEV PEER-ADDRESS`; ignored".into(),
-                    );
+                    warn(w, n, d, "expected `ucast DEV PEER-ADDRESS`; ignored".into());
                     continue;
                 };
                 if vals.len() > 2 {
@@ -581,15 +583,24 @@ fn parse_ha_cf(text: &str, w: &mut Warnings) -> HaCf {
                 "not converted: hbeat's nodes are the ones listed".into(),
             ),
             "autojoin" => {}
-            "hopfudge" | "realtime" | "rtprio" | "hbgenmethod" | "msgfmt" | "compression"
-            | "compression_threshold" | "traditional_compression" | "uuidfrom" | "coredumps"
-            | "coreroot" | "memreserve" | "max_rexmit_delay" | "warn_bad_packets" | "env"
-            | "failfast" | "register_to_apphbd" | "quorum_server" => warn(
-                w,
-                n,
-                d,
-                "no equivalent in hbeat; ignored".into(),
-            ),
+            "hopfudge"
+            | "realtime"
+            | "rtprio"
+            | "hbgenmethod"
+            | "msgfmt"
+            | "compression"
+            | "compression_threshold"
+            | "traditional_compression"
+            | "uuidfrom"
+            | "coredumps"
+            | "coreroot"
+            | "memreserve"
+            | "max_rexmit_delay"
+            | "warn_bad_packets"
+            | "env"
+            | "failfast"
+            | "register_to_apphbd"
+            | "quorum_server" => warn(w, n, d, "no equivalent in hbeat; ignored".into()),
             "mcast6" | "ucast6" | "ping6" | "hbaping" | "rds" => warn(
                 w,
                 n,
@@ -616,11 +627,21 @@ struct GroupOut {
     preferred: String,
     /// The resource as hbeat writes it, and a note for the user (may be empty).
     resources: Vec<(String, String)>,
+    /// Notes about resources left out (ldirectord).
+    notes: Vec<String>,
     line: usize,
 }
 
-/// `IPaddr`'s `ip[/prefix][/nic][/broadcast]` as `fakeip hold` arguments, or what is missing.
-fn ipaddr(spec: &str) -> Result<(IpAddr, Option<u8>, Option<String>, Option<String>), String> {
+/// `IPaddr`'s `ip[/prefix][/nic][/broadcast]`.
+struct IpSpec {
+    ip: IpAddr,
+    prefix: Option<u8>,
+    nic: Option<String>,
+    broadcast: Option<String>,
+}
+
+/// Parses `IPaddr`'s argument; the error says what is wrong.
+fn ipaddr(spec: &str) -> Result<IpSpec, String> {
     let mut parts = spec.split('/');
     let ip_text = parts.next().unwrap_or_default();
     let ip: Ipv4Addr = ip_text
@@ -656,7 +677,12 @@ fn ipaddr(spec: &str) -> Result<(IpAddr, Option<u8>, Option<String>, Option<Stri
             return Err(format!("unexpected {p:?}"));
         }
     }
-    Ok((IpAddr::V4(ip), prefix, nic, broadcast))
+    Ok(IpSpec {
+        ip: IpAddr::V4(ip),
+        prefix,
+        nic,
+        broadcast,
+    })
 }
 
 /// A group name from its first resource: letters, digits, `-`, `_`, `.`; unique.
@@ -706,10 +732,18 @@ fn resource(
 ) -> Option<(String, Option<String>)> {
     let warn = |w: &mut Warnings, m: String| w.push(Source::Haresources, n, word, m);
     let (script, args) = word.split_once("::").unwrap_or((word, ""));
-    let is_ip = word.split('/').next().is_some_and(|ip| ip.parse::<Ipv4Addr>().is_ok());
+    let is_ip = word
+        .split('/')
+        .next()
+        .is_some_and(|ip| ip.parse::<Ipv4Addr>().is_ok());
     if is_ip || script == "IPaddr" || script == "IPaddr2" {
         let spec = if is_ip { word } else { args };
-        let (ip, prefix, nic, broadcast) = match ipaddr(spec) {
+        let IpSpec {
+            ip,
+            prefix,
+            nic,
+            broadcast,
+        } = match ipaddr(spec) {
             Ok(v) => v,
             Err(e) => {
                 warn(w, format!("{e}; this resource is dropped"));
@@ -869,9 +903,14 @@ fn parse_haresources(
             continue;
         };
         let mut resources = Vec::new();
+        let mut notes = Vec::new();
         for word in &words {
             if let Some((text, comment)) = resource(word, n, opts, w) {
                 resources.push((text, comment.unwrap_or_default()));
+            } else if word.split("::").next() == Some("ldirectord") {
+                notes.push(format!(
+                    "hbeat import: {word} left out: ldir runs on both nodes (ldir import)"
+                ));
             }
         }
         if resources.is_empty() {
@@ -887,6 +926,7 @@ fn parse_haresources(
             name: group_name(first, &mut taken),
             preferred: node,
             resources,
+            notes,
             line: n,
         });
     }
@@ -919,7 +959,12 @@ fn convert_authkeys(text: &str, w: &mut Warnings) -> Option<String> {
             continue;
         }
         let Ok(id) = first.parse::<u8>() else {
-            warn(w, n, first, "not `auth N` or `N METHOD [SECRET]`; ignored".into());
+            warn(
+                w,
+                n,
+                first,
+                "not `auth N` or `N METHOD [SECRET]`; ignored".into(),
+            );
             continue;
         };
         if !(1..=15).contains(&id) {
@@ -929,7 +974,10 @@ fn convert_authkeys(text: &str, w: &mut Warnings) -> Option<String> {
         let method = second.to_ascii_lowercase();
         match method.as_str() {
             "sha1" | "md5" if !rest.is_empty() => {
-                if keys.insert(id, (method.clone(), rest.to_owned(), n)).is_some() {
+                if keys
+                    .insert(id, (method.clone(), rest.to_owned(), n))
+                    .is_some()
+                {
                     warn(
                         w,
                         n,
@@ -994,9 +1042,7 @@ fn convert_authkeys(text: &str, w: &mut Warnings) -> Option<String> {
         let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let line = format!("{id} {hex}");
         let role = if id == active { ", signs" } else { "" };
-        out.push_str(&format!(
-            "# authkeys:{n}: {id} {method}{role}\n{line}\n"
-        ));
+        out.push_str(&format!("# authkeys:{n}: {id} {method}{role}\n{line}\n"));
     }
     Some(out)
 }
@@ -1102,7 +1148,12 @@ pub fn convert(ha_cf: &str, haresources: &str, authkeys: &str, opts: &Options) -
     let mut nodes: Vec<String> = Vec::new();
     for (name, n) in &cf.nodes {
         if nodes.contains(name) {
-            w.push(Source::HaCf, *n, "node", format!("{name:?} is listed twice"));
+            w.push(
+                Source::HaCf,
+                *n,
+                "node",
+                format!("{name:?} is listed twice"),
+            );
         } else {
             nodes.push(name.clone());
         }
@@ -1159,7 +1210,9 @@ pub fn convert(ha_cf: &str, haresources: &str, authkeys: &str, opts: &Options) -
         match l {
             // This node's own entry: heartbeat sent to itself there and ignored it.
             LinkOut::Udp { peer, .. } if opts.addresses.contains(peer) => {}
-            LinkOut::Udp { peer, dev, port, .. } => {
+            LinkOut::Udp {
+                peer, dev, port, ..
+            } => {
                 let bind = own_by_dev.get(dev.as_str()).copied().or(single_own);
                 if bind.is_none() {
                     w.push(
@@ -1275,11 +1328,7 @@ pub fn convert(ha_cf: &str, haresources: &str, authkeys: &str, opts: &Options) -
         t.push_str(&format!("\n[[peer]]\nname = {}\n", q(p)));
     }
     for (l, n, line) in &links {
-        // Control characters are not allowed in a TOML comment.
-        let line: String = line
-            .chars()
-            .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
-            .collect();
+        let line = comment_safe(line);
         t.push_str(&format!("\n# ha.cf:{n}: {line}\n[[link]]\n"));
         match l {
             LinkOut::Udp {
@@ -1313,10 +1362,9 @@ pub fn convert(ha_cf: &str, haresources: &str, authkeys: &str, opts: &Options) -
                 q(dev),
                 q(&format!("{group}:{port}"))
             )),
-            LinkOut::Bcast { dev, port } => t.push_str(&format!(
-                "bcast = {{ dev = {}, port = {port} }}\n",
-                q(dev)
-            )),
+            LinkOut::Bcast { dev, port } => {
+                t.push_str(&format!("bcast = {{ dev = {}, port = {port} }}\n", q(dev)))
+            }
             LinkOut::Serial { device, baud } => t.push_str(&format!(
                 "serial = {{ device = {}, baud = {baud} }}\n",
                 q(device)
@@ -1324,9 +1372,12 @@ pub fn convert(ha_cf: &str, haresources: &str, authkeys: &str, opts: &Options) -
         }
     }
     for g in &groups {
+        t.push_str(&format!("\n# haresources:{}\n", g.line));
+        for note in &g.notes {
+            t.push_str(&format!("# {}\n", comment_safe(note)));
+        }
         t.push_str(&format!(
-            "\n# haresources:{}\n[[group]]\nname = {}\npreferred = {}\nresources = [\n",
-            g.line,
+            "[[group]]\nname = {}\npreferred = {}\nresources = [\n",
             q(&g.name),
             q(&g.preferred)
         ));

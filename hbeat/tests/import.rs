@@ -116,7 +116,10 @@ fn debian_example_as_shipped_has_nothing_to_convert() {
     // Every line of the example is a comment except these two.
     let cf = fixture("debian/ha.cf");
     assert!(
-        err.contains(&format!("hbeat: {}:37: logfacility: not converted", cf.display())),
+        err.contains(&format!(
+            "hbeat: {}:37: logfacility: not converted",
+            cf.display()
+        )),
         "{err}"
     );
     assert!(err.contains("node: no `node` line"), "{err}");
@@ -194,7 +197,10 @@ fn debian_example_uncommented_converts_and_passes_check() {
         err.contains(&format!("{}:137: ", res.display())) && err.contains("broadcast"),
         "{err}"
     );
-    assert!(err.contains("1 crc") || err.contains("crc: key 1 has no secret"), "{err}");
+    assert!(
+        err.contains("1 crc") || err.contains("crc: key 1 has no secret"),
+        "{err}"
+    );
     let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let toml = std::fs::read_to_string(&out).unwrap();
@@ -303,7 +309,10 @@ fn lvs_pair_converts_for_both_nodes_and_passes_check() {
         "{t1}"
     );
     assert!(t1.contains("\"fakeip hold 192.0.2.3/24 dev eth0\""), "{t1}");
-    assert!(t1.contains("serial = { device = \"/dev/ttyS0\", baud = 38400 }"), "{t1}");
+    assert!(
+        t1.contains("serial = { device = \"/dev/ttyS0\", baud = 38400 }"),
+        "{t1}"
+    );
     assert!(t1.contains("auto_failback = false"), "{t1}");
     let t2 = std::fs::read_to_string(&out2).unwrap();
     assert!(
@@ -318,7 +327,10 @@ fn lvs_pair_converts_for_both_nodes_and_passes_check() {
     let s1 = check_passes(&out1, &bin);
     let s2 = check_passes(&out2, &bin);
     let hash = |s: &str| s.rsplit("groups hash ").next().unwrap().trim().to_owned();
-    assert!(s1.contains("node node1, 1 peer(s), 3 link(s), 2 group(s), 4 resource(s)"), "{s1}");
+    assert!(
+        s1.contains("node node1, 1 peer(s), 3 link(s), 2 group(s), 4 resource(s)"),
+        "{s1}"
+    );
     assert_eq!(hash(&s1), hash(&s2));
 }
 
@@ -355,9 +367,10 @@ fn the_seed_line_without_prefix_and_nic_is_refused_by_check_until_filled_in() {
     let cerr = text(&c.stderr);
     assert!(cerr.contains("`FIXME` not found"), "{cerr}");
     // Filled in as the note says: accepted.
-    let toml = std::fs::read_to_string(&out)
-        .unwrap()
-        .replace("FIXME fakeip hold 192.0.2.3/PREFIX dev NIC", "fakeip hold 192.0.2.3/24 dev eth0");
+    let toml = std::fs::read_to_string(&out).unwrap().replace(
+        "FIXME fakeip hold 192.0.2.3/PREFIX dev NIC",
+        "fakeip hold 192.0.2.3/24 dev eth0",
+    );
     std::fs::write(&out, toml).unwrap();
     check_passes(&out, &bin);
 }
@@ -391,13 +404,19 @@ fn never_overwrites_and_prints_without_out() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o.stderr).contains("exists; not overwritten"));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "# mine\n");
-    assert!(!key.exists(), "nothing is written when one file is in the way");
+    assert!(
+        !key.exists(),
+        "nothing is written when one file is in the way"
+    );
     // Without --out: the TOML on stdout, the key still only into its file.
     let a = args(None);
     let o = hbeat(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
     let stdout = text(&o.stdout);
-    assert!(stdout.starts_with("# hbeat.toml converted by `hbeat import`"), "{stdout}");
+    assert!(
+        stdout.starts_with("# hbeat.toml converted by `hbeat import`"),
+        "{stdout}"
+    );
     let secret = std::fs::read_to_string(&key).unwrap();
     let line = secret.lines().find(|l| l.starts_with("2 ")).unwrap();
     assert!(!stdout.contains(line), "the key is never printed");

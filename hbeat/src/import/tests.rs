@@ -30,9 +30,9 @@ fn config(c: &Conversion) -> Config {
 
 /// The warning at `source:line` about `what` whose message contains `words`.
 fn warned(c: &Conversion, source: Source, line: usize, what: &str, words: &str) -> bool {
-    c.warnings
-        .iter()
-        .any(|w| w.source == source && w.line == line && w.what == what && w.message.contains(words))
+    c.warnings.iter().any(|w| {
+        w.source == source && w.line == line && w.what == what && w.message.contains(words)
+    })
 }
 
 fn resources(c: &Config) -> Vec<Vec<String>> {
@@ -83,7 +83,13 @@ fn timings_are_heartbeats_with_its_defaults() {
     assert_eq!(cfg.deadtime, Duration::from_secs(30));
     assert_eq!(cfg.warntime, Duration::from_secs(15));
     assert_eq!(cfg.initdead, Duration::from_secs(31));
-    assert!(warned(&c, Source::HaCf, 0, "initdead", "heartbeat's default"));
+    assert!(warned(
+        &c,
+        Source::HaCf,
+        0,
+        "initdead",
+        "heartbeat's default"
+    ));
     // Seconds, milliseconds, decimals; initdead 2 x deadtime when deadtime is 6..=10s.
     let c = conv(
         &format!("{TWO_NODES}keepalive 500ms\ndeadtime 8\nwarntime 1.5\n"),
@@ -181,13 +187,19 @@ fn ucast_without_own_address_gets_a_placeholder_check_refuses() {
     let c = convert("node lb1 lb2\nucast eth1 192.0.2.12\n", "", SIGNED, &o);
     assert!(c.usable);
     assert!(warned(&c, Source::HaCf, 2, "ucast", "--address"));
-    assert!(c.toml.contains("bind = \"THIS-NODE-ADDRESS:694\""), "{}", c.toml);
+    assert!(
+        c.toml.contains("bind = \"THIS-NODE-ADDRESS:694\""),
+        "{}",
+        c.toml
+    );
     let e = crate::config::parse("hbeat.toml", &c.toml).unwrap_err();
     assert!(format!("{e:?}").contains("bind"), "{e:?}");
     // One address given: the bind of every ucast link.
     o.addresses = vec!["192.0.2.11".parse().unwrap()];
     let c = convert("node lb1 lb2\nucast eth1 192.0.2.12\n", "", SIGNED, &o);
-    assert!(matches!(config(&c).links[0], Link::Udp { bind, .. } if bind.ip().to_string() == "192.0.2.11"));
+    assert!(
+        matches!(config(&c).links[0], Link::Udp { bind, .. } if bind.ip().to_string() == "192.0.2.11")
+    );
 }
 
 #[test]
@@ -197,7 +209,13 @@ fn ucast_host_names_and_extra_words_are_warned() {
         "",
     );
     assert!(warned(&c, Source::HaCf, 5, "ucast", "not resolved"));
-    assert!(warned(&c, Source::HaCf, 6, "ucast", "only the first address"));
+    assert!(warned(
+        &c,
+        Source::HaCf,
+        6,
+        "ucast",
+        "only the first address"
+    ));
 }
 
 #[test]
@@ -268,11 +286,20 @@ fn mcast_and_serial_with_baud() {
         ]
     );
     assert!(warned(&c, Source::HaCf, 5, "mcast", "loop 1"));
-    assert!(warned(&c, Source::HaCf, 6, "mcast", "not an IPv4 multicast group"));
+    assert!(warned(
+        &c,
+        Source::HaCf,
+        6,
+        "mcast",
+        "not an IPv4 multicast group"
+    ));
     assert!(warned(&c, Source::HaCf, 7, "serial", "not a device path"));
     // Default speed 19200.
     let c = conv("node lb1 lb2\nserial /dev/ttyS0\n", "");
-    assert!(matches!(config(&c).links[0], Link::Serial { baud: 19200, .. }));
+    assert!(matches!(
+        config(&c).links[0],
+        Link::Serial { baud: 19200, .. }
+    ));
     let c = conv("node lb1 lb2\nbaud 1234\nserial /dev/ttyS0\n", "");
     assert!(warned(&c, Source::HaCf, 2, "baud", "not a serial speed"));
 }
@@ -325,6 +352,17 @@ fn ping_targets_and_what_has_no_equivalent() {
 }
 
 #[test]
+fn control_characters_never_reach_a_toml_comment() {
+    let c = conv(
+        &format!("{TWO_NODES}serial /dev/ttyS0,\u{7}\n"),
+        "lb1 httpd ldirectord::\u{1}\n",
+    );
+    assert!(c.toml.contains("serial /dev/ttyS0,?"), "{}", c.toml);
+    assert!(c.toml.contains("ldirectord::? left out"), "{}", c.toml);
+    config(&c);
+}
+
+#[test]
 fn comments_and_commas() {
     let c = conv(
         "# a comment\nnode lb1, lb2 # both\n  ucast eth1 192.0.2.12  # peer\n",
@@ -373,13 +411,29 @@ fn ipaddr_resources_become_fakeip_hold() {
 #[test]
 fn ipaddr_without_nic_or_prefix_is_a_fixme_check_refuses() {
     for (spec, want) in [
-        ("IPaddr::192.0.2.3", "FIXME fakeip hold 192.0.2.3/PREFIX dev NIC"),
+        (
+            "IPaddr::192.0.2.3",
+            "FIXME fakeip hold 192.0.2.3/PREFIX dev NIC",
+        ),
         ("192.0.2.3/24", "FIXME fakeip hold 192.0.2.3/24 dev NIC"),
-        ("IPaddr2::192.0.2.3/24/192.0.2.255", "FIXME fakeip hold 192.0.2.3/24 dev NIC"),
+        (
+            "IPaddr2::192.0.2.3/24/192.0.2.255",
+            "FIXME fakeip hold 192.0.2.3/24 dev NIC",
+        ),
     ] {
         let c = conv(TWO_NODES, &format!("lb1 {spec} httpd\n"));
-        assert!(c.toml.contains(&format!("\"{want}\"")), "{spec}: {}", c.toml);
-        assert!(warned(&c, Source::Haresources, 1, spec, "remove the leading FIXME"));
+        assert!(
+            c.toml.contains(&format!("\"{want}\"")),
+            "{spec}: {}",
+            c.toml
+        );
+        assert!(warned(
+            &c,
+            Source::Haresources,
+            1,
+            spec,
+            "remove the leading FIXME"
+        ));
         // The file parses, and hbeat check's resource lookup fails on the FIXME word.
         let cfg = config(&c);
         let problems = crate::check::resources(&cfg);
@@ -389,7 +443,13 @@ fn ipaddr_without_nic_or_prefix_is_a_fixme_check_refuses() {
         );
     }
     let c = conv(TWO_NODES, "lb1 IPaddr::192.0.2.300/24/eth0 httpd\n");
-    assert!(warned(&c, Source::Haresources, 1, "IPaddr::192.0.2.300/24/eth0", "dropped"));
+    assert!(warned(
+        &c,
+        Source::Haresources,
+        1,
+        "IPaddr::192.0.2.300/24/eth0",
+        "dropped"
+    ));
     assert_eq!(resources(&config(&c)), [["script:httpd"]]);
 }
 
@@ -409,7 +469,12 @@ fn scripts_keep_their_arguments_and_are_found_by_name_or_in_a_dir() {
     );
     let mut o = opts();
     o.script_dir = Some("/opt/ha/resource.d".into());
-    let c = convert(TWO_NODES, "lb1 httpd LVSSyncDaemonSwap::master\n", SIGNED, &o);
+    let c = convert(
+        TWO_NODES,
+        "lb1 httpd LVSSyncDaemonSwap::master\n",
+        SIGNED,
+        &o,
+    );
     assert_eq!(
         resources(&config(&c)),
         [[
@@ -427,7 +492,13 @@ fn ldirectord_is_dropped_with_a_pointer_to_ldir_import() {
         TWO_NODES,
         "lb1 IPaddr::192.0.2.3/24/eth0 ldirectord::www\nlb2 ldirectord\n",
     );
-    assert!(warned(&c, Source::Haresources, 1, "ldirectord::www", "ldir import /etc/ha.d/www"));
+    assert!(warned(
+        &c,
+        Source::Haresources,
+        1,
+        "ldirectord::www",
+        "ldir import /etc/ha.d/www"
+    ));
     assert!(warned(
         &c,
         Source::Haresources,
@@ -436,7 +507,18 @@ fn ldirectord_is_dropped_with_a_pointer_to_ldir_import() {
         "ldir import /etc/ha.d/ldirectord.cf"
     ));
     // The second group had nothing else: skipped.
-    assert!(warned(&c, Source::Haresources, 2, "ldirectord", "group is skipped"));
+    assert!(warned(
+        &c,
+        Source::Haresources,
+        2,
+        "ldirectord",
+        "group is skipped"
+    ));
+    assert!(
+        c.toml.contains("# hbeat import: ldirectord::www left out"),
+        "{}",
+        c.toml
+    );
     let cfg = config(&c);
     assert_eq!(resources(&cfg), [["fakeip hold 192.0.2.3/24 dev eth0"]]);
 }
@@ -452,7 +534,11 @@ fn groups_continue_over_backslashes_and_get_unique_names() {
     assert_eq!(names, ["httpd", "httpd-2"]);
     assert_eq!(
         resources(&cfg)[0],
-        ["script:httpd", "fakeip hold 192.0.2.5/24 dev eth0", "script:mysql"]
+        [
+            "script:httpd",
+            "fakeip hold 192.0.2.5/24 dev eth0",
+            "script:mysql"
+        ]
     );
     assert_eq!(cfg.groups[1].preferred(), "lb2");
     assert!(warned(&c, Source::Haresources, 7, "lb3", "not a node"));
@@ -484,15 +570,25 @@ fn authkeys_without_a_usable_signing_secret_gives_no_key() {
         let c = convert(TWO_NODES, "", text, &opts());
         assert!(c.key.is_none(), "{text}");
         assert!(c.usable);
-        assert!(warned(&c, Source::Authkeys, line, "auth", words), "{text}: {:?}", c.warnings);
+        assert!(
+            warned(&c, Source::Authkeys, line, "auth", words),
+            "{text}: {:?}",
+            c.warnings
+        );
     }
 }
 
 #[test]
 fn group_names_from_first_resources() {
     let mut taken = BTreeSet::new();
-    assert_eq!(group_name("IPaddr::192.0.2.1/24/eth0", &mut taken), "ip-192.0.2.1");
+    assert_eq!(
+        group_name("IPaddr::192.0.2.1/24/eth0", &mut taken),
+        "ip-192.0.2.1"
+    );
     assert_eq!(group_name("192.0.2.1", &mut taken), "ip-192.0.2.1-2");
-    assert_eq!(group_name("Filesystem::/dev/sda1", &mut taken), "Filesystem");
+    assert_eq!(
+        group_name("Filesystem::/dev/sda1", &mut taken),
+        "Filesystem"
+    );
     assert_eq!(group_name("_odd", &mut taken), "g_odd");
 }
