@@ -10,6 +10,7 @@
 //! - [`config`]: `hbeat.toml`, validated; [`resource`]: resources parsed, checked and run by a
 //!   [`resource::GroupRunner`]; [`check`]: `hbeat check`; [`reload`]: what SIGHUP may change.
 //! - [`facts`]: what the failover policies decide on (ping targets), gathered for the machine.
+//! - [`import`]: `hbeat import`, heartbeat v1's ha.cf, haresources and authkeys converted.
 
 /// One line saying what the tool is for, shown by `hbeat --help`.
 pub const ABOUT: &str = "Director-pair membership and failover: authenticated heartbeats over redundant links; starts and stops resource groups in order";
@@ -19,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod facts;
 pub mod frame;
+pub mod import;
 pub mod keys;
 pub mod link;
 pub mod linkstats;

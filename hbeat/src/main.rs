@@ -45,6 +45,9 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
         id: u8,
     },
+    /// Convert heartbeat v1's ha.cf, haresources and authkeys into hbeat.toml (printed, or to
+    /// --out) and a key file (--key-out); warn for what has no equivalent.
+    Import(hbeat::import::Args),
 }
 
 /// How long a control request may take.
@@ -76,6 +79,7 @@ fn main() -> Exit {
         Command::Takeover => call(&cli.config, &Request::Takeover).map_or_else(|c| c, |_| Exit::Ok),
         Command::Reload => call(&cli.config, &Request::Reload).map_or_else(|c| c, |_| Exit::Ok),
         Command::Check => hbeat::check::run(&cli.config, &mut out, &mut err),
+        Command::Import(args) => hbeat::import::run(&args, &mut out, &mut err),
         Command::Keygen { id } => match hbeat::keys::random_secret() {
             Ok(secret) => {
                 print!("{}", hbeat::keys::keygen(id, &secret));
