@@ -283,3 +283,44 @@ fn the_link_watcher_follows_carrier_and_a_veth_deleted_and_created_again() {
         );
     });
 }
+
+/// A receive queue too small for a burst of notifications overflows (`ENOBUFS`): the watcher
+/// takes a new snapshot and ends with the kernel's state instead of failing or keeping a stale one.
+#[test]
+fn the_link_watcher_recovers_from_an_overflowing_queue() {
+    let p = Pair::new("flood");
+    p.in_a(async || {
+        let mut w = LinkWatcher::open_with_queue(4096).unwrap();
+        w.snapshot().await.unwrap();
+        // Unread: forty notifications (each MTU change sends one; carrier changes are coalesced
+        // by the kernel's linkwatch) against room for a few, then the far end goes down.
+        for i in 0..40 {
+            run(&[
+                "ip",
+                "-n",
+                &p.a,
+                "link",
+                "set",
+                "va",
+                "mtu",
+                &(1280 + i).to_string(),
+            ]);
+        }
+        run(&["ip", "-n", &p.b, "link", "set", "vb", "down"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let va_has_no_carrier =
+            |w: &LinkWatcher| w.links().any(|l| l.name == "va" && !l.carrier && l.up);
+        while w.resyncs() == 0 || !va_has_no_carrier(&w) {
+            let ev = tokio::time::timeout_at(deadline, w.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "after 10 s: {} resyncs, links {:#?}",
+                        w.resyncs(),
+                        w.links().collect::<Vec<_>>()
+                    )
+                });
+            ev.unwrap();
+        }
+    });
+}

@@ -45,9 +45,9 @@ pub const DUMP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times a snapshot is taken again when the link list changed during it.
 pub const DUMP_ATTEMPTS: u32 = 5;
 
-/// The receive queue asked for: room for a burst of notifications (a networking restart sends
-/// a few per link) before the kernel drops any. Best effort (`rmem_max` caps `SO_RCVBUF`).
-const RECV_QUEUE: usize = 1 << 20;
+/// The receive queue [`LinkWatcher::open`] asks for: room for a burst of notifications (a
+/// networking restart sends a few per link) before the kernel drops any.
+pub const RECV_QUEUE: usize = 1 << 20;
 
 /// The links known, by index; turns notifications and snapshots into the changes a consumer
 /// needs to see. Pure.
@@ -125,6 +125,9 @@ pub struct LinkWatcher {
     table: LinkTable,
     pending: VecDeque<LinkEvent>,
     seq: u32,
+    /// Events were lost and no snapshot has made up for it yet.
+    stale: bool,
+    resyncs: u64,
 }
 
 impl std::fmt::Debug for LinkWatcher {
@@ -141,6 +144,12 @@ impl LinkWatcher {
     /// network namespace (no privileges needed). Must be called within a tokio runtime.
     /// Notifications are received from now on; [`LinkWatcher::snapshot`] gives the state.
     pub fn open() -> Result<LinkWatcher, NetError> {
+        LinkWatcher::open_with_queue(RECV_QUEUE)
+    }
+
+    /// [`LinkWatcher::open`] with a receive queue of about `bytes` (`SO_RCVBUFFORCE` with
+    /// `CAP_NET_ADMIN`, else `SO_RCVBUF`, which `net.core.rmem_max` caps; best effort).
+    pub fn open_with_queue(bytes: usize) -> Result<LinkWatcher, NetError> {
         let op = "open a link notification socket";
         let sock = NlSocket::connect(
             NlFamily::Route,
@@ -151,8 +160,8 @@ impl LinkWatcher {
         // SAFETY: the descriptor is owned by `sock`, which outlives this borrow.
         let fd = unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) };
         // SO_RCVBUFFORCE ignores net.core.rmem_max but needs CAP_NET_ADMIN; SO_RCVBUF does not.
-        if setsockopt(&fd, sockopt::RcvBufForce, &RECV_QUEUE).is_err() {
-            let _ = sock.set_recv_buffer_size(RECV_QUEUE);
+        if setsockopt(&fd, sockopt::RcvBufForce, &bytes).is_err() {
+            let _ = sock.set_recv_buffer_size(bytes);
         }
         LinkWatcher::from_socket(sock).map_err(|e| NetError::io(op, e))
     }
@@ -169,7 +178,19 @@ impl LinkWatcher {
             table: LinkTable::default(),
             pending: VecDeque::new(),
             seq: 0,
+            stale: false,
+            resyncs: 0,
         })
+    }
+
+    /// The links as last reported (the last snapshot plus the changes since), by index.
+    pub fn links(&self) -> impl Iterator<Item = &LinkEvent> {
+        self.table.links()
+    }
+
+    /// How many times lost notifications were made up for with a new snapshot.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
     }
 
     /// Every link now, by index, taken with an `RTM_GETLINK` dump; the changes [`next`]
@@ -180,17 +201,26 @@ impl LinkWatcher {
     pub async fn snapshot(&mut self) -> Result<Vec<LinkEvent>, NetError> {
         let links = self.dump().await?;
         self.pending.clear();
+        self.stale = false;
         self.table = LinkTable::new(links.clone());
         Ok(links)
     }
 
     /// The next change: a link's state that differs from the last one reported, or a deletion.
-    /// Waits for as long as nothing changes; cancel-safe only between events (a snapshot after
-    /// lost events may be cut short, and is taken again by the next call).
+    /// Waits for as long as nothing changes. Cancel-safe: a snapshot cut short after lost
+    /// notifications is taken again by the next call.
     pub async fn next(&mut self) -> Result<LinkEvent, NetError> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(ev);
+            }
+            if self.stale {
+                let links = self.dump().await?;
+                let changes = self.table.resync(links);
+                self.pending.extend(changes);
+                self.stale = false;
+                self.resyncs += 1;
+                continue;
             }
             match self.recv().await {
                 Ok(msgs) => {
@@ -203,9 +233,7 @@ impl LinkWatcher {
                 }
                 Err(Recv::Lost(reason)) => {
                     tracing::warn!(%reason, "link notifications lost: taking a new snapshot");
-                    let links = self.dump().await?;
-                    let changes = self.table.resync(links);
-                    self.pending.extend(changes);
+                    self.stale = true;
                 }
                 Err(Recv::Failed(e)) => return Err(e),
             }
@@ -473,6 +501,9 @@ mod tests {
         assert_eq!(within(w.next()).await.unwrap(), ev("eth1", 3, false));
         assert_eq!(within(w.next()).await.unwrap(), ev("eth0", 2, true).gone());
         assert_eq!(within(w.next()).await.unwrap(), ev("eth1", 3, true));
+        assert_eq!(w.resyncs(), 1);
+        let names: Vec<_> = w.links().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["lo", "eth1"]);
         let _kernel = k.join().unwrap();
     }
 
