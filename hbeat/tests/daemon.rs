@@ -1,8 +1,9 @@
 //! `hbeat run` as a real process: two nodes on loopback UDP with the timings, a
 //! heartbeat-style script resource that records every start and stop. Failover after kill -9,
 //! no failback without auto_failback, standby hands over with the handshake, a graceful stop lets
-//! the peer take over at once, status shows the letters, and a stranger's datagram and a key
-//! holder that is not a peer are counted, never acted on.
+//! the peer take over at once, status shows the letters, a stranger's datagram and a key
+//! holder that is not a peer are counted, never acted on, and a group whose interface is missing
+//! is not served.
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -545,4 +546,32 @@ fn a_link_losing_a_third_of_its_frames_shows_the_loss_and_moves_nothing() {
         assert_eq!(s["peers"][0]["up"], true, "{s}");
     }
     assert_eq!(events(&f.dir), ["a start web"], "nothing moved");
+}
+
+/// Interface tracking reaches the state machine: a group that needs an interface that does not
+/// exist is not served, and status says why (the carrier itself is followed on veth links in
+/// `link_root`).
+#[test]
+fn a_group_whose_interface_is_missing_is_not_served_and_status_says_why() {
+    let f = Fixture::new("carrier");
+    let key_file = f.key(&[1]);
+    let (pa, pb) = free_ports();
+    let mut a = f.node("a", "b", pa, pb, &key_file, "");
+    edit(
+        &a.config,
+        "resources = [",
+        "interfaces = [\"lo\", \"hbt-none0\"]\nresources = [",
+    );
+    let log = a.log.clone();
+    a.start();
+    wait_for("a's status to say why it cannot serve web", &[&log], || {
+        a.try_status()
+            .is_some_and(|s| s["groups"][0]["unready"] == "hbt-none0 has no carrier")
+    });
+    assert_eq!(events(&f.dir), Vec::<String>::new());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("tracked interface not found") && text.contains("hbt-none0"),
+        "{text}"
+    );
 }
