@@ -190,11 +190,20 @@ impl Peer {
 }
 
 /// Whether `peer` may send a command that changes state (`changes_state`) or only reads it.
-/// Root may do everything; members of `access.group` too; members of `access.read_group` may
-/// read.
+/// Root may do everything; so may the daemon's own user (it could signal or kill the daemon
+/// anyway: a daemon run by a user for tests or by hand answers that user); members of
+/// `access.group` too; members of `access.read_group` may read.
 pub fn allowed(peer: &Peer, access: &Access, changes_state: bool) -> bool {
+    allowed_for(peer, access, changes_state, nix::unistd::geteuid().as_raw())
+}
+
+/// [`allowed`] for a daemon running as `own_uid`.
+fn allowed_for(peer: &Peer, access: &Access, changes_state: bool, own_uid: u32) -> bool {
     let member = |g: &Option<Group>| g.as_ref().is_some_and(|g| peer.in_group(g.gid));
-    peer.uid == 0 || member(&access.group) || (!changes_state && member(&access.read_group))
+    peer.uid == 0
+        || peer.uid == own_uid
+        || member(&access.group)
+        || (!changes_state && member(&access.read_group))
 }
 
 /// The message for a refused request: `permission denied: uid 1001 is not root or in group ldir`.
@@ -1117,11 +1126,19 @@ mod tests {
         ];
         for (i, (p, a, changes, want)) in cases.iter().enumerate() {
             assert_eq!(
-                allowed(p, a, *changes),
+                allowed_for(p, a, *changes, 0),
                 *want,
                 "case {i}: {p:?} {a:?} changes={changes}"
             );
         }
+        // A daemon run by uid 1001 answers uid 1001 in full, and nobody else more than before.
+        assert!(allowed_for(&peer(1001, 1001, &[]), &root_only, true, 1001));
+        assert!(!allowed_for(
+            &peer(1002, 1002, &[]),
+            &root_only,
+            false,
+            1001
+        ));
     }
 
     #[test]

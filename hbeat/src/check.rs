@@ -2,7 +2,7 @@
 //!
 //! The configuration (every problem, `file:line:col: field: message`), every resource's executable
 //! (found, a regular file, executable: a typo surfaces here, not at failover time), the `notify`
-//! command the same way, the key file (mode and contents, [`crate::keys`]), and that `socket_group`
+//! and `fence` commands the same way, the key file (mode and contents, [`crate::keys`]), and that `socket_group`
 //! exists. Exit 2 on any problem (DESIGN.md:
 //! `check` validates, all errors, exit 2). It runs nothing and opens no socket.
 
@@ -50,6 +50,21 @@ pub fn notify(config: &Config) -> Option<ProgramError> {
     Resource::Command { argv }.resolve(None).err()
 }
 
+/// Every peer's `fence` command whose executable cannot be run (found at failover time would be
+/// too late: the takeover waits for the fence).
+pub fn fences(config: &Config) -> Vec<(String, ProgramError)> {
+    config
+        .fence
+        .iter()
+        .filter_map(|(peer, argv)| {
+            Resource::Command { argv: argv.clone() }
+                .resolve(None)
+                .err()
+                .map(|e| (peer.clone(), e))
+        })
+        .collect()
+}
+
 /// The key file: mode 0600 or 0400, and keys that parse ([`KeyRing::load`]).
 pub fn key_file(path: &Path) -> Result<KeyRing, KeyError> {
     KeyRing::load(path)
@@ -70,6 +85,9 @@ pub fn run(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     let mut problems: Vec<String> = resources(&config).iter().map(ToString::to_string).collect();
     if let Some(e) = notify(&config) {
         problems.push(format!("notify: {e}"));
+    }
+    for (peer, e) in fences(&config) {
+        problems.push(format!("peer {peer:?}: fence: {e}"));
     }
     if let Err(e) = key_file(&config.key_file) {
         problems.push(format!("key_file: {e}"));

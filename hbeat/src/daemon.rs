@@ -26,7 +26,7 @@ use crate::keys::KeyRing;
 use crate::link::{Inbound, LinkSpec, LinkStatus, Links, Setup};
 use crate::linkstats::LinkStats;
 
-use crate::machine::{Action, Event as MachineEvent, Machine};
+use crate::machine::{Action, Event as MachineEvent, Liveness, Machine};
 use crate::msg::{Kind, Message, NodeState};
 use crate::reload::{self, Refused};
 use crate::resource::{self, Cause, GroupRunner};
@@ -92,6 +92,8 @@ pub struct PeerStatus {
     pub name: String,
     pub state: char,
     pub up: bool,
+    /// `unknown` (not heard yet, initdead not over), `up`, `down` (dead) or `left` (said leave).
+    pub liveness: String,
     /// Milliseconds since its last frame on any link.
     pub last_seen_ms: Option<u64>,
     pub held: Vec<String>,
@@ -154,12 +156,22 @@ enum Input {
         peer: String,
         ok: bool,
     },
+    /// A held group's resource failed: a command died, or a script's `status` failed.
+    ResourceFailed {
+        group: String,
+        why: String,
+    },
 }
 
 /// Asks a group's runner task to start or stop, or to have its commands announce again.
 enum RunnerCmd {
-    Run { acquire: bool, cause: Cause },
+    Run {
+        acquire: bool,
+        cause: Cause,
+    },
     Reannounce,
+    /// `status` of the held scripts; a failure comes back as `Input::ResourceFailed`.
+    Monitor,
 }
 
 /// The next incarnation: larger than the one stored and than the clock's microseconds, so that a
@@ -204,6 +216,24 @@ fn link_specs(links: &[Link]) -> Vec<(u8, LinkSpec)> {
         .collect()
 }
 
+/// Whether an authenticated frame comes from one of my peers: a key holder that is not one of
+/// them, or my own frame looped back, is [`Reject::UnknownSender`]; one in my name from another
+/// incarnation is [`Reject::SameName`] (a second node configured with my name).
+fn check_sender(me: &str, incarnation: u64, peers: &[String], msg: &Message) -> Result<(), Reject> {
+    if msg.sender == me {
+        return Err(if msg.incarnation == incarnation {
+            Reject::UnknownSender
+        } else {
+            Reject::SameName
+        });
+    }
+    if peers.contains(&msg.sender) {
+        Ok(())
+    } else {
+        Err(Reject::UnknownSender)
+    }
+}
+
 /// The daemon's state between events.
 struct Daemon {
     config: Config,
@@ -228,6 +258,8 @@ struct Daemon {
     _facts: mpsc::Sender<Fact>,
     stopping: Option<Instant>,
     stopped: bool,
+    /// The incarnation of the last frame in my name that was logged as another node's.
+    same_name_logged: Option<u64>,
 }
 
 /// Runs the daemon until a graceful stop has finished (or its time is up).
@@ -269,19 +301,38 @@ pub async fn run(
 
     // One task per group: starts and stops run there, answers come back as inputs.
     let (resource_events, mut resource_log) = mpsc::unbounded_channel();
+    let tx = inputs_tx.clone();
     tokio::spawn(async move {
         while let Some(e) = resource_log.recv().await {
             log_resource(&e);
+            // Seen at once (the child's exit), not at the next monitor round.
+            if let resource::Event::Died {
+                group,
+                index,
+                status,
+                ..
+            } = e
+            {
+                let why = format!("resource {index} died ({status})");
+                if tx.send(Input::ResourceFailed { group, why }).await.is_err() {
+                    return;
+                }
+            }
         }
     });
     let mut runners = HashMap::new();
     for g in &config.groups {
         let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<RunnerCmd>();
+        // The policies decide what a death means (move or restart), not the supervisor.
+        let timings = resource::Timings {
+            self_restart: false,
+            ..config.resource_timings
+        };
         let mut runner = GroupRunner::new(
             &config.node,
             &g.name,
             g.resources.clone(),
-            config.resource_timings,
+            timings,
             resource_events.clone(),
         );
         let tx = inputs_tx.clone();
@@ -293,6 +344,18 @@ pub async fn run(
                     RunnerCmd::Reannounce => {
                         let n = runner.signal_commands(nix::sys::signal::Signal::SIGHUP);
                         tracing::info!(group = %name, commands = n, "announcing again (SIGHUP to its commands)");
+                        continue;
+                    }
+                    RunnerCmd::Monitor => {
+                        if let Some(why) = runner.check_scripts().await {
+                            let failed = Input::ResourceFailed {
+                                group: name.clone(),
+                                why,
+                            };
+                            if tx.send(failed).await.is_err() {
+                                return;
+                            }
+                        }
                         continue;
                     }
                 };
@@ -363,6 +426,7 @@ pub async fn run(
         _facts: facts_tx,
         stopping: None,
         stopped: false,
+        same_name_logged: None,
         config,
         config_path,
     };
@@ -373,6 +437,8 @@ pub async fn run(
     let mut tick = tokio::time::interval(d.config.keepalive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog = WatchdogTicker::new(d.notifier.watchdog_period());
+    let mut monitor = tokio::time::interval(d.config.monitor_interval);
+    monitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop_limit = stop_limit(&d.config);
     loop {
         // Not biased: a flood of frames must not starve the ticks, signals or control requests.
@@ -434,6 +500,10 @@ pub async fn run(
                     let _ = reply.send(r);
                 }
                 Input::Fenced { peer, ok } => d.handle(MachineEvent::Fenced { peer, ok }),
+                Input::ResourceFailed { group, why } => {
+                    tracing::warn!(%group, %why, "resource failed");
+                    d.handle(MachineEvent::ResourceFailed { group });
+                }
                 Input::Done { group, acquire, ok } => {
                     let ev = if acquire {
                         MachineEvent::Acquired { group, ok }
@@ -447,6 +517,7 @@ pub async fn run(
                 Fact::Ping { reached, total } => d.handle(MachineEvent::Ping { reached, total }),
                 Fact::Carrier { iface, up } => d.handle(MachineEvent::Carrier { iface, up }),
             },
+            _ = monitor.tick() => d.monitor(),
             _ = watchdog.tick() => {
                 let _ = d.notifier.watchdog();
             }
@@ -501,10 +572,24 @@ impl Daemon {
                 return;
             }
         };
-        if msg.sender == self.config.node || !self.config.peers.contains(&msg.sender) {
-            // A key holder that is not one of my peers (or my own frame looped back): never
-            // acted on.
-            self.reject(Reject::UnknownSender, i.link);
+        if let Err(r) = check_sender(
+            &self.config.node,
+            self.incarnation,
+            &self.config.peers,
+            &msg,
+        ) {
+            if r == Reject::SameName && self.same_name_logged != Some(msg.incarnation) {
+                // Loud, once per foreign incarnation: two nodes with one name each see the other
+                // as nobody, so both may hold every group.
+                self.same_name_logged = Some(msg.incarnation);
+                tracing::error!(
+                    node = %msg.sender,
+                    incarnation = msg.incarnation,
+                    link = i.link,
+                    "another node uses my name: its frames are ignored; give every node its own `node` name"
+                );
+            }
+            self.reject(r, i.link);
             return;
         }
         if msg.link != i.link {
@@ -543,7 +628,17 @@ impl Daemon {
             Action::Acquire(g) => self.run_group(&g, true),
             Action::Release(g) => self.run_group(&g, false),
             Action::PeerDead { peer } => {
-                tracing::warn!(%peer, reason = "no frame within deadtime, or it left", "peer dead");
+                let reason = match self.machine.peers().iter().find(|p| p.name == peer) {
+                    Some(p) if p.liveness == Liveness::Left => "it left (graceful stop)",
+                    Some(p) if p.liveness == Liveness::Down && p.last_seen_ago.is_none() => {
+                        "not heard by initdead"
+                    }
+                    // The machine marks a restarted peer down before it is up again in the
+                    // same frame.
+                    Some(p) if p.liveness == Liveness::Up => "it restarted",
+                    _ => "no frame within deadtime",
+                };
+                tracing::warn!(%peer, reason, "peer dead");
                 self.status_line();
             }
             Action::PeerUp { peer } => {
@@ -574,6 +669,17 @@ impl Daemon {
                 if let Some(tx) = self.runners.get(&g) {
                     let _ = tx.send(RunnerCmd::Reannounce);
                 }
+            }
+        }
+    }
+
+    /// Asks the runner of every group held here to check its scripts.
+    fn monitor(&self) {
+        for g in self.machine.groups() {
+            if g.mine == crate::machine::Hold::Held
+                && let Some(tx) = self.runners.get(&g.name)
+            {
+                let _ = tx.send(RunnerCmd::Monitor);
             }
         }
     }
@@ -801,6 +907,13 @@ impl Daemon {
                 .map(|p| PeerStatus {
                     up: up(&p),
                     state: p.state.letter(),
+                    liveness: match p.liveness {
+                        Liveness::Unknown => "unknown",
+                        Liveness::Up => "up",
+                        Liveness::Down => "down",
+                        Liveness::Left => "left",
+                    }
+                    .to_string(),
                     last_seen_ms: p.last_seen_ago.map(millis),
                     held: p.held,
                     groups_differ: p.groups_differ,
@@ -877,7 +990,7 @@ pub fn text(s: &Status) -> String {
         out += &format!(
             "peer {}: {} {}, last seen {}, holds: {}{}\n",
             p.name,
-            if p.up { "up" } else { "down" },
+            p.liveness,
             p.state,
             p.last_seen_ms
                 .map_or("never".to_string(), |m| format!("{m} ms ago")),
@@ -959,7 +1072,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 fn up(p: &crate::machine::PeerView) -> bool {
-    p.liveness == crate::machine::Liveness::Up
+    p.liveness == Liveness::Up
 }
 
 fn log_resource(e: &resource::Event) {
@@ -1005,9 +1118,49 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    fn from(sender: &str, incarnation: u64) -> Message {
+        Message {
+            cluster: "lb".into(),
+            sender: sender.into(),
+            incarnation,
+            seq: 1,
+            kind: Kind::Alive,
+            state: NodeState::Normal,
+            held: vec![],
+            groups_hash: 0,
+            link: 0,
+            to: None,
+            groups: vec![],
+            health: Default::default(),
+        }
+    }
+
     #[test]
-    fn the_status_text_has_a_line_per_peer_link_group_and_the_settings() {
-        let s = Status {
+    fn a_frame_in_my_name_from_another_process_is_rejected_as_same_name() {
+        let peers = vec!["lb2".to_string()];
+        assert_eq!(check_sender("lb1", 7, &peers, &from("lb2", 3)), Ok(()));
+        // Another process (any other incarnation, older or newer) configured with my name.
+        assert_eq!(
+            check_sender("lb1", 7, &peers, &from("lb1", 8)),
+            Err(Reject::SameName)
+        );
+        assert_eq!(
+            check_sender("lb1", 7, &peers, &from("lb1", 6)),
+            Err(Reject::SameName)
+        );
+        // My own frame come back (a loop) and a key holder that is no peer of mine.
+        assert_eq!(
+            check_sender("lb1", 7, &peers, &from("lb1", 7)),
+            Err(Reject::UnknownSender)
+        );
+        assert_eq!(
+            check_sender("lb1", 7, &peers, &from("lb3", 1)),
+            Err(Reject::UnknownSender)
+        );
+    }
+
+    fn sample_status() -> Status {
+        Status {
             node: "lb1".into(),
             cluster: "lb".into(),
             incarnation: 7,
@@ -1036,6 +1189,7 @@ mod tests {
                 name: "lb2".into(),
                 state: 'D',
                 up: false,
+                liveness: "down".into(),
                 last_seen_ms: None,
                 held: vec![],
                 groups_differ: true,
@@ -1058,9 +1212,13 @@ mod tests {
                 garbage: 0,
             }],
             rejected: vec![("bad_mac".into(), 3)],
-        };
+        }
+    }
+
+    #[test]
+    fn the_status_text_has_a_line_per_peer_link_group_and_the_settings() {
         assert_eq!(
-            text(&s),
+            text(&sample_status()),
             "lb1 (lb): T (T,D), holds: web\n\
              peer lb2: down D, last seen never, holds: nothing (its groups differ from mine!)\n\
              \x20 via link 1: last 1500 ms ago (late), loss 31.3%, lag 0.4 ms\n\
@@ -1072,6 +1230,16 @@ mod tests {
              rejected frames: bad_mac 3\n\
              keepalive 20 ms, deadtime 100 ms; key ids 2, 1 (the first sends)\n"
         );
+    }
+
+    #[test]
+    fn the_status_text_tells_a_peer_that_left_from_a_dead_one_and_counts_same_name() {
+        let mut s = sample_status();
+        s.peers[0].liveness = "left".into();
+        s.rejected = vec![("same_name".into(), 2)];
+        let t = text(&s);
+        assert!(t.contains("\npeer lb2: left D, last seen never,"), "{t}");
+        assert!(t.contains("\nrejected frames: same_name 2\n"), "{t}");
     }
 
     #[test]

@@ -127,14 +127,18 @@ pub enum Reject {
     #[error("replayed frame")]
     Replay,
     /// From the daemon: authenticated, but its sender is not one of this node's peers (or is this
-    /// node itself: a looped-back frame, or a peer configured with my name).
+    /// node's own frame of this incarnation, looped back).
     #[error("frame from a node that is not a peer")]
     UnknownSender,
+    /// From the daemon: authenticated, its sender is this node's name, but not this process (another
+    /// incarnation): a second node configured with my name, or my old frames played back.
+    #[error("frame from another node using my name")]
+    SameName,
 }
 
 impl Reject {
     /// Every reason's counter name, in [`Reject::index`] order.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 11] = [
         "truncated",
         "oversized",
         "bad_magic",
@@ -145,6 +149,7 @@ impl Reject {
         "other_cluster",
         "replay",
         "unknown_sender",
+        "same_name",
     ];
 
     /// A stable short name for counters, status output and logs.
@@ -165,6 +170,7 @@ impl Reject {
             Reject::OtherCluster => 7,
             Reject::Replay => 8,
             Reject::UnknownSender => 9,
+            Reject::SameName => 10,
         }
     }
 }
@@ -758,6 +764,7 @@ mod tests {
             Reject::OtherCluster,
             Reject::Replay,
             Reject::UnknownSender,
+            Reject::SameName,
         ];
         let names: Vec<_> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names, Reject::NAMES);

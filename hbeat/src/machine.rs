@@ -1147,8 +1147,8 @@ impl Machine {
                                 why = Some(format!("{h} holds it too and does not hear me"));
                             }
                         }
-                    } else if self.slots[i].conflict_since.take().is_some()
-                        && self.slots[i].hold == Hold::Held
+                    } else if self.slots[i].hold == Hold::Held
+                        && self.slots[i].conflict_since.take().is_some()
                     {
                         self.reason = format!("{name} is mine alone again: announcing it");
                         out.push(Action::Reannounce(name.clone()));

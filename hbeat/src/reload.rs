@@ -47,6 +47,9 @@ pub fn prepare(path: &Path, old: &Config) -> Result<Reload, Refused> {
     if let Some(e) = check::notify(&new) {
         problems.push(format!("{}: notify: {e}", path.display()));
     }
+    for (peer, e) in check::fences(&new) {
+        problems.push(format!("{}: peer {peer:?}: fence: {e}", path.display()));
+    }
     let restart = needs_restart(old, &new);
     if !restart.is_empty() {
         problems.push(format!(

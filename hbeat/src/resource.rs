@@ -288,6 +288,10 @@ pub struct Timings {
     pub restart_min: Duration,
     /// The longest restart delay; a command that ran this long starts over at `restart_min`.
     pub restart_max: Duration,
+    /// Restart a held command that died, here, by itself (with the backoff above). The daemon
+    /// turns this off: a death is reported at once ([`Event::Died`]) and its policies decide
+    /// between moving the group to a ready peer and restarting it here.
+    pub self_restart: bool,
 }
 
 impl Default for Timings {
@@ -298,6 +302,7 @@ impl Default for Timings {
             kill_after: Duration::from_secs(5),
             restart_min: Duration::from_millis(500),
             restart_max: Duration::from_secs(30),
+            self_restart: true,
         }
     }
 }
@@ -352,7 +357,9 @@ pub enum Event {
     },
     /// Every resource was stopped (`errors` lists the ones whose stop failed).
     Released { group: String, errors: Vec<String> },
-    /// A held command exited by itself; it is restarted after `restart_in`.
+    /// A held command exited by itself; it is restarted after `restart_in` (never, when
+    /// `self_restart` is off: `restart_in` is zero and the command stays down until the group is
+    /// released).
     Died {
         group: String,
         index: usize,
@@ -538,6 +545,31 @@ impl GroupRunner {
                 errors,
             })
         }
+    }
+
+    /// The monitor: runs `status` of every started script resource (commands are watched by
+    /// their supervisors) and returns the first failure, `None` when all run. A script that
+    /// reports "not running" (3) while held has failed too.
+    pub async fn check_scripts(&self) -> Option<String> {
+        for (index, held) in self.held.iter().enumerate() {
+            if !matches!(held, Held::Script) {
+                continue;
+            }
+            let cause = Cause::new(None, "monitor");
+            let failure = match self.run_script(index, "status", &cause).await {
+                Ok(status) if status.success() => continue,
+                Ok(status) if status.code() == Some(LSB_NOT_RUNNING) => {
+                    "`status` says it is not running".to_string()
+                }
+                Ok(status) => format!("`status` {}", describe_status(status)),
+                Err(e) => e.to_string(),
+            };
+            return Some(format!(
+                "resource {index} (`{}`): {failure}",
+                self.resources[index]
+            ));
+        }
+        None
     }
 
     /// Sends `signal` to every held command that is running (SIGHUP makes `fakeip hold` announce
@@ -859,6 +891,20 @@ impl Supervisor {
             let status = status.map_or_else(|e| e.to_string(), describe_status);
             if started.elapsed() >= self.timings.restart_max {
                 delay = self.timings.restart_min;
+            }
+            if !self.timings.self_restart {
+                warn!(group = %self.group, resource = %self.argv.join(" "), %status, "held command died");
+                let _ = self
+                    .state
+                    .send(ResourceState::Failed(format!("died ({status})")));
+                let _ = self.events.send(Event::Died {
+                    group: self.group.clone(),
+                    index: self.index,
+                    status,
+                    restart_in: Duration::ZERO,
+                });
+                let _ = stop.await;
+                return Stopped::NotRunning;
             }
             warn!(group = %self.group, resource = %self.argv.join(" "), %status, restart_in = ?delay, "held command died");
             let _ = self.state.send(ResourceState::Restarting);

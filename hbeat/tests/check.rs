@@ -208,3 +208,28 @@ fn notify_and_socket_group_are_checked() {
     let (code, out, err) = check(&path);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn a_fence_command_that_cannot_run_is_caught() {
+    let dir = Dir::new("fence");
+    let key = dir.file("authkey", KEY, 0o600);
+    let good = dir.file("fence-ok", "#!/bin/sh\nexit 0\n", 0o755);
+    let path = config(&dir, &key, &["sleep 1000".into()]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let with = |fence: &str| {
+        text.replace(
+            "[[peer]]\nname = \"lb2\"\n",
+            &format!("[[peer]]\nname = \"lb2\"\nfence = \"{fence}\"\n"),
+        )
+    };
+    std::fs::write(&path, with("/nonexistent/fence_ipmilan -o off")).unwrap();
+    let (code, _, err) = check(&path);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("peer \"lb2\": fence: ") && err.contains("/nonexistent/fence_ipmilan"),
+        "{err}"
+    );
+    std::fs::write(&path, with(&format!("{} lb2", good.display()))).unwrap();
+    let (code, out, err) = check(&path);
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -22,102 +22,43 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 mod support;
-use support::{WAIT, wait_status};
-
-fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e} (install iproute2 / util-linux)"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{End, Netns, WAIT, run, veth, wait_status};
 
 fn need_root() {
-    assert_eq!(
-        run(&["id", "-u"]).trim(),
-        "0",
-        "link_root needs root (network namespaces, loop devices): run `tests/lab all` or `cargo test -p hbeat --test link_root` as root"
-    );
+    support::need_root("link_root", "network namespaces, loop devices");
 }
 
-/// Namespaces `hbl-TAG-a-PID` and `hbl-TAG-b-PID` joined by veth `va` (A, 192.0.2.1/24,
+/// Namespaces `hb-TAG-a-PID` and `hb-TAG-b-PID` joined by veth `va` (A, 192.0.2.1/24,
 /// 2001:db8::1/64) and `vb` (B, .2 and ::2); deleted on drop.
 struct Pair {
-    a: String,
-    b: String,
+    a: Netns,
+    b: Netns,
 }
 
 impl Pair {
     fn new(tag: &str) -> Pair {
         need_root();
-        let pid = std::process::id();
         let p = Pair {
-            a: format!("hbl-{tag}-a-{pid}"),
-            b: format!("hbl-{tag}-b-{pid}"),
+            a: Netns::new(&format!("{tag}-a")),
+            b: Netns::new(&format!("{tag}-b")),
         };
-        run(&["ip", "netns", "add", &p.a]);
-        run(&["ip", "netns", "add", &p.b]);
         p.add_veth();
         p
     }
 
     fn add_veth(&self) {
-        run(&[
-            "ip", "-n", &self.a, "link", "add", "va", "type", "veth", "peer", "name", "vb",
-            "netns", &self.b,
-        ]);
-        for (ns, dev, n) in [(&self.a, "va", "1"), (&self.b, "vb", "2")] {
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("192.0.2.{n}/24"),
-                "brd",
-                "+",
-                "dev",
-                dev,
-            ]);
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("2001:db8::{n}/64"),
-                "nodad",
-                "dev",
-                dev,
-            ]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        // Both ends need carrier, and IPv6 multicast on a fresh interface fails (ENETUNREACH)
-        // until then.
-        let deadline = std::time::Instant::now() + WAIT;
-        for (ns, dev) in [(&self.a, "va"), (&self.b, "vb")] {
-            while !run(&["ip", "-n", ns, "link", "show", dev]).contains("state UP") {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "veth {dev} has no carrier"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
+        veth(
+            End {
+                ns: &self.a,
+                dev: "va",
+                addrs: &["192.0.2.1/24", "2001:db8::1/64"],
+            },
+            End {
+                ns: &self.b,
+                dev: "vb",
+                addrs: &["192.0.2.2/24", "2001:db8::2/64"],
+            },
+        );
     }
 }
 
@@ -225,10 +166,10 @@ fn multicast_v4_v6_and_broadcast_between_two_namespaces() {
     let barrier = Barrier::new(2);
     let done = AtomicUsize::new(0);
     let ((got_a, st_a), (got_b, st_b)) = std::thread::scope(|s| {
-        let a = in_ns(s, &p.a, async || {
+        let a = in_ns(s, &p.a.name, async || {
             side("va", "lb1", None, &barrier, &done).await
         });
-        let b = in_ns(s, &p.b, async || {
+        let b = in_ns(s, &p.b.name, async || {
             side("vb", "lb2", Some("192.0.2.1"), &barrier, &done).await
         });
         (a.join().unwrap(), b.join().unwrap())
@@ -274,11 +215,11 @@ fn multicast_v4_v6_and_broadcast_between_two_namespaces() {
 fn a_vanished_interface_takes_its_links_down_until_it_is_back() {
     let p = Pair::new("gone");
     std::thread::scope(|s| {
-        in_ns(s, &p.a, async || {
+        in_ns(s, &p.a.name, async || {
             let (tx, _rx) = mpsc::channel(256);
             let links = Links::start(specs("va", 1), setup("lb1"), tx);
             wait_status(&links, "every link up", |s| s.iter().all(|l| l.up)).await;
-            run(&["ip", "-n", &p.a, "link", "del", "va"]);
+            p.a.ip(&["link", "del", "va"]);
             // Heartbeats go on while the interface is gone: the sends fail and the links restart.
             let deadline = Instant::now() + WAIT;
             while !links.status().iter().all(|l| !l.up) {
@@ -435,7 +376,7 @@ fn multicast_ttl_and_hop_limit_are_the_configured_ones() {
     let p = Pair::new("ttl");
     let stop = AtomicUsize::new(0);
     let (v4, v6) = std::thread::scope(|s| {
-        let sender = in_ns(s, &p.a, async || {
+        let sender = in_ns(s, &p.a.name, async || {
             let (tx, _rx) = mpsc::channel(256);
             let links = Links::start(specs("va", 3)[..2].to_vec(), setup("lb1"), tx);
             let deadline = Instant::now() + WAIT;
@@ -446,7 +387,7 @@ fn multicast_ttl_and_hop_limit_are_the_configured_ones() {
         });
         let receiver = s.spawn(|| {
             setns(
-                File::open(format!("/var/run/netns/{}", p.b)).unwrap(),
+                File::open(format!("/var/run/netns/{}", p.b.name)).unwrap(),
                 CloneFlags::CLONE_NEWNET,
             )
             .unwrap();
@@ -472,12 +413,12 @@ fn a_ping_round_counts_the_targets_that_answer() {
         .map(|t| t.parse().unwrap())
         .collect();
     std::thread::scope(|s| {
-        let r = in_ns(s, &p.a, async || {
+        let r = in_ns(s, &p.a.name, async || {
             let prober = std::sync::Arc::new(common::probe::Prober::new());
             let first =
                 hbeat::facts::ping_round(&prober, &targets, Duration::from_millis(500)).await;
             // b stops answering (its address gone): the next round sees it.
-            run(&["ip", "-n", &p.b, "addr", "del", "192.0.2.2/24", "dev", "vb"]);
+            p.b.ip(&["addr", "del", "192.0.2.2/24", "dev", "vb"]);
             let second =
                 hbeat::facts::ping_round(&prober, &targets, Duration::from_millis(500)).await;
             (first, second)
@@ -507,18 +448,18 @@ fn carrier(iface: &str, up: bool) -> hbeat::facts::Fact {
 fn carrier_facts_follow_a_veth_deleted_created_again_and_its_far_end() {
     let p = Pair::new("carrier");
     std::thread::scope(|s| {
-        in_ns(s, &p.a, async || {
+        in_ns(s, &p.a.name, async || {
             let (tx, mut rx) = mpsc::channel(16);
             hbeat::facts::spawn_carrier(vec!["va".into(), "ghost".into(), "va".into()], tx);
             assert_eq!(fact(&mut rx).await, carrier("ghost", false));
             assert_eq!(fact(&mut rx).await, carrier("va", true));
-            run(&["ip", "-n", &p.a, "link", "del", "va"]);
+            p.a.ip(&["link", "del", "va"]);
             assert_eq!(fact(&mut rx).await, carrier("va", false));
             p.add_veth();
             assert_eq!(fact(&mut rx).await, carrier("va", true));
-            run(&["ip", "-n", &p.b, "link", "set", "vb", "down"]);
+            p.b.ip(&["link", "set", "vb", "down"]);
             assert_eq!(fact(&mut rx).await, carrier("va", false));
-            run(&["ip", "-n", &p.b, "link", "set", "vb", "up"]);
+            p.b.ip(&["link", "set", "vb", "up"]);
             assert_eq!(fact(&mut rx).await, carrier("va", true));
             // Nothing else: no repeated or spurious facts.
             assert!(rx.try_recv().is_err());

@@ -171,3 +171,28 @@ pub fn stdout_ok(what: &str, out: Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// `node`'s neighbour entry for `ip` on eth0: (lladdr, state), as `ip neigh` shows it.
+pub fn neigh(t: &Topology, node: &str, ip: &str) -> Option<(common::net::frame::MacAddr, String)> {
+    let out = stdout_ok(
+        "ip neigh",
+        t.exec(node, &["ip", "neigh", "show", ip, "dev", "eth0"]),
+    );
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "lladdr")?;
+    Some((words.get(at + 1)?.parse().ok()?, words.last()?.to_string()))
+}
+
+/// Real traffic from `node` to `ip`: a TCP connection attempt (refused, but the neighbour entry
+/// is resolved and confirmed on the way).
+pub fn touch(t: &Topology, node: &str, ip: &str) {
+    let out = t.exec(
+        node,
+        &[
+            "bash",
+            "-c",
+            &format!("echo > /dev/tcp/{ip}/9 2>/dev/null; true"),
+        ],
+    );
+    assert!(out.status.success());
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::net::frame::{ArpFrame, ArpOp, MacAddr};
 use tests::wire::{Capture, Packet, in_netns, send_raw, write_pcap};
-use tests::{Topology, stdout_ok, tool};
+use tests::{Topology, neigh, stdout_ok, tool, touch};
 
 const VIP4: &str = "192.0.2.100";
 const VIP6: &str = "2001:db8::100";
@@ -54,31 +54,6 @@ fn mac(t: &Topology, node: &str) -> MacAddr {
     )
     .parse()
     .expect("a MAC address")
-}
-
-/// O's neighbour entry for `ip`: (lladdr, state), as `ip neigh` shows it.
-fn neigh(t: &Topology, node: &str, ip: &str) -> Option<(MacAddr, String)> {
-    let out = stdout_ok(
-        "ip neigh",
-        t.exec(node, &["ip", "neigh", "show", ip, "dev", "eth0"]),
-    );
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "lladdr")?;
-    Some((words.get(at + 1)?.parse().ok()?, words.last()?.to_string()))
-}
-
-/// Real traffic from `node` to `ip`: a TCP connection attempt (refused, but the neighbour entry
-/// is resolved and confirmed on the way).
-fn touch(t: &Topology, node: &str, ip: &str) {
-    let out = t.exec(
-        node,
-        &[
-            "bash",
-            "-c",
-            &format!("echo > /dev/tcp/{ip}/9 2>/dev/null; true"),
-        ],
-    );
-    assert!(out.status.success());
 }
 
 fn addrs(t: &Topology, node: &str) -> String {

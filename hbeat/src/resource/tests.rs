@@ -72,6 +72,7 @@ fn fast() -> Timings {
         kill_after: Duration::from_secs(10),
         restart_min: Duration::from_millis(50),
         restart_max: Duration::from_secs(1),
+        self_restart: true,
     }
 }
 
@@ -776,4 +777,69 @@ fn a_runtime_shutdown_kills_the_commands_groups() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[tokio::test]
+async fn without_self_restart_a_death_is_reported_at_once_and_the_command_stays_down() {
+    let dir = TempDir::new("norestart");
+    let log = dir.path("log");
+    let cmd = format!("sh -c 'echo $$ >> {}; exec sleep 1000'", log.display());
+    let timings = Timings {
+        self_restart: false,
+        ..fast()
+    };
+    let (mut g, mut rx) = runner(&[&cmd], timings);
+    g.acquire(&Cause::default()).await.unwrap();
+    assert!(matches!(next_event(&mut rx).await, Event::Acquired { .. }));
+    let first: u32 = wait_for_line(&log).await.parse().unwrap();
+    kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+    match next_event(&mut rx).await {
+        Event::Died {
+            index: 0,
+            restart_in,
+            ..
+        } => assert_eq!(restart_in, Duration::ZERO),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        g.status().await,
+        [ResourceState::Failed("died (killed by SIGKILL)".into())]
+    );
+    // Well past the restart delay: nothing started again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(wait_for_lines(&log, 1).await.len(), 1);
+    // The release still works (and reports the rest of the group stopped).
+    g.release(&Cause::default()).await.unwrap();
+    // The next acquire starts it again.
+    g.acquire(&Cause::default()).await.unwrap();
+    assert_eq!(wait_for_lines(&log, 2).await.len(), 2);
+    g.release(&Cause::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_monitor_runs_status_of_held_scripts_and_names_the_failure() {
+    let dir = TempDir::new("monitor");
+    let flag = dir.path("ok");
+    let s = dir.script(
+        "svc",
+        &format!(
+            "case \"$1\" in start) touch {f} ;; stop) rm -f {f} ;; status) [ -e {f} ] && exit 0; exit 3 ;; esac",
+            f = flag.display()
+        ),
+    );
+    let (mut g, _rx) = runner(&["sleep 1000", &format!("script:{s}")], fast());
+    assert_eq!(
+        g.check_scripts().await,
+        None,
+        "nothing held: nothing to check"
+    );
+    g.acquire(&Cause::default()).await.unwrap();
+    assert_eq!(g.check_scripts().await, None);
+    std::fs::remove_file(&flag).unwrap();
+    let failure = g.check_scripts().await.unwrap();
+    assert!(
+        failure.starts_with("resource 1 (`script:") && failure.contains("not running"),
+        "{failure}"
+    );
+    g.release(&Cause::default()).await.unwrap();
 }

@@ -216,36 +216,46 @@ fn a_failed_resource_moves_to_a_ready_peer() {
     assert!(alerts(&s, 0).is_empty());
 }
 
-#[test]
-fn a_failed_resource_restarts_here_when_the_peer_is_not_ready_then_gives_up_with_an_alert() {
+/// A pair where a holds web and b is in standby (not ready), with these restart settings.
+fn standby_peer(limit: u32, window: Duration) -> Sim {
     let mut s = Sim::pair(false);
     s.reconfigure(|st| {
-        st.policy.restart_limit = 2;
-        st.policy.restart_window = ms(10_000);
+        st.policy.restart_limit = limit;
+        st.policy.restart_window = window;
     });
     s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
     s.cmd(1, Event::Standby);
     s.run_for(ms(100));
-    for n in 1..=2 {
-        s.cmd(
-            0,
-            Event::ResourceFailed {
-                group: "web".into(),
-            },
-        );
-        s.run_until(ms(300), "web restarted on a", |s| {
-            s.acquires(0, "web").len() == n + 1 && s.held_by("web", "a")
-        });
-        s.run_for(ms(50));
-        assert!(s.acquires(1, "web").is_empty());
-    }
-    // The third failure within the window: given up, loudly.
+    s
+}
+
+/// web fails on a; waits until a started it again (its `n`-th restart).
+fn restarted(s: &mut Sim, n: usize) {
+    fail_web(s);
+    s.run_until(ms(300), "web restarted on a", |s| {
+        s.acquires(0, "web").len() == n + 1 && s.held_by("web", "a")
+    });
+}
+
+fn fail_web(s: &mut Sim) {
     s.cmd(
         0,
         Event::ResourceFailed {
             group: "web".into(),
         },
     );
+}
+
+#[test]
+fn a_failed_resource_restarts_here_when_the_peer_is_not_ready_then_gives_up_with_an_alert() {
+    let mut s = standby_peer(2, ms(10_000));
+    for n in 1..=2 {
+        restarted(&mut s, n);
+        s.run_for(ms(50));
+        assert!(s.acquires(1, "web").is_empty());
+    }
+    // The third failure within the window: given up, loudly.
+    fail_web(&mut s);
     s.run_for(ms(300));
     assert!(s.holders("web").is_empty());
     assert_eq!(s.acquires(0, "web").len(), 3);
@@ -258,24 +268,9 @@ fn a_failed_resource_restarts_here_when_the_peer_is_not_ready_then_gives_up_with
 
 #[test]
 fn restarts_older_than_the_window_do_not_count() {
-    let mut s = Sim::pair(false);
-    s.reconfigure(|st| {
-        st.policy.restart_limit = 1;
-        st.policy.restart_window = ms(1000);
-    });
-    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
-    s.cmd(1, Event::Standby);
-    s.run_for(ms(100));
+    let mut s = standby_peer(1, ms(1000));
     for n in 1..=3 {
-        s.cmd(
-            0,
-            Event::ResourceFailed {
-                group: "web".into(),
-            },
-        );
-        s.run_until(ms(300), "restarted", |s| {
-            s.acquires(0, "web").len() == n + 1 && s.held_by("web", "a")
-        });
+        restarted(&mut s, n);
         s.run_for(ms(1100));
     }
     assert!(alerts(&s, 0).is_empty());
@@ -414,4 +409,66 @@ fn frames_carry_what_a_node_cannot_serve() {
         },
     );
     assert_eq!(s.machine(1).health().unready, ["web"]);
+}
+
+#[test]
+fn random_policy_facts_and_commands_under_loss_never_hold_a_group_twice() {
+    for seed in 1..=30u64 {
+        let mut s = Sim::active_active(seed % 2 == 0);
+        s.reconfigure(|st| {
+            st.policy.ping = true;
+            st.policy.restart_limit = 2;
+            st.policy.restart_window = ms(2000);
+            for g in &mut st.groups {
+                g.interfaces = vec!["eth0".into()];
+            }
+        });
+        s.rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        s.filter = faults(Faults::Lossy);
+        ping(&mut s, 0, 1);
+        ping(&mut s, 1, 1);
+        s.run_for(ms(500));
+        for _ in 0..40 {
+            let who = s.rng.below(2) as usize;
+            let ev = match s.rng.below(7) {
+                0 => Event::Standby,
+                1 => Event::Takeover,
+                2 => Event::Ping {
+                    reached: s.rng.below(2) as u8,
+                    total: 1,
+                },
+                3 => Event::Carrier {
+                    iface: "eth0".into(),
+                    up: s.rng.chance(50),
+                },
+                4 => Event::ResourceFailed {
+                    group: if s.rng.chance(50) { "web" } else { "mail" }.into(),
+                },
+                _ => Event::Tick,
+            };
+            s.cmd(who, ev);
+            let d = ms(s.rng.below(120));
+            s.run_for(d);
+        }
+        for i in 0..2 {
+            ping(&mut s, i, 1);
+            s.cmd(
+                i,
+                Event::Carrier {
+                    iface: "eth0".into(),
+                    up: true,
+                },
+            );
+        }
+        s.cmd(0, Event::Takeover);
+        s.run_for(Duration::from_secs(3));
+        for g in ["web", "mail"] {
+            assert_eq!(
+                s.holders(g).len(),
+                1,
+                "seed {seed}: {g} held by {:?}",
+                s.holders(g)
+            );
+        }
+    }
 }
