@@ -1,5 +1,5 @@
 //! The async faces of the real address and ARP edges ([`AsyncAddresses`] over [`Rtnetlink`],
-//! [`AsyncGarp`] over [`PacketGarp`]) on a veth pair between two network namespaces this test
+//! [`AsyncGarp`] over [`PacketGarp`]) and the [`LinkWatcher`] on a veth pair between two network namespaces this test
 //! creates on the host kernel. Needs root; not part of a plain `cargo test` (`test = false`), run by
 //! `tests/lab all` (`cargo test --workspace --test '*_root'`). `ip` (iproute2) is the witness.
 //!
@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::net::{
-    AsyncAddresses, AsyncGarp, Change, Interfaces, PacketGarp, Rtnetlink, SystemInterfaces,
+    AsyncAddresses, AsyncGarp, Change, Interfaces, LinkEvent, LinkWatcher, PacketGarp, Rtnetlink,
+    SystemInterfaces,
 };
 use nix::sched::{CloneFlags, setns};
 
@@ -207,4 +208,119 @@ fn async_probe_finds_the_holder_across_the_veth_and_nobody_for_a_free_address() 
         holder.map(|m| m.to_string()),
         Some(mac_b.trim().to_string())
     );
+}
+
+/// The watcher's events for `name` up to and including the first that satisfies `last`; fails
+/// after 10 s showing what came.
+async fn events_until(
+    w: &mut LinkWatcher,
+    name: &str,
+    last: impl Fn(&LinkEvent) -> bool,
+) -> Vec<LinkEvent> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, w.next())
+            .await
+            .unwrap_or_else(|_| panic!("waited 10 s for an event of {name}; got {seen:#?}"))
+            .unwrap();
+        if ev.name != name {
+            continue;
+        }
+        let done = last(&ev);
+        seen.push(ev);
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// Carrier follows the far end of the veth going down and up, and the veth being deleted and
+/// created again with the same name: keepalived's `track_interface` stops there (its issues 2142
+/// and 1823).
+#[test]
+fn the_link_watcher_follows_carrier_and_a_veth_deleted_and_created_again() {
+    let p = Pair::new("links");
+    p.in_a(async || {
+        let mut w = LinkWatcher::open().unwrap();
+        let snap = w.snapshot().await.unwrap();
+        let va = snap.iter().find(|l| l.name == "va").cloned();
+        let va = va.unwrap_or_else(|| panic!("va in the snapshot: {snap:#?}"));
+        assert!(va.up && va.carrier && !va.deleted, "{va:?}");
+
+        run(&["ip", "-n", &p.b, "link", "set", "vb", "down"]);
+        let down = LinkEvent {
+            carrier: false,
+            ..va.clone()
+        };
+        assert_eq!(events_until(&mut w, "va", |_| true).await, vec![down]);
+        run(&["ip", "-n", &p.b, "link", "set", "vb", "up"]);
+        assert_eq!(events_until(&mut w, "va", |_| true).await, vec![va.clone()]);
+
+        run(&["ip", "-n", &p.a, "link", "del", "va"]);
+        // The kernel takes it down first, then deletes it.
+        let gone = events_until(&mut w, "va", |e| e.deleted).await;
+        assert_eq!(gone.last(), Some(&va.gone()), "{gone:#?}");
+        assert!(gone.iter().all(|e| !e.carrier), "{gone:#?}");
+        run(&[
+            "ip", "-n", &p.a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns",
+            &p.b,
+        ]);
+        run(&["ip", "-n", &p.b, "link", "set", "vb", "up"]);
+        run(&["ip", "-n", &p.a, "link", "set", "va", "up"]);
+        let again = events_until(&mut w, "va", |e| e.carrier).await;
+        // Created down, then up without carrier until both ends are up, then carrier.
+        assert!(
+            again[..again.len() - 1]
+                .iter()
+                .all(|e| !e.carrier && !e.deleted),
+            "{again:#?}"
+        );
+        let last = again.last().unwrap();
+        assert!(
+            last.up && last.carrier && last.index != va.index,
+            "{again:#?}"
+        );
+    });
+}
+
+/// A receive queue too small for a burst of notifications overflows (`ENOBUFS`): the watcher
+/// takes a new snapshot and ends with the kernel's state instead of failing or keeping a stale one.
+#[test]
+fn the_link_watcher_recovers_from_an_overflowing_queue() {
+    let p = Pair::new("flood");
+    p.in_a(async || {
+        let mut w = LinkWatcher::open_with_queue(4096).unwrap();
+        w.snapshot().await.unwrap();
+        // Unread: forty notifications (each MTU change sends one; carrier changes are coalesced
+        // by the kernel's linkwatch) against room for a few, then the far end goes down.
+        for i in 0..40 {
+            run(&[
+                "ip",
+                "-n",
+                &p.a,
+                "link",
+                "set",
+                "va",
+                "mtu",
+                &(1280 + i).to_string(),
+            ]);
+        }
+        run(&["ip", "-n", &p.b, "link", "set", "vb", "down"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let va_has_no_carrier =
+            |w: &LinkWatcher| w.links().any(|l| l.name == "va" && !l.carrier && l.up);
+        while w.resyncs() == 0 || !va_has_no_carrier(&w) {
+            let ev = tokio::time::timeout_at(deadline, w.next())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "after 10 s: {} resyncs, links {:#?}",
+                        w.resyncs(),
+                        w.links().collect::<Vec<_>>()
+                    )
+                });
+            ev.unwrap();
+        }
+    });
 }

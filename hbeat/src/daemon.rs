@@ -391,6 +391,14 @@ pub async fn run(
     if let Some(p) = &config.ping {
         facts::spawn_ping(p.clone(), facts_tx.clone());
     }
+    let tracked: Vec<String> = config
+        .groups
+        .iter()
+        .flat_map(|g| g.interfaces.clone())
+        .collect();
+    if !tracked.is_empty() {
+        facts::spawn_carrier(tracked, facts_tx.clone());
+    }
     let (inbound_tx, mut inbound) = mpsc::channel::<Inbound>(INBOUND_QUEUE);
     let mut nodes: Vec<&str> = config.peers.iter().map(String::as_str).collect();
     nodes.push(&config.node);
@@ -507,6 +515,7 @@ pub async fn run(
             },
             Some(f) = facts.recv() => match f {
                 Fact::Ping { reached, total } => d.handle(MachineEvent::Ping { reached, total }),
+                Fact::Carrier { iface, up } => d.handle(MachineEvent::Carrier { iface, up }),
             },
             _ = monitor.tick() => d.monitor(),
             _ = watchdog.tick() => {

@@ -1,8 +1,9 @@
 //! `hbeat run` as a real process: two nodes on loopback UDP with the timings, a
 //! heartbeat-style script resource that records every start and stop. Failover after kill -9,
 //! no failback without auto_failback, standby hands over with the handshake, a graceful stop lets
-//! the peer take over at once, status shows the letters, and a stranger's datagram and a key
-//! holder that is not a peer are counted, never acted on.
+//! the peer take over at once, status shows the letters, a stranger's datagram and a key
+//! holder that is not a peer are counted, never acted on, and a group whose interface is missing
+//! is not served.
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -600,4 +601,27 @@ fn a_resource_that_will_not_stop_keeps_the_group_off_the_peer() {
     );
     assert_eq!(b.status().groups[0].holder.as_deref(), Some("a"));
     assert_eq!(a.status().held, ["web"]);
+}
+
+/// Interface tracking reaches the state machine: a group that needs an interface that does not
+/// exist is not served, and status says why (the carrier itself is followed on veth links in
+/// `link_root`).
+#[test]
+fn a_group_whose_interface_is_missing_is_not_served_and_status_says_why() {
+    let f = Fixture::new("carrier");
+    let (mut a, _b) = f.pair();
+    edit(
+        &a.config,
+        "resources = [",
+        "interfaces = [\"lo\", \"hbt-none0\"]\nresources = [",
+    );
+    let log = a.log.clone();
+    a.start();
+    wait_for("a's status to say why it cannot serve web", &[&log], || {
+        a.try_status()
+            .is_some_and(|s| s.groups[0].unready.as_deref() == Some("hbt-none0 has no carrier"))
+    });
+    assert_eq!(f.events(), Vec::<String>::new());
+    a.assert_logged("tracked interface not found");
+    a.assert_logged("hbt-none0");
 }

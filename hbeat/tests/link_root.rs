@@ -2,7 +2,8 @@
 //! namespaces this test creates (a veth pair), an interface that vanishes and comes back, and the
 //! disk link on a real block device (a loop device) opened with `O_DIRECT`; and the ping targets'
 //! round (ICMP through the probe engine) against a namespace that answers and an address that
-//! does not. Not part of a plain
+//! does not; and interface tracking (carrier facts) across a veth deleted and created again. Not
+//! part of a plain
 //! `cargo test` (`test = false`); `tests/lab all` runs it (`cargo test --workspace --test '*_root'`),
 //! or by hand as root: `cargo test -p hbeat --test link_root`.
 //!
@@ -423,5 +424,47 @@ fn a_ping_round_counts_the_targets_that_answer() {
             (first, second)
         });
         assert_eq!(r.join().unwrap(), ((2, 3), (1, 3)));
+    });
+}
+
+/// The next fact, within [`WAIT`].
+async fn fact(rx: &mut mpsc::Receiver<hbeat::facts::Fact>) -> hbeat::facts::Fact {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no fact within {WAIT:?}"))
+        .expect("the carrier task ended")
+}
+
+fn carrier(iface: &str, up: bool) -> hbeat::facts::Fact {
+    hbeat::facts::Fact::Carrier {
+        iface: iface.into(),
+        up,
+    }
+}
+
+/// Interface tracking reports every tracked interface at start (one that does not exist has no
+/// carrier), then each change: the veth deleted, created again, its far end down and up.
+#[test]
+fn carrier_facts_follow_a_veth_deleted_created_again_and_its_far_end() {
+    let p = Pair::new("carrier");
+    std::thread::scope(|s| {
+        in_ns(s, &p.a.name, async || {
+            let (tx, mut rx) = mpsc::channel(16);
+            hbeat::facts::spawn_carrier(vec!["va".into(), "ghost".into(), "va".into()], tx);
+            assert_eq!(fact(&mut rx).await, carrier("ghost", false));
+            assert_eq!(fact(&mut rx).await, carrier("va", true));
+            p.a.ip(&["link", "del", "va"]);
+            assert_eq!(fact(&mut rx).await, carrier("va", false));
+            p.add_veth();
+            assert_eq!(fact(&mut rx).await, carrier("va", true));
+            p.b.ip(&["link", "set", "vb", "down"]);
+            assert_eq!(fact(&mut rx).await, carrier("va", false));
+            p.b.ip(&["link", "set", "vb", "up"]);
+            assert_eq!(fact(&mut rx).await, carrier("va", true));
+            // Nothing else: no repeated or spurious facts.
+            assert!(rx.try_recv().is_err());
+        })
+        .join()
+        .unwrap();
     });
 }

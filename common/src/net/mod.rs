@@ -1,7 +1,8 @@
 //! Address and neighbour primitives shared by the tools that move virtual IPs (`fakeip`, and
 //! through it `hbeat`): [frames](frame) (pure ARP/NA builder and parser), [interfaces](iface)
 //! (index, MAC, up/down), [address operations](addr) over rtnetlink, and [announcements](garp)
-//! over an `AF_PACKET` socket.
+//! over an `AF_PACKET` socket, and [link notifications](links) (carrier, deletion) through
+//! rtnetlink.
 //!
 //! Every privileged edge sits behind a small trait with one real implementation and one recording
 //! fake: [`Interfaces`] (`SystemInterfaces` / `FakeInterfaces`), [`Addresses`] (`Rtnetlink` /
@@ -9,13 +10,15 @@
 //! the tools' logic; the real implementations are proven on veth links in network namespaces
 //! (`tests/tests/fakeip_root.rs`).
 //!
-//! Deliberately not here: routes, neighbour-table edits, links (creating, renaming), and any
+//! Deliberately not here: routes, neighbour-table edits, changing links (creating, renaming), and any
 //! policy (how often to announce, what to do on conflict): that belongs to the tools.
 
 pub mod addr;
 pub mod frame;
 pub mod garp;
 pub mod iface;
+pub mod linkcodec;
+pub mod links;
 pub mod rtcodec;
 
 use std::io;
@@ -26,6 +29,7 @@ pub use addr::{
 pub use frame::{ArpFrame, ArpOp, Frame, FrameError, MacAddr, NaFrame};
 pub use garp::{AsyncGarp, Garp, GarpCall, PacketGarp, RecordingGarp};
 pub use iface::{FakeInterfaces, Interface, Interfaces, SystemInterfaces};
+pub use links::{LinkEvent, LinkTable, LinkWatcher};
 
 /// The message every privilege error carries, so that users know what to grant.
 pub const PRIVILEGE_HINT: &str =

@@ -83,7 +83,13 @@ fn attr(kind: Ifa, payload: Vec<u8>) -> Result<Rtattr<Ifa, Buffer>, RtCodecError
         .map_err(enc)
 }
 
-fn frame(kind: Rtm, flags: NlmF, seq: u32, msg: Ifaddrmsg) -> Result<Vec<u8>, RtCodecError> {
+/// One rtnetlink request: `msg` behind a netlink header (the link codec's dump uses it too).
+pub(super) fn frame<P: Size + ToBytes>(
+    kind: Rtm,
+    flags: NlmF,
+    seq: u32,
+    msg: P,
+) -> Result<Vec<u8>, RtCodecError> {
     let hdr = NlmsghdrBuilder::default()
         .nl_type(kind)
         .nl_flags(flags)
@@ -261,8 +267,30 @@ fn decode_addr(m: &Ifaddrmsg, iface_name: Option<&str>) -> Option<IfAddr> {
     })
 }
 
-/// Splits one received datagram into [`RtReply`]s; labels equal to `iface_name` are dropped.
-pub fn parse_replies(bytes: &[u8], iface_name: Option<&str>) -> Result<Vec<RtReply>, RtCodecError> {
+/// One netlink message of a datagram, header fields read, bounds checked.
+pub(super) struct RawMsg<'a> {
+    /// `nlmsg_type`.
+    pub ty: u16,
+    /// `nlmsg_flags`.
+    pub flags: u16,
+    /// `nlmsg_seq`.
+    pub seq: u32,
+    /// The whole message, header included (`nlmsg_len` bytes).
+    pub bytes: &'a [u8],
+}
+
+impl RawMsg<'_> {
+    /// The errno of an `NLMSG_ERROR` or `NLMSG_DONE` (their payload starts with it), positive.
+    pub fn errno(&self) -> i32 {
+        match self.bytes.get(16..20) {
+            Some(b) => i32::from_ne_bytes([b[0], b[1], b[2], b[3]]).saturating_neg(),
+            None => 0,
+        }
+    }
+}
+
+/// The messages of one received datagram, in order; a length out of bounds is an error.
+pub(super) fn split(bytes: &[u8]) -> Result<Vec<RawMsg<'_>>, RtCodecError> {
     let mut out = Vec::new();
     let mut at = 0usize;
     while at < bytes.len() {
@@ -279,22 +307,34 @@ pub fn parse_replies(bytes: &[u8], iface_name: Option<&str>) -> Result<Vec<RtRep
             )));
         }
         let one = &bytes[at..at + len];
-        let ty = u16::from_ne_bytes([one[4], one[5]]);
-        let seq = u32::from_ne_bytes([one[8], one[9], one[10], one[11]]);
-        at += (len + 3) & !3;
+        out.push(RawMsg {
+            ty: u16::from_ne_bytes([one[4], one[5]]),
+            flags: u16::from_ne_bytes([one[6], one[7]]),
+            seq: u32::from_ne_bytes([one[8], one[9], one[10], one[11]]),
+            bytes: one,
+        });
+        at = at.saturating_add((len + 3) & !3);
+    }
+    Ok(out)
+}
+
+/// Splits one received datagram into [`RtReply`]s; labels equal to `iface_name` are dropped.
+pub fn parse_replies(bytes: &[u8], iface_name: Option<&str>) -> Result<Vec<RtReply>, RtCodecError> {
+    let mut out = Vec::new();
+    for (at, raw) in split(bytes)?.into_iter().enumerate() {
+        let (one, ty, seq) = (raw.bytes, raw.ty, raw.seq);
         if ty == libc::NLMSG_DONE as u16 {
-            let errno = match one.get(16..20) {
-                Some(b) => -i32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
-                None => 0,
-            };
-            out.push(RtReply::Done { seq, errno });
+            out.push(RtReply::Done {
+                seq,
+                errno: raw.errno(),
+            });
             continue;
         }
         if ty == libc::NLMSG_NOOP as u16 {
             continue;
         }
         let m = Nlmsghdr::<u16, Buffer>::from_bytes(&mut Cursor::new(one))
-            .map_err(|e| RtCodecError::Malformed(format!("message at offset {at}: {e}")))?;
+            .map_err(|e| RtCodecError::Malformed(format!("message {at}: {e}")))?;
         out.push(match m.nl_payload() {
             NlPayload::Ack(_) | NlPayload::Empty => RtReply::Ack { seq },
             NlPayload::Err(e) => RtReply::Error {
