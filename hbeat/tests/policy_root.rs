@@ -177,3 +177,91 @@ fn three_nodes_the_one_cut_off_holds_nothing_the_majority_holds_everything() {
     });
     assert_eq!(site.events().len(), 4, "{:?}", site.events());
 }
+
+#[test]
+fn losing_carrier_on_the_groups_interface_hands_the_group_to_the_peer() {
+    need_root();
+    let na = Netns::new("carrier-a");
+    let nb = Netns::new("carrier-b");
+    let nr = Netns::new("carrier-r");
+    veth(
+        End {
+            ns: &na,
+            dev: "hb0",
+            addrs: &["192.0.2.1/24"],
+        },
+        End {
+            ns: &nb,
+            dev: "hb0",
+            addrs: &["192.0.2.2/24"],
+        },
+    );
+    // Each node's LAN interface (the VIP's), with its far end in r.
+    for (n, ns, dev) in [(1, &na, "ra"), (2, &nb, "rb")] {
+        veth(
+            End {
+                ns,
+                dev: "lan0",
+                addrs: &[&format!("198.18.{n}.2/24")],
+            },
+            End {
+                ns: &nr,
+                dev,
+                addrs: &[&format!("198.18.{n}.1/24")],
+            },
+        );
+    }
+    let mut site = Site::new("policy-carrier");
+    site.timings = CALM_TIMINGS;
+    let groups = site
+        .group("web", &["a", "b"])
+        .replace("resources", "interfaces = [\"lan0\"]\nresources");
+    let node = |me: &str, other: &str, mine: &str, theirs: &str, ns: &Netns| -> Node {
+        let link = format!("udp = {{ bind = \"{mine}:694\", peer = \"{theirs}:694\" }}");
+        site.node(me, &[other], "", &[link], &groups).inside(ns)
+    };
+    let mut a = node("a", "b", "192.0.2.1", "192.0.2.2", &na);
+    let mut b = node("b", "a", "192.0.2.2", "192.0.2.1", &nb);
+    let logs = [a.log.clone(), b.log.clone()];
+    let logs: Vec<&Path> = logs.iter().map(PathBuf::as_path).collect();
+    a.start();
+    b.start();
+    wait_for("a holds web, b sees it", &logs, || {
+        site.events() == ["a start web"]
+            && b.try_status()
+                .is_some_and(|s| holder(&s, "web").as_deref() == Some("a"))
+    });
+    // The far end of a's LAN cable goes down: a loses carrier and hands web to b (stop, then
+    // start: the handshake, both still hear each other).
+    nr.ip(&["link", "set", "ra", "down"]);
+    wait_for("web handed to b", &logs, || {
+        site.events() == ["a start web", "a stop web", "b start web"]
+    });
+    let s = a.status();
+    assert_eq!(
+        s.groups[0].unready.as_deref(),
+        Some("lan0 has no carrier"),
+        "{s:?}"
+    );
+    // The interface deleted and created again (a networking restart): still tracked. b's goes
+    // away for good: b is not ready either but nobody is better, so b keeps serving.
+    na.ip(&["link", "del", "lan0"]);
+    nb.ip(&["link", "set", "lan0", "down"]);
+    veth(
+        End {
+            ns: &na,
+            dev: "lan0",
+            addrs: &["198.18.1.2/24"],
+        },
+        End {
+            ns: &nr,
+            dev: "ra",
+            addrs: &["198.18.1.1/24"],
+        },
+    );
+    // a has carrier again and b has none: web goes back to a.
+    wait_for("web back on a", &logs, || {
+        site.events()[3..] == ["b stop web", "a start web"]
+    });
+    assert_eq!(a.status().groups[0].unready, None);
+}
