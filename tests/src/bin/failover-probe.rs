@@ -1,7 +1,8 @@
 //! `failover-probe ADDR:PORT`: what a client sees of a failover. Every `--every` (default 10 ms) it
-//! starts one HTTP/1.0 `GET /` to ADDR:PORT (each on its own thread, so a request lost in the
-//! outage never delays the next one), bounded by `--timeout` (default 300 ms, shorter than TCP's
-//! first SYN retransmission, so a request either gets through at once or counts as failed). It
+//! starts one HTTP/1.0 `GET /` to ADDR:PORT on a new non-blocking connection (one thread polls
+//! them all: cheap enough for the emulated lab VM, and a request lost in the outage never delays
+//! the next one), bounded by `--timeout` (default 300 ms, shorter than TCP's first SYN
+//! retransmission, so a request either gets through at once or counts as failed). It
 //! stops after `--duration` (default 60 s) or on TERM/INT, waits for the requests in flight, and
 //! prints the figures: the longest gap between two successful requests (by the time each one
 //! completed), where it was, and whether the last request succeeded (the client is served again).
@@ -15,13 +16,15 @@
 //! connections (each request is a new connection, as a client arriving during a failover is).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use socket2::{Domain, Socket, Type};
+
 /// Requests in flight at most: beyond this a tick is skipped (and counted), never queued.
-const MAX_IN_FLIGHT: usize = 256;
+const MAX_IN_FLIGHT: usize = 512;
 /// The bytes of an answer read at most.
 const MAX_ANSWER: usize = 4096;
 
@@ -93,37 +96,102 @@ fn is_ok(answer: &[u8]) -> bool {
     matches!(words.next(), Some(v) if v.starts_with(b"HTTP/")) && words.next() == Some(b"200")
 }
 
-/// One request: connect, send, read the answer, all within `timeout`.
+/// One request in flight.
+struct Request {
+    sock: Socket,
+    deadline: Instant,
+    /// The request is written (the connection is up); now reading the answer.
+    sent: bool,
+    answer: Vec<u8>,
+}
+
+/// How a step of a request ended.
+enum Step {
+    Pending,
+    Done(bool),
+}
+
+impl Request {
+    fn start(target: SocketAddr, timeout: Duration) -> Option<Request> {
+        let sock = Socket::new(Domain::for_address(target), Type::STREAM, None).ok()?;
+        sock.set_nonblocking(true).ok()?;
+        match sock.connect(&target.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(_) => return None,
+        }
+        Some(Request {
+            sock,
+            deadline: Instant::now() + timeout,
+            sent: false,
+            answer: Vec::new(),
+        })
+    }
+
+    /// What to wait for.
+    fn events(&self) -> libc::c_short {
+        if self.sent { libc::POLLIN } else { libc::POLLOUT }
+    }
+
+    /// Advances after poll said the socket is ready (or failed).
+    fn step(&mut self) -> Step {
+        if !self.sent {
+            if !matches!(self.sock.take_error(), Ok(None)) {
+                return Step::Done(false);
+            }
+            // 30 bytes on a fresh connection: one write, never partial.
+            match self.sock.write(b"GET / HTTP/1.0\r\nHost: probe\r\n\r\n") {
+                Ok(_) => self.sent = true,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Step::Done(false),
+            }
+            return Step::Pending;
+        }
+        let mut buf = [0u8; 1024];
+        match self.sock.read(&mut buf) {
+            Ok(0) => Step::Done(is_ok(&self.answer)),
+            Ok(n) => {
+                self.answer.extend_from_slice(&buf[..n]);
+                if self.answer.contains(&b'\n') || self.answer.len() >= MAX_ANSWER {
+                    Step::Done(is_ok(&self.answer))
+                } else {
+                    Step::Pending
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Step::Pending,
+            Err(_) => Step::Done(false),
+        }
+    }
+}
+
+/// One request to the end (for the tests): connect, send, read, all within `timeout`.
+#[cfg(test)]
 fn request(target: SocketAddr, timeout: Duration) -> bool {
-    let end = Instant::now() + timeout;
-    let left = || end.saturating_duration_since(Instant::now());
-    let Ok(mut s) = TcpStream::connect_timeout(&target, timeout) else {
+    let Some(mut r) = Request::start(target, timeout) else {
         return false;
     };
-    if left().is_zero()
-        || s.set_write_timeout(Some(left())).is_err()
-        || s.write_all(b"GET / HTTP/1.0\r\nHost: probe\r\n\r\n")
-            .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; MAX_ANSWER];
-    let mut n = 0;
-    while n < buf.len() {
-        let l = left();
-        if l.is_zero() || s.set_read_timeout(Some(l)).is_err() {
+    loop {
+        let left = r.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return false;
         }
-        match s.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(_) => return false,
-        }
-        if buf[..n].contains(&b'\n') {
-            break;
+        let mut fds = [libc::pollfd {
+            fd: r.sock.as_raw_fd(),
+            events: r.events(),
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, millis(left)) };
+        if fds[0].revents != 0
+            && let Step::Done(good) = r.step()
+        {
+            return good;
         }
     }
-    is_ok(&buf[..n])
+}
+
+fn millis(d: Duration) -> libc::c_int {
+    libc::c_int::try_from(d.as_millis().max(1)).unwrap_or(libc::c_int::MAX)
 }
 
 /// The longest gap between consecutive times (any order), as (from, to); `None` for fewer than two.
@@ -148,15 +216,14 @@ fn main() {
             on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
         );
     }
-    let (tx, rx) = mpsc::channel::<(f64, bool)>();
-    let in_flight = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut next = start;
     let (mut probes, mut skipped, mut ok, mut failed) = (0u64, 0u64, 0u64, 0u64);
     let mut done: Vec<f64> = Vec::new();
     let mut last: Option<(f64, bool)> = None;
     let mut ready = false;
-    let mut record = |(t, good): (f64, bool), done: &mut Vec<f64>| {
+    let mut record = |good: bool, done: &mut Vec<f64>| {
+        let t = epoch();
         if good {
             ok += 1;
             done.push(t);
@@ -168,40 +235,78 @@ fn main() {
         } else {
             failed += 1;
         }
-        if last.is_none_or(|(lt, _)| t >= lt) {
-            last = Some((t, good));
-        }
+        last = Some((t, good));
     };
-    while !STOP.load(Ordering::SeqCst) && start.elapsed() < args.duration {
-        if in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
-            skipped += 1;
-        } else {
-            probes += 1;
-            in_flight.fetch_add(1, Ordering::SeqCst);
-            let (tx, in_flight, target, timeout) =
-                (tx.clone(), in_flight.clone(), args.target, args.timeout);
-            std::thread::spawn(move || {
-                let good = request(target, timeout);
-                let _ = tx.send((epoch(), good));
-                in_flight.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-        while let Ok(r) = rx.try_recv() {
-            record(r, &mut done);
-        }
-        // Absolute ticks: a late wake-up shortens the next wait instead of shifting every later
-        // tick; ticks missed entirely are skipped (and counted).
-        next += args.every;
+    let mut flight: Vec<Request> = Vec::new();
+    let mut stopping = false;
+    loop {
         let now = Instant::now();
-        while next < now {
-            next += args.every;
-            skipped += 1;
+        if !stopping && (STOP.load(Ordering::SeqCst) || start.elapsed() >= args.duration) {
+            stopping = true;
         }
-        std::thread::sleep(next - now);
-    }
-    drop(tx);
-    for r in rx {
-        record(r, &mut done);
+        if stopping && flight.is_empty() {
+            break;
+        }
+        if !stopping && now >= next {
+            if flight.len() >= MAX_IN_FLIGHT {
+                skipped += 1;
+            } else {
+                probes += 1;
+                match Request::start(args.target, args.timeout) {
+                    Some(r) => flight.push(r),
+                    None => record(false, &mut done),
+                }
+            }
+            // Absolute ticks: a late wake-up shortens the next wait instead of shifting every
+            // later tick; ticks missed entirely are skipped (and counted).
+            next += args.every;
+            while next < now {
+                next += args.every;
+                skipped += 1;
+            }
+        }
+        // Requests past their deadline fail.
+        let now = Instant::now();
+        flight.retain(|r| {
+            let alive = r.deadline > now;
+            if !alive {
+                record(false, &mut done);
+            }
+            alive
+        });
+        let mut wait = next.saturating_duration_since(now);
+        for r in &flight {
+            wait = wait.min(r.deadline.saturating_duration_since(now));
+        }
+        if stopping {
+            wait = wait.min(Duration::from_millis(10));
+        }
+        let mut fds: Vec<libc::pollfd> = flight
+            .iter()
+            .map(|r| libc::pollfd {
+                fd: r.sock.as_raw_fd(),
+                events: r.events(),
+                revents: 0,
+            })
+            .collect();
+        let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(0);
+        // SAFETY: fds is a valid array of nfds pollfds; a signal ends the wait early (EINTR).
+        unsafe { libc::poll(fds.as_mut_ptr(), nfds, millis(wait)) };
+        let mut i = 0;
+        flight.retain_mut(|r| {
+            let revents = fds[i].revents;
+            i += 1;
+            if revents == 0 {
+                return true;
+            }
+            match r.step() {
+                Step::Pending => true,
+                Step::Done(good) => {
+                    record(good, &mut done);
+                    false
+                }
+            }
+        });
     }
     println!("probes={probes} ok={ok} failed={failed} skipped={skipped}");
     match longest_gap(&done) {
