@@ -58,6 +58,7 @@ for p in $PARTS; do case $p in pulls|steady) ;; *) fail "PARTS: unknown part $p 
 
 topo() { "$LAB_ROOT/tests/topo.sh" "$@"; }
 tmp=$(mktemp -d /tmp/failover-bench.XXXXXX)
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     stop_all
     rm -rf "$tmp"
@@ -67,6 +68,7 @@ stop_all() {
     local n pids
     for n in c d1 d2; do
         pids=$(ip netns pids "$n" 2>/dev/null || true)
+        # shellcheck disable=SC2086 # one pid a word
         [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
     done
     for n in c d1 d2; do
@@ -184,7 +186,7 @@ k_settled() { # DIR VIP
 : > "$tmp/results"
 # turn TOOL N: one pull; appends "TOOL N GAP_MS ok" or "TOOL N - why" to results.
 turn() {
-    local tool=$1 k=$2 d=$tmp/$1-$2 why= pulled gap from to
+    local tool=$1 k=$2 d=$tmp/$1-$2 why='' pulled gap from to
     mkdir -p "$d"
     topo up --hb > /dev/null
     KV=0 ipvs_on_both "$d" || why="ldir apply failed"
@@ -209,8 +211,8 @@ turn() {
         ip -n sw -batch "$d/pull"
         wait_until 10 test "$(vips d2 $VIP)" = 1 || why="the VIP never came to d2"
         sleep 1
-        kill -TERM $probe
-        wait $probe || why="failover-probe failed: $(cat "$d/probe")"
+        kill -TERM "$probe"
+        wait "$probe" || why="failover-probe failed: $(cat "$d/probe")"
     fi
     if [ -z "$why" ]; then
         gap=$(sed -n 's/^longest_gap_ms=\([0-9.]*\) .*/\1/p' "$d/probe")

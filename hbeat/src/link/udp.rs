@@ -302,17 +302,33 @@ mod tests {
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
         let addr = ip("198.18.0.1");
         let mask = Some(ip("255.255.255.0"));
-        assert_eq!(broadcast_of(addr, mask, Some(ip("0.0.0.0"))), ip("198.18.0.255"));
+        assert_eq!(
+            broadcast_of(addr, mask, Some(ip("0.0.0.0"))),
+            ip("198.18.0.255")
+        );
         assert_eq!(broadcast_of(addr, mask, None), ip("198.18.0.255"));
         // What glibc's getifaddrs reports for it: the address itself.
         assert_eq!(broadcast_of(addr, mask, Some(addr)), ip("198.18.0.255"));
         // A broadcast address set (`brd +` or by hand) is used as it is.
-        assert_eq!(broadcast_of(addr, mask, Some(ip("198.18.0.127"))), ip("198.18.0.127"));
-        assert_eq!(broadcast_of(ip("198.18.5.9"), Some(ip("255.254.0.0")), None), ip("198.19.255.255"));
-        assert_eq!(broadcast_of(ip("192.0.2.9"), Some(ip("255.255.255.252")), None), ip("192.0.2.11"));
+        assert_eq!(
+            broadcast_of(addr, mask, Some(ip("198.18.0.127"))),
+            ip("198.18.0.127")
+        );
+        assert_eq!(
+            broadcast_of(ip("198.18.5.9"), Some(ip("255.254.0.0")), None),
+            ip("198.19.255.255")
+        );
+        assert_eq!(
+            broadcast_of(ip("192.0.2.9"), Some(ip("255.255.255.252")), None),
+            ip("192.0.2.11")
+        );
         // /31 and /32 have none: the limited broadcast.
         for m in ["255.255.255.254", "255.255.255.255"] {
-            assert_eq!(broadcast_of(addr, Some(ip(m)), None), Ipv4Addr::BROADCAST, "{m}");
+            assert_eq!(
+                broadcast_of(addr, Some(ip(m)), None),
+                Ipv4Addr::BROADCAST,
+                "{m}"
+            );
         }
         assert_eq!(broadcast_of(addr, None, None), Ipv4Addr::BROADCAST);
     }

@@ -130,7 +130,11 @@ impl Request {
 
     /// What to wait for.
     fn events(&self) -> libc::c_short {
-        if self.sent { libc::POLLIN } else { libc::POLLOUT }
+        if self.sent {
+            libc::POLLIN
+        } else {
+            libc::POLLOUT
+        }
     }
 
     /// Advances after poll said the socket is ready (or failed).
