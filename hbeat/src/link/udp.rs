@@ -158,9 +158,7 @@ fn bcast_socket(dev: &str, port: u16) -> Result<Bcast, LinkError> {
         };
         if let Some(ip) = v4(a.address) {
             own.push(SocketAddr::new(IpAddr::V4(ip), port));
-            if let Some(b) = v4(a.broadcast) {
-                broadcast.get_or_insert(b);
-            }
+            broadcast.get_or_insert(broadcast_of(ip, v4(a.netmask), v4(a.broadcast)));
         }
     }
     let broadcast = broadcast.ok_or_else(|| LinkError::NoBroadcast {
@@ -182,6 +180,23 @@ fn bcast_socket(dev: &str, port: u16) -> Result<Bcast, LinkError> {
         own,
         index,
     ))
+}
+
+/// Where to broadcast for one IPv4 address of an interface: its broadcast address when one is set,
+/// else the directed broadcast of its prefix. `ip addr add 198.18.0.1/24 dev eth1` (without `brd
+/// +`) sets no broadcast address: glibc's getifaddrs then reports the address itself (0.0.0.0 from
+/// other sources), and a datagram sent there never leaves this host (it comes back to our own
+/// socket); the kernel routes the prefix's directed broadcast all the same (it adds that broadcast
+/// route for every address). A /31 or /32 has no broadcast address of its
+/// own: the limited broadcast, which the socket's device binding keeps on the link.
+fn broadcast_of(addr: Ipv4Addr, netmask: Option<Ipv4Addr>, brd: Option<Ipv4Addr>) -> Ipv4Addr {
+    if let Some(b) = brd.filter(|b| !b.is_unspecified() && *b != addr) {
+        return b;
+    }
+    match netmask.map(u32::from) {
+        Some(mask) if mask.leading_ones() <= 30 => Ipv4Addr::from(u32::from(addr) | !mask),
+        _ => Ipv4Addr::BROADCAST,
+    }
 }
 
 /// Errors after which the socket is no use any more (the interface went away): the link restarts.
@@ -278,5 +293,43 @@ mod tests {
         let own = Accept::NotFrom(vec!["192.0.2.11:694".parse().unwrap()]);
         assert!(!own.allows(&"192.0.2.11:694".parse().unwrap()));
         assert!(own.allows(&"192.0.2.12:694".parse().unwrap()));
+    }
+
+    /// Found in the lab (topo.sh adds its addresses without `brd +`): the broadcast link sent to
+    /// its own address, so every frame came back to its own socket and the peer heard nothing.
+    #[test]
+    fn an_address_without_a_broadcast_address_broadcasts_to_its_prefix() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let addr = ip("198.18.0.1");
+        let mask = Some(ip("255.255.255.0"));
+        assert_eq!(
+            broadcast_of(addr, mask, Some(ip("0.0.0.0"))),
+            ip("198.18.0.255")
+        );
+        assert_eq!(broadcast_of(addr, mask, None), ip("198.18.0.255"));
+        // What glibc's getifaddrs reports for it: the address itself.
+        assert_eq!(broadcast_of(addr, mask, Some(addr)), ip("198.18.0.255"));
+        // A broadcast address set (`brd +` or by hand) is used as it is.
+        assert_eq!(
+            broadcast_of(addr, mask, Some(ip("198.18.0.127"))),
+            ip("198.18.0.127")
+        );
+        assert_eq!(
+            broadcast_of(ip("198.18.5.9"), Some(ip("255.254.0.0")), None),
+            ip("198.19.255.255")
+        );
+        assert_eq!(
+            broadcast_of(ip("192.0.2.9"), Some(ip("255.255.255.252")), None),
+            ip("192.0.2.11")
+        );
+        // /31 and /32 have none: the limited broadcast.
+        for m in ["255.255.255.254", "255.255.255.255"] {
+            assert_eq!(
+                broadcast_of(addr, Some(ip(m)), None),
+                Ipv4Addr::BROADCAST,
+                "{m}"
+            );
+        }
+        assert_eq!(broadcast_of(addr, None, None), Ipv4Addr::BROADCAST);
     }
 }

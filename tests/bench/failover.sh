@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# Benchmark (issue 12), run by `tests/lab bench failover` in the lab VM: the outage a client sees when
+# the active director's cables are pulled, hbeat (the example's timings: keepalive 20 ms, warntime
+# 60 ms, deadtime 100 ms; links: unicast UDP on the LAN, broadcast on the heartbeat bridge; group
+# `fakeip hold 192.0.2.100/24 dev eth0`) against keepalived VRRPv3 (`advert_int 0.1`, priorities 200
+# and 100, the same VIP on eth0), in the same VM run, on the same topology (tests/topo.sh --hb).
+#
+# Turns alternate hbeat, keepalived, hbeat, ... (PULLS each, default 5), each from a clean state: a
+# fresh topology, the same IPVS table on both directors (ldir apply: VIP:80 -> r1, r2, LVS-DR), the
+# tool started on d1 and d2 and seen settled (the VIP on d1 only, d2 standing by). The client c runs
+# tests' failover-probe (an HTTP GET through the VIP every 10 ms, 300 ms timeout, each on its own
+# connection); after 0.5 s of service both of d1's switch ports go down at once (its LAN cable and
+# its heartbeat cable: with only the LAN pulled, hbeat's second link keeps d1 alive, and acting on
+# a tracked interface is the next issue's policy). The outage is the probe's longest gap between two
+# successful requests (by completion time). Checked in every turn: the gap spans the pull, the VIP
+# ends on d2's eth0 exactly once, d2 took over exactly once (hbeat: holds `web`, one `group start`;
+# keepalived: one `Entering MASTER STATE`), and the client's last request succeeded (served again).
+# A turn that fails a check says why and counts for nothing. For hbeat the turn also prints d2's
+# timeline (pull -> peer dead -> fakeip started -> its first announcement), from the logs.
+#
+# Then, in one more fresh topology with both tools running side by side (hbeat's VIP .100,
+# keepalived's .101): hbeat's CPU (utime+stime of /proc/PID/stat) and RSS (VmRSS, VmHWM) on both
+# directors over MEASURE_SECS (30) of steady state, keepalived's VRRP process beside it; then
+# `stress-ng --cpu NPROC` in d1 and in d2 for STRESS_SECS (300): false failovers = hbeat's `peer
+# dead` or `group` lines after the start (target 0), keepalived's state changes beside it.
+# Lines: `hbeat-cpu ... met|NOT MET` (<= 1 % of a core), `hbeat-rss ... met|NOT MET` (<= 8 MB),
+# `false-failovers ... met|NOT MET` (0), and last `failover ratio=<median hbeat / median
+# keepalived> target=0.33 met|NOT MET`. Exit 1 when a turn or a part failed (after the last line).
+# TCG emulation makes every figure slower than on hardware: compare them only within this run.
+#
+# Environment: PULLS (5), STRESS_SECS (300), MEASURE_SECS (30), PARTS ("pulls steady").
+# build: -p hbeat --bin hbeat
+# build: -p fakeip --bin fakeip
+# build: -p ldir --bin ldir
+# build: -p tests --bin failover-probe
+# ratio: failover
+# env: PULLS STRESS_SECS MEASURE_SECS PARTS
+set -euo pipefail
+PULLS=${PULLS:-5}
+STRESS_SECS=${STRESS_SECS:-300}
+MEASURE_SECS=${MEASURE_SECS:-30}
+PARTS=${PARTS:-"pulls steady"}
+VIP=192.0.2.100
+KVIP=192.0.2.101
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# The release builds first: hbeat finds `fakeip` on PATH.
+export PATH=$LAB_RELEASE:$PATH
+for b in hbeat fakeip ldir failover-probe; do
+    [ -x "$LAB_RELEASE/$b" ] || fail "$LAB_RELEASE/$b is missing (tests/lab bench builds it)"
+done
+KEEPALIVED=$(PATH=$PATH:/usr/sbin:/sbin command -v keepalived) \
+    || fail "keepalived is missing (apt-get install keepalived; tests/lab deps)"
+command -v stress-ng >/dev/null || fail "stress-ng is missing (apt-get install stress-ng; tests/lab deps)"
+command -v jq >/dev/null || fail "jq is missing (apt-get install jq; tests/lab deps)"
+for p in $PARTS; do case $p in pulls|steady) ;; *) fail "PARTS: unknown part $p (pulls steady)" ;; esac; done
+[ "$PULLS" -ge 1 ] || fail "PULLS must be 1 or more"
+
+topo() { "$LAB_ROOT/tests/topo.sh" "$@"; }
+tmp=$(mktemp -d /tmp/failover-bench.XXXXXX)
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    stop_all
+    rm -rf "$tmp"
+}
+# Every process in the topology's namespaces, KILLed and waited for, then the namespaces go.
+stop_all() {
+    local n pids
+    for n in c d1 d2; do
+        pids=$(ip netns pids "$n" 2>/dev/null || true)
+        # shellcheck disable=SC2086 # one pid a word
+        [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+    done
+    for n in c d1 d2; do
+        for _ in $(seq 50); do [ -z "$(ip netns pids "$n" 2>/dev/null || true)" ] && break; sleep 0.1; done
+    done
+    topo down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+hz=$(getconf CLK_TCK)
+ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
+# The epoch (seconds) of a log line's leading RFC 3339 timestamp (hbeat's and fakeip's text logs).
+line_epoch() { date -d "$(awk '{ print $1; exit }' <<< "$1")" +%s.%N 2>/dev/null || echo "?"; }
+vips() { topo exec "$1" ip -4 -o addr show dev eth0 | grep -c " $2/24 " || true; }
+
+# wait_until SECONDS CMD...: CMD succeeds within SECONDS (polled every 0.05 s); returns 1 otherwise.
+wait_until() {
+    local end=$((SECONDS + $1)); shift
+    until "$@" >/dev/null 2>&1; do
+        [ $SECONDS -lt $end ] || return 1
+        sleep 0.05
+    done
+}
+
+# --- the tools' configurations ----------------------------------------------------------------
+hbeat keygen > "$tmp/authkey"
+chmod 600 "$tmp/authkey"
+declare -A ME=([d1]=192.0.2.1 [d2]=192.0.2.2) OTHER=([d1]=d2 [d2]=d1) PRIO=([d1]=200 [d2]=100)
+hbeat_conf() { # NODE DIR
+    local n=$1 d=$2 o=${OTHER[$1]}
+    cat > "$d/$n.toml" <<EOF
+node = "$n"
+cluster = "bench"
+key_file = "$tmp/authkey"
+keepalive = "20ms"
+warntime = "60ms"
+deadtime = "100ms"
+initdead = "2s"
+auto_failback = false
+socket = "$d/$n.sock"
+state_dir = "$d/$n.state"
+
+[[peer]]
+name = "$o"
+
+[[link]]
+udp = { bind = "${ME[$n]}:694", peer = "${ME[$o]}:694" }
+[[link]]
+bcast = { dev = "eth1", port = 695 }
+
+[[group]]
+name = "web"
+preferred = "d1"
+resources = ["fakeip hold $VIP/24 dev eth0"]
+EOF
+}
+keepalived_conf() { # NODE DIR VIP
+    cat > "$2/$1.keepalived.conf" <<EOF
+global_defs {
+    router_id $1
+    vrrp_version 3
+}
+vrrp_instance web {
+    state $([ "$1" = d1 ] && echo MASTER || echo BACKUP)
+    interface eth0
+    virtual_router_id 51
+    priority ${PRIO[$1]}
+    advert_int 0.1
+    virtual_ipaddress {
+        $3/24 dev eth0
+    }
+}
+EOF
+}
+ipvs_on_both() { # DIR
+    local n
+    for n in d1 d2; do
+        mkdir -p "$1/ldir-$n"
+        printf '[global]\nstate_dir = "%s/ldir-%s.state"\nsocket = "%s/ldir-%s.sock"\n' "$1" "$n" "$1" "$n" > "$1/ldir-$n/ldir.toml"
+        printf '[virtual]\naddress = "%s:80"\nscheduler = "rr"\nforwarding = "gate"\n\n[check]\ntype = "on"\n\n[[real]]\naddress = "192.0.2.11:80"\n\n[[real]]\naddress = "192.0.2.12:80"\n' "$VIP" > "$1/ldir-$n/web.toml"
+        if [ "$KV" = 1 ]; then
+            printf '[virtual]\naddress = "%s:80"\nscheduler = "rr"\nforwarding = "gate"\n\n[check]\ntype = "on"\n\n[[real]]\naddress = "192.0.2.11:80"\n\n[[real]]\naddress = "192.0.2.12:80"\n' "$KVIP" > "$1/ldir-$n/kweb.toml"
+        fi
+        topo exec "$n" ldir --config-dir "$1/ldir-$n" apply > /dev/null || return 1
+    done
+}
+
+start_hbeat() { # DIR
+    local n
+    for n in d1 d2; do
+        hbeat_conf "$n" "$1"
+        ip netns exec "$n" hbeat --config "$1/$n.toml" run > "$1/$n.hbeat.log" 2>&1 &
+        echo $! > "$1/$n.hbeat.pid"
+    done
+}
+hb_held() { hbeat --config "$1/$2.toml" status --json | jq -r '.held | join(",")'; }
+hb_settled() { # DIR: d1 holds web with the VIP, d2 sees it and holds nothing
+    [ "$(hb_held "$1" d1)" = web ] && [ "$(hb_held "$1" d2)" = "" ] && [ "$(vips d1 $VIP)" = 1 ] \
+        && [ "$(hbeat --config "$1/d2.toml" status --json | jq -r '.groups[0].holder')" = d1 ]
+}
+start_keepalived() { # DIR VIP
+    local n
+    for n in d1 d2; do
+        keepalived_conf "$n" "$1" "$2"
+        ip netns exec "$n" "$KEEPALIVED" --vrrp --dont-fork --log-console --log-detail --use-file "$1/$n.keepalived.conf" \
+            --pid "$1/$n.k.pid" --vrrp_pid "$1/$n.kv.pid" > "$1/$n.keepalived.log" 2>&1 &
+    done
+}
+k_settled() { # DIR VIP
+    [ "$(vips d1 "$2")" = 1 ] && [ "$(vips d2 "$2")" = 0 ] && grep -q 'Entering BACKUP STATE' "$1/d2.keepalived.log" \
+        && grep -q 'Entering MASTER STATE' "$1/d1.keepalived.log"
+}
+
+# --- part pulls ---------------------------------------------------------------------------------
+: > "$tmp/results"
+# turn TOOL N: one pull; appends "TOOL N GAP_MS ok" or "TOOL N - why" to results.
+turn() {
+    local tool=$1 k=$2 d=$tmp/$1-$2 why='' pulled pull_end gap from to
+    mkdir -p "$d"
+    topo up --hb > /dev/null
+    KV=0 ipvs_on_both "$d" || why="ldir apply failed"
+    if [ -z "$why" ]; then
+        if [ "$tool" = hbeat ]; then
+            start_hbeat "$d"
+            wait_until 30 hb_settled "$d" || why="not settled: d1 holds '$(hb_held "$d" d1 2>&1)', d2 '$(hb_held "$d" d2 2>&1)'"
+        else
+            start_keepalived "$d" $VIP
+            wait_until 30 k_settled "$d" $VIP || why="not settled: the VIP on d1 $(vips d1 $VIP)x, on d2 $(vips d2 $VIP)x"
+        fi
+    fi
+    if [ -z "$why" ]; then
+        ip netns exec c failover-probe "$VIP:80" --every 10 --timeout 300 --duration 60 > "$d/probe" 2>&1 &
+        local probe=$!
+        wait_until 20 grep -q '^ready=' "$d/probe" || why="the client was never served: $(cat "$d/probe")"
+    fi
+    if [ -z "$why" ]; then
+        sleep 0.5
+        printf 'link set d1 down\nlink set hb-d1 down\n' > "$d/pull"
+        # Under emulation `ip` takes up to a second to start: the pull happens between these two.
+        pulled=$EPOCHREALTIME
+        ip -n sw -batch "$d/pull"
+        pull_end=$EPOCHREALTIME
+        wait_until 10 test "$(vips d2 $VIP)" = 1 || why="the VIP never came to d2"
+        sleep 1
+        kill -TERM "$probe"
+        wait "$probe" || why="failover-probe failed: $(cat "$d/probe")"
+    fi
+    if [ -z "$why" ]; then
+        gap=$(sed -n 's/^longest_gap_ms=\([0-9.]*\) .*/\1/p' "$d/probe")
+        from=$(sed -n 's/.* from=\([0-9.]*\) .*/\1/p' "$d/probe")
+        to=$(sed -n 's/.* to=\([0-9.]*\)$/\1/p' "$d/probe")
+        if ! grep -q '^last_ok=true' "$d/probe"; then
+            why="the client's last request failed: $(tr '\n' ' ' < "$d/probe")"
+        elif [ -z "$gap" ] || ! awk -v f="$from" -v t="$to" -v p="$pulled" -v e="$pull_end" 'BEGIN { exit !(f <= e && t > p) }'; then
+            why="the longest gap ($(grep longest "$d/probe")) does not span the pull ($pulled to $pull_end)"
+        elif [ "$(vips d2 $VIP)" != 1 ]; then
+            why="the VIP is on d2's eth0 $(vips d2 $VIP) times"
+        elif [ "$tool" = hbeat ]; then
+            local starts
+            starts=$(grep -c 'group=web action="\?start' "$d/d2.hbeat.log" || true)
+            if [ "$(hb_held "$d" d2)" != web ]; then why="d2 holds '$(hb_held "$d" d2)'"
+            elif [ "$starts" != 1 ]; then why="d2 started web $starts times"; fi
+        else
+            local m
+            m=$(grep -c 'Entering MASTER STATE' "$d/d2.keepalived.log" || true)
+            [ "$m" = 1 ] || why="d2 entered MASTER $m times"
+        fi
+    fi
+    if [ -n "$why" ]; then
+        printf '%-10s pull %d: FAILED: %s\n' "$tool" "$k" "$why"
+        echo "$tool $k - $why" >> "$tmp/results"
+        for f in "$d"/*.log; do [ -e "$f" ] && { echo "  --- $(basename "$f"):"; tail -8 "$f" | sed 's/^/  /'; }; done
+    else
+        local extra=""
+        if [ "$tool" = hbeat ]; then
+            # d2's timeline from its log: peer dead, fakeip spawned, fakeip's "holding" (the address
+            # is added; the first gratuitous ARP goes out right after it).
+            local dead start ann
+            dead=$(line_epoch "$(grep -m1 'peer dead' "$d/d2.hbeat.log")")
+            start=$(line_epoch "$(grep -m1 'starting resource' "$d/d2.hbeat.log")")
+            ann=$(line_epoch "$(grep -m1 'holding vips' "$d/d2.hbeat.log")")
+            extra="d2 from the pull: peer dead $(ms_between "$pulled" "$dead") ms, fakeip spawned $(ms_between "$pulled" "$start") ms, fakeip holding (first GARP) $(ms_between "$pulled" "$ann") ms"
+        else
+            local master
+            master=$(grep -m1 'Entering MASTER STATE' "$d/d2.keepalived.log" || true)
+            extra="d2: ${master:-?}"
+        fi
+        printf '%-10s pull %d: outage %s ms (last ok %+.0f ms, next ok %+.0f ms from the pull); %s\n' "$tool" "$k" "$gap" \
+            "$(ms_between "$pulled" "$from")" "$(ms_between "$pulled" "$to")" "$extra"
+        echo "$tool $k $gap ok" >> "$tmp/results"
+    fi
+    stop_all
+}
+
+rc=0
+if [[ " $PARTS " == *" pulls "* ]]; then
+    echo "kernel $(uname -r), $(nproc) CPUs, TCG emulation: compare figures only within this run"
+    echo "hbeat: $(hbeat --version); keepalived: $("$KEEPALIVED" --version 2>&1 | head -1)"
+    for ((k = 1; k <= PULLS; k++)); do
+        turn hbeat "$k"
+        turn keepalived "$k"
+    done
+    grep -q ' - ' "$tmp/results" && rc=1
+fi
+
+# --- part steady: CPU, RSS, false failovers under stress -----------------------------------------
+steady_lines=()
+if [[ " $PARTS " == *" steady "* ]]; then
+    d=$tmp/steady
+    mkdir -p "$d"
+    topo up --hb > /dev/null
+    KV=1 ipvs_on_both "$d" || fail "ldir apply failed (steady)"
+    start_hbeat "$d"
+    start_keepalived "$d" $KVIP
+    wait_until 30 hb_settled "$d" || fail "hbeat did not settle (steady): $(tail -5 "$d/d1.hbeat.log")"
+    wait_until 30 k_settled "$d" $KVIP || fail "keepalived did not settle (steady): $(tail -5 "$d/d2.keepalived.log")"
+    sleep 2
+    ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+    kv1=$(cat "$d/d1.kv.pid") kv2=$(cat "$d/d2.kv.pid")
+    h1=$(cat "$d/d1.hbeat.pid") h2=$(cat "$d/d2.hbeat.pid")
+    declare -A t0
+    for p in $h1 $h2 $kv1 $kv2; do t0[$p]=$(ticks "$p"); done
+    w0=$EPOCHREALTIME
+    rss_max=0
+    for ((s = 0; s < MEASURE_SECS; s++)); do
+        for p in $h1 $h2; do
+            r=$(awk '/^VmRSS/ { print $2 }' "/proc/$p/status")
+            [ "$r" -le "$rss_max" ] || rss_max=$r
+        done
+        sleep 1
+    done
+    w1=$EPOCHREALTIME
+    pct() { awk -v t="$(( $(ticks "$1") - t0[$1] ))" -v hz="$hz" -v a="$w0" -v b="$w1" 'BEGIN { printf "%.2f", t / hz / (b - a) * 100 }'; }
+    c1=$(pct "$h1") c2=$(pct "$h2") k1=$(pct "$kv1") k2=$(pct "$kv2")
+    hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$h1/status" "/proc/$h2/status" | sort -n | tail -1)
+    cpu_max=$(printf '%s\n%s\n' "$c1" "$c2" | sort -n | tail -1)
+    steady_lines+=("$(awk -v a="$c1" -v b="$c2" -v k1="$k1" -v k2="$k2" -v m="$cpu_max" -v s="$MEASURE_SECS" 'BEGIN {
+        printf "hbeat-cpu d1=%.2f%% d2=%.2f%% of a core over %d s at keepalive 20 ms (keepalived VRRP advert_int 0.1: d1=%.2f%% d2=%.2f%%) target<=1%% %s",
+            a, b, s, k1, k2, m <= 1 ? "met" : "NOT MET" }')")
+    steady_lines+=("$(awk -v r="$rss_max" -v h="$hwm" 'BEGIN {
+        printf "hbeat-rss max VmRSS=%.1f MB, VmHWM=%.1f MB target<=8MB %s", r / 1024, h / 1024, h / 1024 <= 8 ? "met" : "NOT MET" }')")
+    printf '%s\n' "${steady_lines[@]}"
+
+    n=$(nproc)
+    echo "stress-ng --cpu $n in d1 and in d2 for ${STRESS_SECS}s, both tools running"
+    before_h=$(cat "$d/d1.hbeat.log" "$d/d2.hbeat.log" | grep -cE 'peer dead|group=' || true)
+    before_k=$(cat "$d/d1.keepalived.log" "$d/d2.keepalived.log" | grep -c 'Entering' || true)
+    for x in d1 d2; do
+        ip netns exec "$x" stress-ng --cpu "$n" --timeout "${STRESS_SECS}s" --quiet > "$d/$x.stress.log" 2>&1 &
+        echo $! > "$d/$x.stress.pid"
+    done
+    for x in d1 d2; do wait "$(cat "$d/$x.stress.pid")" || fail "stress-ng in $x failed: $(cat "$d/$x.stress.log")"; done
+    after_h=$(cat "$d/d1.hbeat.log" "$d/d2.hbeat.log" | grep -cE 'peer dead|group=' || true)
+    after_k=$(cat "$d/d1.keepalived.log" "$d/d2.keepalived.log" | grep -c 'Entering' || true)
+    late=$(cat "$d/d1.hbeat.log" "$d/d2.hbeat.log" | grep -c 'link late' || true)
+    fh=$((after_h - before_h)) fk=$((after_k - before_k))
+    [ "$fh" = 0 ] || cat "$d/d1.hbeat.log" "$d/d2.hbeat.log" | grep -E 'peer dead|group=' | tail -6 | sed 's/^/  /'
+    [ "$fk" = 0 ] || cat "$d/d1.keepalived.log" "$d/d2.keepalived.log" | grep 'Entering' | tail -6 | sed 's/^/  /'
+    # Both tools still as they were: hbeat's group on d1, keepalived's VIP on d1.
+    hb_settled "$d" || { echo "  hbeat no longer settled after the stress"; fh=$((fh + 1)); }
+    [ "$(vips d1 $KVIP)" = 1 ] && [ "$(vips d2 $KVIP)" = 0 ] || echo "  keepalived's VIP moved"
+    steady_lines+=("false-failovers hbeat=$fh (link late warnings: $late) keepalived=$fk state changes, stress-ng --cpu $n on both directors for ${STRESS_SECS}s target=0 $([ "$fh" = 0 ] && echo met || echo NOT MET)")
+    echo "${steady_lines[-1]}"
+    stop_all
+fi
+
+# --- the last line: the ratio of the medians -----------------------------------------------------
+if [[ " $PARTS " == *" pulls "* ]]; then
+    awk -v pulls="$PULLS" '
+        $4 == "ok" { v[$1, ++n[$1]] = $3 }
+        function median(t,   m, i, j, a, x) {
+            m = n[t]; for (i = 1; i <= m; i++) a[i] = v[t, i]
+            for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (a[j] < a[i]) { x = a[i]; a[i] = a[j]; a[j] = x }
+            return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+        }
+        END {
+            for (t in n) printf "%s: median outage %.1f ms over %d valid pulls of %d\n", t, median(t), n[t], pulls
+            if (!n["hbeat"] || !n["keepalived"]) {
+                printf "failover ratio=none target=0.33 NOT MET (no valid pull for %s)\n", n["hbeat"] ? "keepalived" : "hbeat"; exit
+            }
+            r = median("hbeat") / median("keepalived")
+            printf "failover ratio=%.3f target=0.33 %s\n", r, r <= 0.33 ? "met" : "NOT MET"
+        }' "$tmp/results"
+fi
+exit $rc
