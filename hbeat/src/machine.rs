@@ -1153,12 +1153,17 @@ impl Machine {
                         self.reason = format!("{name} is mine alone again: announcing it");
                         out.push(Action::Reannounce(name.clone()));
                     }
-                    if let Some(why) = why
-                        && self.slots[i].hold == Hold::Held
-                    {
-                        self.slots[i].hold = Hold::Releasing;
-                        self.reason = format!("releasing {name}: {why}");
-                        out.push(Action::Release(name.clone()));
+                    match why {
+                        Some(why) if self.slots[i].hold == Hold::Held => {
+                            self.slots[i].hold = Hold::Releasing;
+                            self.reason = format!("releasing {name}: {why}");
+                            out.push(Action::Release(name.clone()));
+                        }
+                        // Still starting: it is released once started. Meanwhile my frames
+                        // say I am letting go, so that a peer in conflict keeps its copy
+                        // rather than concluding that I cannot hear it.
+                        Some(_) => self.slots[i].yielding = true,
+                        None => self.slots[i].yielding = false,
                     }
                 }
                 Hold::Free => {

@@ -472,3 +472,30 @@ fn random_policy_facts_and_commands_under_loss_never_hold_a_group_twice() {
         }
     }
 }
+
+#[test]
+fn a_taker_still_starting_when_the_conflict_shows_says_it_yields_and_the_holder_keeps_it() {
+    // A false failover: b stops hearing a for longer than deadtime and starts web; starting
+    // takes longer than deadtime (fakeip in a slow VM). a hears b list web the whole time: it
+    // must not conclude that b cannot hear it, release, and make web bounce.
+    let mut s = Sim::pair(false);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.run_for(ms(100));
+    s.runner = ms(400);
+    s.cut_dir(0, 1);
+    s.check = false; // b's start overlaps a's hold: the false failover itself
+    s.run_until(ms(500), "b starts web", |s| {
+        s.nodes[1].occupied.contains("web")
+    });
+    s.heal();
+    s.run_until(ms(2000), "b let go", |s| s.holders("web") == ["a"]);
+    s.check = true;
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["a"]);
+    assert!(
+        s.when(0, |a| *a == Action::Release("web".into()))
+            .is_empty(),
+        "a released: web bounced"
+    );
+    assert_eq!(s.acquires(0, "web").len(), 1);
+}
