@@ -215,7 +215,7 @@ where
                 let mut next = Some(first);
                 let mut taken = 0;
                 while let Some((tag, report)) = next {
-                    if let Some(id) = d.watches.by_tag.get(&tag).copied() {
+                    if let Some(id) = d.watches.real(tag) {
                         effects.extend(d.director.on_result(id, &report.outcome, report.at));
                     }
                     taken += 1;
@@ -609,10 +609,17 @@ struct Repeat {
 #[derive(Default)]
 struct Watches {
     by_id: HashMap<RealId, (usize, Arc<Probe>, Duration)>,
-    by_tag: HashMap<usize, RealId>,
+    /// The real of each tag, indexed by tag (the feed numbers its watches 0, 1, 2…): a result
+    /// finds its real without hashing; `None` once unwatched.
+    by_tag: Vec<Option<RealId>>,
 }
 
 impl Watches {
+    /// The real watched under `tag`, if it still is.
+    fn real(&self, tag: usize) -> Option<RealId> {
+        self.by_tag.get(tag).copied().flatten()
+    }
+
     fn sync(&mut self, feed: &mut Feed, config: &Config) {
         let mut want: HashMap<RealId, (Arc<Probe>, Duration)> = HashMap::new();
         for v in &config.virtuals {
@@ -634,7 +641,9 @@ impl Watches {
         for id in stale {
             if let Some((tag, ..)) = self.by_id.remove(&id) {
                 feed.unwatch(tag);
-                self.by_tag.remove(&tag);
+                if let Some(t) = self.by_tag.get_mut(tag) {
+                    *t = None;
+                }
             }
         }
         for (id, (p, interval)) in want {
@@ -642,7 +651,10 @@ impl Watches {
                 continue;
             }
             let tag = feed.watch((*p).clone(), interval);
-            self.by_tag.insert(tag, id);
+            if self.by_tag.len() <= tag {
+                self.by_tag.resize(tag + 1, None);
+            }
+            self.by_tag[tag] = Some(id);
             self.by_id.insert(id, (tag, p, interval));
         }
     }

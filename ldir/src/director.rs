@@ -21,7 +21,7 @@
 //! - Health survives reloads: a real that stays in the configuration keeps its state, so a weight
 //!   changed while it is down takes effect when it comes up, and nothing flaps because of a reload.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::config::{CheckMode, Config, Virtual};
+use hash::FastMap;
 
 /// A real of a virtual: the service and the real's address.
 pub type RealId = (ServiceKey, SocketAddr);
@@ -195,6 +196,10 @@ pub struct Effects {
 impl Effects {
     /// Appends `other`'s operations and events after this one's.
     pub fn extend(&mut self, other: Effects) {
+        // Most check results change nothing: nothing to move (and free) then.
+        if other.ops.is_empty() && other.transitions.is_empty() && other.fallbacks.is_empty() {
+            return;
+        }
         self.ops.extend(other.ops);
         self.transitions.extend(other.transitions);
         self.fallbacks.extend(other.fallbacks);
@@ -205,8 +210,11 @@ impl Effects {
 #[derive(Debug)]
 pub struct Director {
     config: Arc<Config>,
-    index: HashMap<ServiceKey, usize>,
-    health: HashMap<RealId, Health>,
+    index: FastMap<ServiceKey, usize>,
+    /// Every real of the configuration, with its virtual's place in `config.virtuals`: a check
+    /// result finds its real with one lookup, not a scan of the virtual's reals.
+    reals: FastMap<RealId, usize>,
+    health: FastMap<RealId, Health>,
     drains: BTreeSet<Drain>,
     maintenance: HashSet<(IpAddr, Option<u16>)>,
     /// The table as last applied: ldir's services only.
@@ -245,8 +253,9 @@ impl Director {
         }
         let mut d = Director {
             index: index(&config),
+            reals: reals(&config),
             config,
-            health: HashMap::new(),
+            health: FastMap::default(),
             drains: BTreeSet::new(),
             maintenance: HashSet::new(),
             applied: RecordingIpvs::with_table(applied),
@@ -427,26 +436,39 @@ impl Director {
 
     /// A check result for a real.
     pub fn on_result(&mut self, id: RealId, outcome: &Outcome, now: Instant) -> Effects {
-        let Some(v) = self.virt(&id.0) else {
+        let Some(&i) = self.reals.get(&id) else {
             return Effects::default();
         };
-        if v.check != CheckMode::Probe || !v.reals.iter().any(|r| r.dest.addr == id.1) {
+        let v = &self.config.virtuals[i];
+        if v.check != CheckMode::Probe {
             return Effects::default();
         }
-        let (rise, fall, name) = (v.rise, v.fall, v.name.clone());
+        let (rise, fall) = (v.rise, v.fall);
         let h = self.health.entry(id).or_default();
-        let interval = h.last.as_ref().map(|l| now.saturating_duration_since(l.at));
-        h.last = Some(LastCheck {
-            up: outcome.up,
-            reason: outcome.reason.clone(),
-            latency: outcome.latency,
-            at: now,
-            interval,
-        });
+        match &mut h.last {
+            Some(last) => {
+                // The reason's buffer is used again: one result a check, thousands a second.
+                last.reason.clone_from(&outcome.reason);
+                last.interval = Some(now.saturating_duration_since(last.at));
+                last.up = outcome.up;
+                last.latency = outcome.latency;
+                last.at = now;
+            }
+            None => {
+                h.last = Some(LastCheck {
+                    up: outcome.up,
+                    reason: outcome.reason.clone(),
+                    latency: outcome.latency,
+                    at: now,
+                    interval: None,
+                })
+            }
+        }
         let from = h.state;
         let Some(to) = h.record(outcome.up, rise, fall, now) else {
             return Effects::default();
         };
+        let name = v.name.clone();
         let mut effects = self.settle(id.0);
         effects.transitions.push(Transition {
             virtual_name: name,
@@ -495,15 +517,9 @@ impl Director {
     pub fn reload(&mut self, config: Arc<Config>) -> Effects {
         let old = std::mem::replace(&mut self.config, config);
         let old_index = std::mem::replace(&mut self.index, index(&self.config));
-        let (config, index) = (&self.config, &self.index);
-        self.health.retain(|(key, addr), _| {
-            index.get(key).is_some_and(|&i| {
-                config.virtuals[i]
-                    .reals
-                    .iter()
-                    .any(|r| r.dest.addr == *addr)
-            })
-        });
+        self.reals = reals(&self.config);
+        let (reals, index) = (&self.reals, &self.index);
+        self.health.retain(|id, _| reals.contains_key(id));
         self.fallback_on.retain(|k| index.contains_key(k));
         if !self.synced {
             return self.plan_everything();
@@ -620,7 +636,7 @@ impl Director {
     }
 }
 
-fn index(config: &Config) -> HashMap<ServiceKey, usize> {
+fn index(config: &Config) -> FastMap<ServiceKey, usize> {
     config
         .virtuals
         .iter()
@@ -629,5 +645,20 @@ fn index(config: &Config) -> HashMap<ServiceKey, usize> {
         .collect()
 }
 
+/// Every real of `config` with its virtual's place in `config.virtuals`.
+fn reals(config: &Config) -> FastMap<RealId, usize> {
+    config
+        .virtuals
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| {
+            v.reals
+                .iter()
+                .map(move |r| ((v.service.key, r.dest.addr), i))
+        })
+        .collect()
+}
+
+mod hash;
 #[cfg(test)]
 mod tests;

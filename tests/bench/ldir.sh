@@ -33,10 +33,18 @@
 #         ldir's first reload was not the SIGHUP's is void (its log says which). Verified: the whole table
 #         after = before + exactly that line. Last line `ldir-reload-1-in-10k ratio=<ldir/keepalived>
 #         target=0.1 met|NOT MET` (median of per-round ratios).
-# checks  CHECK_VIRTUALS (10) x CHECK_REALS (100) reals, each its own busybox httpd (on its own
-#         address, port 80), CHECK_REALS of them in each of CHECK_VIRTUALS network namespaces behind a
-#         veth (the servers on CPU 1 with the veths' receive processing, the tools on CPU 0, as
-#         tests/bench/probe-keepalived.sh does); HTTP GET / expecting 200 every CHECK_INTERVAL (1 s), timeout
+# checks  CHECK_VIRTUALS (10) x CHECK_REALS (100) reals, each a real HTTP server on its own address
+#         (port 80), CHECK_REALS of them in each of CHECK_VIRTUALS network namespaces behind a veth
+#         (the servers on CPU 1 with the veths' receive processing, the tools on CPU 0, as
+#         tests/bench/probe-keepalived.sh does). FARM says which servers: `nginx` (default: one nginx,
+#         one worker, per namespace, listening on each of its CHECK_REALS addresses; a real is
+#         stopped by reloading its nginx without that address's `listen`, so it refuses
+#         connections as a killed server does) or `busybox` (one `busybox httpd` per real, the
+#         issue's words; stopped by killing it). Why nginx by default: busybox httpd forks a
+#         process per request, and in the TCG VM (2 vCPUs shared with the host) 1,000 of them
+#         served only ~100-150 connections/s, so at the issue's 1 s interval both tools saw
+#         timeouts from a saturated farm rather than a checker's limits; nginx is event-driven
+#         and serves the 1,000 checks/s. Both tools check the same farm, counted the same way; HTTP GET / expecting 200 every CHECK_INTERVAL (1 s), timeout
 #         2 s, by ldir (rise 1, fall 3, quiescent) and keepalived's HTTP_GET (delay_loop and
 #         delay_before_retry CHECK_INTERVAL, retry 2, inhibit_on_failure: weight 0 when down, like
 #         ldir's quiescent). After
@@ -67,16 +75,15 @@
 # (5), CHECK_VIRTUALS (10), CHECK_REALS (100, at most 250), CHECK_INTERVAL (seconds, 1; keepalived's
 # delay_loop and delay_before_retry too), MIN_PCT (80: a checks turn whose servers accepted fewer than
 # this share of the expected checks is void: the farm or the tool fell behind), SECONDS_MEASURED (30),
-# WARMUP (10), STOP (100). busybox httpd forks a process per request: in a TCG VM sharing its host
-# cores, the farm accepted only ~150 connections/s, so at 1,000 reals every 1 s both tools see
-# timeouts; CHECK_INTERVAL=10 keeps the 1,000 reals at 100 checks/s. The full run takes ~40 minutes
+# WARMUP (10), STOP (100), FARM (nginx | busybox). With FARM=busybox, CHECK_INTERVAL=10 keeps the
+# 1,000 reals at the ~100 checks/s that farm can serve in the VM. The full run takes ~40 minutes
 # in a busy VM (ldirectord alone ~5 minutes a round: LDIRECTORD_ROUNDS=1 saves ten); e.g.
 # `PARTS=checks CHECK_VIRTUALS=2 CHECK_REALS=50 STOP=10 ROUNDS=1 tests/lab bench ldir` is quick.
 # build: -p common --example ipvs
 # build: -p ldir --bin ldir
 # build: -p monitor --bin monitor
 # ratio: ldir-cold-10k ldir-reload-1-in-10k ldir-checks-1k
-# env: DRIFT_INTERVALS ROUNDS PARTS VIRTUALS REALS COLD_TOOLS LDIRECTORD_SHAPE LDIRECTORD_ROUNDS POLL_MS RELOAD_POLL_MS CHECK_VIRTUALS CHECK_REALS CHECK_INTERVAL MIN_PCT SECONDS_MEASURED WARMUP STOP
+# env: FARM DRIFT_INTERVALS ROUNDS PARTS VIRTUALS REALS COLD_TOOLS LDIRECTORD_SHAPE LDIRECTORD_ROUNDS POLL_MS RELOAD_POLL_MS CHECK_VIRTUALS CHECK_REALS CHECK_INTERVAL MIN_PCT SECONDS_MEASURED WARMUP STOP
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 PARTS=${PARTS:-"cold reload checks"}
@@ -95,6 +102,7 @@ STOP=${STOP:-100}
 INTERVAL=${CHECK_INTERVAL:-1}
 DRIFT_INTERVALS=${DRIFT_INTERVALS:-"10 1"}
 MIN_PCT=${MIN_PCT:-80}
+FARM=${FARM:-nginx}
 FALL=3
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -109,6 +117,12 @@ KEEPALIVED=$(PATH=$PATH:/usr/sbin:/sbin command -v keepalived) \
 LDIRECTORD=$(PATH=$PATH:/usr/sbin:/sbin command -v ldirectord) \
     || fail "ldirectord is missing (apt-get install ldirectord; tests/lab deps)"
 command -v busybox > /dev/null || fail "busybox is missing (apt-get install busybox-static; tests/lab deps)"
+case $FARM in
+    busybox) ;;
+    nginx) NGINX=$(PATH=$PATH:/usr/sbin:/sbin command -v nginx) \
+        || fail "nginx is missing (apt-get install nginx-light, or FARM=busybox)" ;;
+    *) fail "FARM: nginx or busybox, not $FARM" ;;
+esac
 command -v jq > /dev/null || fail "jq is missing (apt-get install jq; tests/lab deps)"
 [ "$ROUNDS" -ge 1 ] || fail "ROUNDS must be 1 or more"
 for p in $PARTS; do case $p in cold|reload|checks|drift) ;; *) fail "PARTS: unknown part $p (cold reload checks drift)" ;; esac; done
@@ -122,7 +136,7 @@ pids=()
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done
-    [ ! -s "$tmp/servers.pids" ] || awk '{ print $2 }' "$tmp/servers.pids" | xargs -r kill 2> /dev/null || true
+    [ ! -s "$tmp/servers.pids" ] || awk '{ print $2 }' "$tmp/servers.pids" | sort -u | xargs -r kill 2> /dev/null || true
     ip netns exec "$NS" "$IPVSADM" -C 2> /dev/null || true
     ip netns del "$NS" 2> /dev/null || true
     for ((k = 0; k < CV; k++)); do ip netns del "ldsrv$k" 2> /dev/null || true; done
@@ -492,16 +506,78 @@ fi
 real_addr() { echo "198.18.$((100 + $1)).$(($2 + 1))"; }
 www=$tmp/www
 
-# start_servers K J...: busybox httpd for reals K.J in namespace ldsrvK on CPU 1; "ADDR PID" lines
-# to $tmp/servers.pids.
+# start_servers K J...: the servers of reals K.J in namespace ldsrvK on CPU 1; "ADDR PID" lines to
+# $tmp/servers.pids (nginx: the PID of the namespace's nginx, for every address it serves).
 start_servers() {
     local k=$1
     shift
     local addrs=() j
     for j in "$@"; do addrs+=("$(real_addr "$k" "$j")"); done
-    ip netns exec "ldsrv$k" "${pin1[@]}" bash -c 'www=$1; shift
-        for a in "$@"; do busybox httpd -f -p "$a:80" -h "$www" > /dev/null 2>&1 & echo "$a $!"; done' \
-        _ "$www" "${addrs[@]}" >> "$tmp/servers.pids"
+    if [ "$FARM" = busybox ]; then
+        ip netns exec "ldsrv$k" "${pin1[@]}" bash -c 'www=$1; shift
+            for a in "$@"; do busybox httpd -f -p "$a:80" -h "$www" > /dev/null 2>&1 & echo "$a $!"; done' \
+            _ "$www" "${addrs[@]}" >> "$tmp/servers.pids"
+        return
+    fi
+    local d=$tmp/nginx$k pid
+    mkdir -p "$d/tmp"
+    touch "$d/addrs"
+    printf '%s\n' "${addrs[@]}" | sort -u -o "$d/addrs" - "$d/addrs"
+    nginx_conf "$k"
+    pid=$(cat "$d/master" 2> /dev/null || true)
+    if [ -n "$pid" ] && kill -0 "$pid" 2> /dev/null; then
+        nginx_reload "$k"
+    else
+        ip netns exec "ldsrv$k" "${pin1[@]}" "$NGINX" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" > /dev/null 2>&1 &
+        pid=$!
+        echo "$pid" > "$d/master"
+    fi
+    printf "%s $pid\n" "${addrs[@]}" >> "$tmp/servers.pids"
+}
+# nginx_conf K: namespace K's nginx configuration, listening on the addresses in $tmp/nginxK/addrs
+# (none: the namespace's loopback only, as a server block without `listen` would take *:80).
+nginx_conf() {
+    local d=$tmp/nginx$1 a
+    {
+        echo "user root;"
+        echo "worker_processes 1;"
+        echo "daemon off;"
+        echo "pid $d/nginx.pid;"
+        echo "error_log $d/error.log warn;"
+        echo "events { worker_connections 8192; }"
+        echo "http {"
+        echo "    access_log off;"
+        echo "    keepalive_timeout 0;"
+        echo "    default_type text/plain;"
+        for a in client_body proxy fastcgi uwsgi scgi; do echo "    ${a}_temp_path $d/tmp;"; done
+        echo "    server {"
+        echo "        root $www;"
+        while read -r a; do [ -z "$a" ] || echo "        listen $a:80;"; done < "$d/addrs"
+        [ -s "$d/addrs" ] || echo "        listen 127.0.0.1:80;"
+        echo "    }"
+        echo "}"
+    } > "$d/nginx.conf.new"
+    mv "$d/nginx.conf.new" "$d/nginx.conf"
+}
+# nginx_reload K: namespace K's nginx takes its new configuration (HUP: the master opens and closes
+# listening sockets, new workers start, the old ones finish their connections and exit).
+nginx_reload() {
+    kill -HUP "$(cat "$tmp/nginx$1/master")"
+}
+# stop_servers ADDRS_FILE: the servers of these addresses stop serving (busybox: killed; nginx: its
+# namespace's nginx reloaded without them, so their connections are refused).
+stop_servers() {
+    if [ "$FARM" = busybox ]; then
+        awk 'NR == FNR { s[$1] = 1; next } ($1 in s) { print $2 }' "$1" "$tmp/servers.pids" | xargs -r kill
+        return
+    fi
+    local k
+    for k in $(awk -F. '{ print $3 - 100 }' "$1" | sort -un); do
+        awk 'NR == FNR { s[$1] = 1; next } !($1 in s)' "$1" "$tmp/nginx$k/addrs" > "$tmp/nginx$k/addrs.new"
+        mv "$tmp/nginx$k/addrs.new" "$tmp/nginx$k/addrs"
+        nginx_conf "$k"
+        nginx_reload "$k"
+    done
 }
 # all_answer: every server answers GET / with 200 (monitor's one-shot probe), or fail.
 all_answer() {
@@ -534,7 +610,7 @@ weights() { "$IPVSADM" -Sn | awk '$1 == "-a" { print $3, $5, $NF }' | sort; }
 
 if [[ " $PARTS " == *" checks "* ]]; then
     N=$((CV * CR))
-    echo "== checks: $CV virtuals x $CR reals = $N busybox httpd servers in $CV namespaces; HTTP every ${INTERVAL}s"
+    echo "== checks: $CV virtuals x $CR reals = $N HTTP servers ($FARM) in $CV namespaces; HTTP every ${INTERVAL}s"
     mkdir -p "$www"
     echo ok > "$www/index.html"
     : > "$tmp/servers.pids"
@@ -701,9 +777,8 @@ down_test() {
     : > "$tmp/down.seen"
     # Timed: the stopped ones that were up (weight > 0) before the stop.
     awk 'NR == FNR { s[$1 ":80"] = 1; next } ($2 in s) && $3 != 0 { print $2 }' "$tmp/stop.addrs" "$tmp/down.before" > "$tmp/down.watch"
-    awk 'NR == FNR { s[$1] = 1; next } ($1 in s)' "$tmp/stop.addrs" "$tmp/servers.pids" > "$tmp/stop.pids"
     t0=$EPOCHREALTIME
-    awk '{ print $2 }' "$tmp/stop.pids" | xargs kill
+    stop_servers "$tmp/stop.addrs"
     local tprev=$t0
     while :; do
         tp=$EPOCHREALTIME

@@ -493,3 +493,36 @@ fn hysteresis_table() {
         }
     }
 }
+
+/// A result for a real the configuration does not have (another port, another service, or one a
+/// reload removed while its result was still queued) changes nothing and keeps no health.
+#[tokio::test(start_paused = true)]
+async fn results_for_reals_not_in_the_configuration_change_nothing() {
+    let (mut d, _) = Director::start(web(), &BTreeSet::new(), &Table::new());
+    let now = Instant::now();
+    let other = ServiceKey::tcp(a("192.0.2.101:80"));
+    for id in [
+        (key(), a("192.0.2.99:80")),
+        (key(), a("192.0.2.13:81")),
+        (other, a("192.0.2.13:80")),
+    ] {
+        assert_eq!(d.on_result(id, &up(), now), Effects::default(), "{id:?}");
+        assert!(d.health(&id).is_none(), "{id:?}");
+    }
+    let r13 = (key(), a("192.0.2.13:80"));
+    assert_eq!(d.on_result(r13, &up(), now).transitions.len(), 1);
+    let without = WEB.replace("address = \"192.0.2.13:80\"", "address = \"192.0.2.14:80\"");
+    d.reload(cfg(&[("web.toml", &without)]));
+    assert!(
+        d.health(&r13).is_none(),
+        "health of a removed real is dropped"
+    );
+    assert_eq!(d.on_result(r13, &down(), now), Effects::default());
+    assert!(d.health(&r13).is_none());
+    // The real that stayed kept its health through the reload; the new one has none yet.
+    assert!(d.health(&(key(), a("192.0.2.20:80"))).is_none());
+    let r20 = (key(), a("192.0.2.20:80"));
+    assert_eq!(d.on_result(r20, &up(), now).transitions.len(), 1);
+    d.reload(cfg(&[("web.toml", WEB)]));
+    assert_eq!(d.health(&r20).map(|h| h.state), Some(State::Up));
+}
