@@ -69,6 +69,8 @@ pub struct Status {
     pub key_ids: Vec<u8>,
     /// Whether the nodes I hear have a majority of the votes (always with two nodes).
     pub quorum: bool,
+    /// The votes of the nodes I hear (me included), and of all nodes.
+    pub votes: (u64, u64),
     /// Ping targets reached in the last round, of those configured (none without `[ping]`).
     pub ping: Option<(u8, u8)>,
     pub held: Vec<String>,
@@ -888,6 +890,7 @@ impl Daemon {
             deadtime_ms: millis(self.config.deadtime),
             key_ids: self.keys.ids().collect(),
             quorum: self.machine.has_quorum(),
+            votes: self.machine.votes(),
             ping: self.machine.ping_result(),
             held: self.machine.held(),
             groups: self
@@ -1043,7 +1046,10 @@ pub fn text(s: &Status) -> String {
         );
     }
     if !s.quorum {
-        out += "no quorum: the nodes heard have no majority of the votes\n";
+        out += &format!(
+            "no quorum: the nodes heard have {} of {} votes\n",
+            s.votes.0, s.votes.1
+        );
     }
     if let Some((reached, total)) = s.ping {
         out += &format!("ping targets reached: {reached} of {total}\n");
@@ -1171,6 +1177,7 @@ mod tests {
             deadtime_ms: 100,
             key_ids: vec![2, 1],
             quorum: false,
+            votes: (1, 3),
             ping: Some((0, 2)),
             held: vec!["web".into()],
             groups: vec![
@@ -1225,7 +1232,7 @@ mod tests {
              link 1 mcast nosuch0 239.255.0.1:694: down, sent 0, received 0 (no such device)\n\
              group web: lb1\n\
              group mail: nobody (not ready here: eth1 has no carrier)\n\
-             no quorum: the nodes heard have no majority of the votes\n\
+             no quorum: the nodes heard have 1 of 3 votes\n\
              ping targets reached: 0 of 2\n\
              rejected frames: bad_mac 3\n\
              keepalive 20 ms, deadtime 100 ms; key ids 2, 1 (the first sends)\n"

@@ -32,13 +32,12 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-#[test]
-fn with_the_links_cut_only_the_side_that_reaches_its_ping_target_holds_the_group() {
-    need_root();
-    let na = Netns::new("ping-a");
-    let nb = Netns::new("ping-b");
-    let nr = Netns::new("ping-r");
-    // The heartbeat cable, and each node's uplink to the router r (its ping target).
+/// Nodes a and b joined by a heartbeat cable `hb0` (192.0.2.1 and .2/24), each with a cable
+/// `dev` to the router namespace r (198.18.N.2/24, r's ends `ra` and `rb` at 198.18.N.1).
+fn two_with_router(tag: &str, dev: &str) -> (Netns, Netns, Netns) {
+    let na = Netns::new(&format!("{tag}-a"));
+    let nb = Netns::new(&format!("{tag}-b"));
+    let nr = Netns::new(&format!("{tag}-r"));
     veth(
         End {
             ns: &na,
@@ -51,20 +50,28 @@ fn with_the_links_cut_only_the_side_that_reaches_its_ping_target_holds_the_group
             addrs: &["192.0.2.2/24"],
         },
     );
-    for (n, ns, dev) in [(1, &na, "ra"), (2, &nb, "rb")] {
+    for (n, ns, far) in [(1, &na, "ra"), (2, &nb, "rb")] {
         veth(
             End {
                 ns,
-                dev: "up0",
+                dev,
                 addrs: &[&format!("198.18.{n}.2/24")],
             },
             End {
                 ns: &nr,
-                dev,
+                dev: far,
                 addrs: &[&format!("198.18.{n}.1/24")],
             },
         );
     }
+    (na, nb, nr)
+}
+
+#[test]
+fn with_the_links_cut_only_the_side_that_reaches_its_ping_target_holds_the_group() {
+    need_root();
+    // The heartbeat cable, and each node's uplink to the router r (its ping target).
+    let (na, nb, _nr) = two_with_router("ping", "up0");
     let mut site = Site::new("policy-ping");
     site.timings = CALM_TIMINGS;
     let groups = site.group("web", &["a", "b"]);
@@ -165,6 +172,8 @@ fn three_nodes_the_one_cut_off_holds_nothing_the_majority_holds_everything() {
     });
     let s = nodes[0].status();
     assert!(!s.quorum, "{s:?}");
+    assert_eq!(s.votes, (1, 3), "{s:?}");
+    assert_eq!(nodes[1].status().votes, (2, 3));
     assert!(s.held.is_empty(), "{s:?}");
     assert_eq!(s.groups[0].unready.as_deref(), Some("no quorum"));
     assert!(nodes[1].status().quorum && nodes[2].status().quorum);
@@ -181,36 +190,8 @@ fn three_nodes_the_one_cut_off_holds_nothing_the_majority_holds_everything() {
 #[test]
 fn losing_carrier_on_the_groups_interface_hands_the_group_to_the_peer() {
     need_root();
-    let na = Netns::new("carrier-a");
-    let nb = Netns::new("carrier-b");
-    let nr = Netns::new("carrier-r");
-    veth(
-        End {
-            ns: &na,
-            dev: "hb0",
-            addrs: &["192.0.2.1/24"],
-        },
-        End {
-            ns: &nb,
-            dev: "hb0",
-            addrs: &["192.0.2.2/24"],
-        },
-    );
-    // Each node's LAN interface (the VIP's), with its far end in r.
-    for (n, ns, dev) in [(1, &na, "ra"), (2, &nb, "rb")] {
-        veth(
-            End {
-                ns,
-                dev: "lan0",
-                addrs: &[&format!("198.18.{n}.2/24")],
-            },
-            End {
-                ns: &nr,
-                dev,
-                addrs: &[&format!("198.18.{n}.1/24")],
-            },
-        );
-    }
+    // The heartbeat cable, and each node's LAN interface (the VIP's), its far end in r.
+    let (na, nb, nr) = two_with_router("carrier", "lan0");
     let mut site = Site::new("policy-carrier");
     site.timings = CALM_TIMINGS;
     let groups = site

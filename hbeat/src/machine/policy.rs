@@ -125,19 +125,25 @@ impl Machine {
         if !self.s.policy.quorum || self.peers.len() < 2 {
             return true;
         }
-        let votes = |n: &str| self.s.policy.votes.get(n).copied().unwrap_or(1);
-        let total: u64 = std::iter::once(self.s.me.as_str())
+        let (seen, total) = self.votes();
+        seen * 2 > total
+    }
+
+    /// The votes of the nodes I hear (me included), and of all nodes (for status).
+    pub fn votes(&self) -> (u64, u64) {
+        let votes = |n: &str| u64::from(self.s.policy.votes.get(n).copied().unwrap_or(1));
+        let total = std::iter::once(self.s.me.as_str())
             .chain(self.peers.keys().map(String::as_str))
-            .map(|n| u64::from(votes(n)))
+            .map(votes)
             .sum();
-        let mine: u64 = u64::from(votes(&self.s.me))
+        let seen = votes(&self.s.me)
             + self
                 .peers
                 .iter()
                 .filter(|(_, p)| p.live == Liveness::Up)
-                .map(|(n, _)| u64::from(votes(n)))
+                .map(|(n, _)| votes(n))
                 .sum::<u64>();
-        mine * 2 > total
+        (seen, total)
     }
 
     /// I reach no ping target while a live peer reaches some.
