@@ -56,19 +56,30 @@ pub struct HoldOptions {
 /// `fakeip hold` (see the [module docs](self)). Returns when told to stop, after removing the
 /// addresses; an error before READY when the addresses cannot be taken (anything added by then
 /// is removed again), or [`Error::Release`] when removing failed.
-pub async fn hold<E: Events>(
+///
+/// `go`, when given, makes it *armed* (hbeat's `armed:` resources, DESIGN.md): everything is
+/// prepared (the process, its sockets, the interface looked up) and nothing is touched until `go`
+/// resolves: `true` takes the addresses as above; `false` (hbeat gave up on it, or died) or a
+/// stop signal ends it with success, nothing changed.
+pub async fn hold<E: Events, G: Future<Output = bool>>(
     deps: Deps<'_>,
     iface: &str,
     specs: &[Spec],
     opts: &HoldOptions,
     notifier: &dyn Notifier,
     events: &mut E,
+    go: Option<G>,
 ) -> Result<(), Error> {
     let cidrs = specs
         .iter()
         .map(|s| s.cidr())
         .collect::<Result<Vec<_>, _>>()?;
     let iface = up_interface(deps, iface)?;
+    if let Some(go) = go
+        && !armed(specs, &iface, events, go).await
+    {
+        return Ok(());
+    }
     let ethernet = iface.ethernet_mac().is_ok();
     let mut added = Vec::new();
     for spec in specs {
@@ -154,6 +165,40 @@ pub async fn hold<E: Events>(
     let _ = notifier.stopping();
     info!(vips = %names, iface = %iface.name, reason = "signal", "releasing");
     release(deps, &iface, specs)
+}
+
+/// Waits for `go` while armed; false when it said no or a stop signal came first.
+async fn armed<E: Events, G: Future<Output = bool>>(
+    specs: &[Spec],
+    iface: &Interface,
+    events: &mut E,
+    go: G,
+) -> bool {
+    let names = specs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    info!(vips = %names, iface = %iface.name, "armed: waiting for the go");
+    tokio::pin!(go);
+    loop {
+        tokio::select! {
+            g = &mut go => {
+                if !g {
+                    info!(vips = %names, reason = "the go channel closed", "not needed; nothing changed");
+                }
+                return g;
+            }
+            ev = events.next() => match ev {
+                Some(SignalEvent::Shutdown) | None => {
+                    info!(vips = %names, reason = "signal", "stopped while armed; nothing changed");
+                    return false;
+                }
+                Some(SignalEvent::Dump) => info!(vips = %names, iface = %iface.name, "state: armed"),
+                Some(SignalEvent::Reload) => {}
+            },
+        }
+    }
 }
 
 struct Schedule {
@@ -270,6 +315,8 @@ mod tests {
         .specs
     }
 
+    const NOT_ARMED: Option<std::future::Ready<bool>> = None;
+
     async fn settle() {
         // Let the hold task run up to its next wait.
         for _ in 0..10 {
@@ -299,6 +346,7 @@ mod tests {
                     &opts,
                     &*notifier,
                     &mut rx,
+                    NOT_ARMED,
                 )
                 .await
             })
@@ -365,7 +413,7 @@ mod tests {
         };
         let t0 = Instant::now();
         let sp = specs("192.0.2.100/24");
-        let run = hold(deps, "eth0", &sp, &opts, &notifier, &mut rx);
+        let run = hold(deps, "eth0", &sp, &opts, &notifier, &mut rx, NOT_ARMED);
         let stop = async {
             tokio::time::sleep(Duration::from_millis(25_050)).await;
             tx.send(SignalEvent::Shutdown).await.unwrap();
@@ -411,11 +459,90 @@ mod tests {
             &HoldOptions::default(),
             &notifier,
             &mut rx,
+            NOT_ARMED,
         )
         .await
         .unwrap_err();
         assert!(matches!(err, Error::PrefixMismatch { .. }), "{err}");
         assert_eq!(w.addrs.addresses(2).len(), 1);
         assert!(notifier.calls().is_empty() && w.garp.calls().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn armed_it_touches_nothing_until_the_go_then_holds() {
+        let w = Arc::new(world());
+        let notifier = Arc::new(RecordingNotifier::new());
+        let (tx, mut rx) = mpsc::channel(4);
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<bool>();
+        let task = {
+            let (w, notifier) = (w.clone(), notifier.clone());
+            tokio::spawn(async move {
+                let deps = Deps {
+                    interfaces: &w.ifaces,
+                    addresses: &w.addrs,
+                    garp: &w.garp,
+                };
+                let go = async move { go_rx.await.unwrap_or(false) };
+                let sp = specs("192.0.2.100/24");
+                hold(
+                    deps,
+                    "eth0",
+                    &sp,
+                    &HoldOptions::default(),
+                    &*notifier,
+                    &mut rx,
+                    Some(go),
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // A SIGHUP while armed is no go either.
+        tx.send(SignalEvent::Reload).await.unwrap();
+        settle().await;
+        assert!(w.addrs.changes().is_empty() && w.garp.calls().is_empty());
+        assert!(notifier.calls().is_empty());
+        go_tx.send(true).unwrap();
+        settle().await;
+        assert_eq!(w.addrs.addresses(2).len(), 1);
+        assert_eq!(w.garp.calls().len(), 1, "the first announcement at once");
+        tx.send(SignalEvent::Shutdown).await.unwrap();
+        task.await.unwrap().unwrap();
+        assert!(w.addrs.addresses(2).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn armed_a_closed_go_or_a_stop_ends_it_with_nothing_changed() {
+        for by_signal in [false, true] {
+            let w = world();
+            let notifier = RecordingNotifier::new();
+            let (tx, mut rx) = mpsc::channel(4);
+            let (go_tx, go_rx) = tokio::sync::oneshot::channel::<bool>();
+            let deps = Deps {
+                interfaces: &w.ifaces,
+                addresses: &w.addrs,
+                garp: &w.garp,
+            };
+            let sp = specs("192.0.2.100/24");
+            let go = async move { go_rx.await.unwrap_or(false) };
+            let opts = HoldOptions::default();
+            let run = hold(deps, "eth0", &sp, &opts, &notifier, &mut rx, Some(go));
+            let end = async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                if by_signal {
+                    tx.send(SignalEvent::Shutdown).await.unwrap();
+                    std::future::pending::<()>().await;
+                } else {
+                    drop(go_tx);
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                r = run => r.unwrap(),
+                () = end => unreachable!(),
+            }
+            assert!(w.addrs.changes().is_empty() && w.garp.calls().is_empty());
+            assert!(notifier.calls().is_empty());
+        }
     }
 }

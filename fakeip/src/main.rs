@@ -175,6 +175,23 @@ fn parse(words: &[String], many: bool, prefix: bool) -> Result<Target, Error> {
     target::parse(words, Accept { many, prefix })
 }
 
+/// hbeat's `armed:` resources (DESIGN.md, "resources run by hbeat"): with `HBEAT_ARMED=1` in the
+/// environment, `hold` prepares and waits; one byte on standard input is the go, end of file (hbeat
+/// gave up on this process, or died) means "not needed".
+fn armed_go() -> Option<impl std::future::Future<Output = bool>> {
+    if std::env::var_os("HBEAT_ARMED").is_none_or(|v| v != "1") {
+        return None;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A plain blocking read on its own thread: the runtime needs no I/O driver for one byte.
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut b = [0u8; 1];
+        let _ = tx.send(matches!(std::io::stdin().read(&mut b), Ok(1)));
+    });
+    Some(async move { rx.await.unwrap_or(false) })
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -261,6 +278,9 @@ fn run(cmd: Cmd) -> Result<Exit, Error> {
             burst,
             refresh,
         } => {
+            // First: a SIGHUP (hbeat re-announcing) or TERM that comes while the rest starts up
+            // is then queued, not fatal.
+            let mut signals = daemon::signals().map_err(|e| Error::Start(e.to_string()))?;
             let t = parse(&target, true, true)?;
             // The label applies to the IPv4 addresses of the group.
             let v4: Vec<_> = t
@@ -286,13 +306,13 @@ fn run(cmd: Cmd) -> Result<Exit, Error> {
                 addresses: &addresses,
                 garp: &garp,
             };
-            let mut signals = daemon::signals().map_err(|e| Error::Start(e.to_string()))?;
             let notifier = SdNotifier::from_env();
             let opts = HoldOptions {
                 label,
                 burst: burst.burst(),
                 refresh: refresh.map(|r| r.as_std()),
             };
+            let go = armed_go();
             runtime()?.block_on(hold(
                 deps,
                 &t.iface,
@@ -300,6 +320,7 @@ fn run(cmd: Cmd) -> Result<Exit, Error> {
                 &opts,
                 &notifier,
                 &mut signals,
+                go,
             ))?;
             Ok(Exit::Ok)
         }

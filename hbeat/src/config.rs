@@ -127,7 +127,9 @@ pub enum Link {
     /// A serial line.
     Serial { device: PathBuf, baud: u32 },
     /// A shared block device or file: each node writes its own slot and reads the others'.
-    Disk { path: PathBuf },
+    /// `quorum`: it is also the quorum disk (a node that hears no peer holds groups only while
+    /// it sees its own writes there).
+    Disk { path: PathBuf, quorum: bool },
 }
 
 impl Link {
@@ -201,6 +203,10 @@ impl Config {
                 quorum: self.quorum,
                 votes: self.votes.clone(),
                 ping: self.ping.is_some(),
+                quorum_disk: self
+                    .links
+                    .iter()
+                    .any(|l| matches!(l, Link::Disk { quorum: true, .. })),
                 fence: self.fence.keys().cloned().collect(),
                 restart_limit: self.restart_limit,
                 restart_window: self.restart_window,
@@ -288,7 +294,7 @@ pub fn parse(name: &str, text: &str) -> Result<Config, ConfigErrors> {
 /// | `restart_limit`, `restart_window` | 3, 5m | local restarts of a failed group when no peer is ready |
 /// | `[ping]` `targets`, `interval`, `timeout` | none; 1s; the interval | ping nodes (ICMP): reachability compared with the peers' |
 /// | `[[peer]]` `name`, `votes`, `fence` | at least one; 1; none | the other nodes; `fence` runs before taking over from a dead one |
-/// | `[[link]]` | at least one | exactly one of `udp = {bind, peer}`, `mcast = {dev, group, ttl = 1}`, `bcast = {dev, port}`, `serial = {device, baud}`, `disk = {path}` |
+/// | `[[link]]` | at least one | exactly one of `udp = {bind, peer}`, `mcast = {dev, group, ttl = 1}`, `bcast = {dev, port}`, `serial = {device, baud}`, `disk = {path, quorum = false}` (`quorum`: the quorum disk, a two-node tie-breaker) |
 /// | `[[group]]` `name`, `preferred`, `nodes`, `resources`, `interfaces` | nodes: preferred first, then every node by name; preferred: `nodes[0]` | resources: at least one; interfaces: carrier needed to hold it |
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -385,6 +391,7 @@ struct SerialLink {
 #[serde(deny_unknown_fields)]
 struct DiskLink {
     path: Spanned<PathBuf>,
+    quorum: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -553,6 +560,7 @@ impl File {
                 } else if let Some(d) = &l.disk {
                     Link::Disk {
                         path: d.get_ref().path.get_ref().clone(),
+                        quorum: d.get_ref().quorum.as_ref().is_some_and(|q| *q.get_ref()),
                     }
                 } else {
                     unreachable!("validated: exactly one kind per link")
@@ -845,8 +853,25 @@ impl File {
             );
         }
         v.field("link", |v| {
+            let mut quorum_disk = false;
             for (i, link) in links.get_ref().iter().enumerate() {
-                v.index(i, |v| validate_link(v, link));
+                v.index(i, |v| {
+                    validate_link(v, link);
+                    if let Some(q) = link
+                        .get_ref()
+                        .disk
+                        .as_ref()
+                        .and_then(|d| d.get_ref().quorum.as_ref())
+                        && *q.get_ref()
+                    {
+                        if quorum_disk {
+                            v.field("disk", |v| {
+                                v.error("quorum", q, "only one disk link can be the quorum disk")
+                            });
+                        }
+                        quorum_disk = true;
+                    }
+                });
             }
         });
     }

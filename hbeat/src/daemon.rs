@@ -73,6 +73,9 @@ pub struct Status {
     pub votes: (u64, u64),
     /// Ping targets reached in the last round, of those configured (none without `[ping]`).
     pub ping: Option<(u8, u8)>,
+    /// Whether this node sees its own writes on the quorum disk (none without one).
+    #[serde(default)]
+    pub quorum_disk: Option<bool>,
     pub held: Vec<String>,
     pub groups: Vec<GroupStatus>,
     pub peers: Vec<PeerStatus>,
@@ -211,7 +214,7 @@ fn link_specs(links: &[Link]) -> Vec<(u8, LinkSpec)> {
                 Link::Mcast { dev, group, ttl } => LinkSpec::Mcast { dev, group, ttl },
                 Link::Bcast { dev, port } => LinkSpec::Bcast { dev, port },
                 Link::Serial { device, baud } => LinkSpec::Serial { device, baud },
-                Link::Disk { path } => LinkSpec::Disk { path },
+                Link::Disk { path, .. } => LinkSpec::Disk { path },
             };
             (u8::try_from(i).unwrap_or(u8::MAX), spec)
         })
@@ -453,6 +456,7 @@ pub async fn run(
                 // Frames already queued go first: a tick must not be the first to see a silence
                 // the sockets disprove.
                 d.frames_queued(&mut inbound);
+                d.quorum_disk();
                 d.handle(MachineEvent::Tick);
                 if let Some(since) = d.stopping
                     && since.elapsed() > stop_limit
@@ -608,6 +612,31 @@ impl Daemon {
                     .observe(&msg.sender, msg.incarnation, msg.seq, i.link, at);
                 self.handle(MachineEvent::Frame { link: i.link, msg });
             }
+        }
+    }
+
+    /// Tells the machine when the quorum disk starts or stops showing my writes: the last read
+    /// of my slot that found my last write must be at most warntime old.
+    fn quorum_disk(&mut self) {
+        let Some(id) = self
+            .config
+            .links
+            .iter()
+            .position(|l| matches!(l, Link::Disk { quorum: true, .. }))
+        else {
+            return;
+        };
+        let seen = self
+            .links
+            .own_write_seen(u8::try_from(id).unwrap_or(u8::MAX));
+        let ok = seen.is_some_and(|t| t.elapsed() <= self.config.warntime);
+        if self.machine.disk_ok() != Some(ok) {
+            if ok {
+                tracing::info!(link = id, "quorum disk: my writes are seen");
+            } else {
+                tracing::warn!(link = id, last_seen = ?seen.map(|t| t.elapsed()), "quorum disk: my writes are not seen (if no peer is heard, this node holds nothing)");
+            }
+            self.handle(MachineEvent::Disk { ok });
         }
     }
 
@@ -892,6 +921,7 @@ impl Daemon {
             quorum: self.machine.has_quorum(),
             votes: self.machine.votes(),
             ping: self.machine.ping_result(),
+            quorum_disk: self.machine.disk_ok(),
             held: self.machine.held(),
             groups: self
                 .machine
@@ -1054,6 +1084,11 @@ pub fn text(s: &Status) -> String {
     if let Some((reached, total)) = s.ping {
         out += &format!("ping targets reached: {reached} of {total}\n");
     }
+    match s.quorum_disk {
+        Some(true) => out += "quorum disk: my writes are seen\n",
+        Some(false) => out += "quorum disk: my writes are NOT seen (cut off if no peer is heard)\n",
+        None => {}
+    }
     if !s.rejected.is_empty() {
         let r: Vec<String> = s.rejected.iter().map(|(k, n)| format!("{k} {n}")).collect();
         out += &format!("rejected frames: {}\n", r.join(", "));
@@ -1179,6 +1214,7 @@ mod tests {
             quorum: false,
             votes: (1, 3),
             ping: Some((0, 2)),
+            quorum_disk: Some(false),
             held: vec!["web".into()],
             groups: vec![
                 GroupStatus {
@@ -1234,6 +1270,7 @@ mod tests {
              group mail: nobody (not ready here: eth1 has no carrier)\n\
              no quorum: the nodes heard have 1 of 3 votes\n\
              ping targets reached: 0 of 2\n\
+             quorum disk: my writes are NOT seen (cut off if no peer is heard)\n\
              rejected frames: bad_mac 3\n\
              keepalive 20 ms, deadtime 100 ms; key ids 2, 1 (the first sends)\n"
         );
@@ -1258,6 +1295,7 @@ mod tests {
             },
             Link::Disk {
                 path: "/dev/sdb1".into(),
+                quorum: true,
             },
         ];
         let specs = link_specs(&links);

@@ -114,6 +114,9 @@ pub struct Policy {
     /// Ping targets are configured: reachability is compared with the peers' and isolation
     /// (no peer, no target) forbids taking over.
     pub ping: bool,
+    /// A disk link is the quorum disk: a node that hears no peer may hold groups only while it
+    /// sees its own writes on the disk (`Event::Disk`).
+    pub quorum_disk: bool,
     /// Peers with a fence command: fenced before I take a group over from them.
     pub fence: BTreeSet<String>,
     /// Local restarts of a failed group allowed within `restart_window` (when no peer is ready
@@ -166,6 +169,9 @@ pub enum Event {
     Eligible { ok: bool },
     /// The ping targets reached in the last round, of those configured.
     Ping { reached: u8, total: u8 },
+    /// Whether this node still sees its own latest write on the quorum disk (read back within
+    /// warntime). Nodes start without it.
+    Disk { ok: bool },
     /// An interface gained or lost carrier (or was deleted: `up: false`).
     Carrier { iface: String, up: bool },
     /// A held group's resource failed (a supervised command died, a `status` check failed).
@@ -369,6 +375,8 @@ pub struct Machine {
     reason: String,
     /// The last ping round: targets reached, of those configured (`None` before the first).
     ping: Option<(u8, u8)>,
+    /// The quorum disk shows my own writes (false before the first confirmation).
+    disk: bool,
     /// Interfaces without carrier.
     carrier_down: BTreeSet<String>,
     /// Peers fenced since they were last up.
@@ -458,6 +466,7 @@ impl Machine {
             req_sent: HashMap::new(),
             reason: String::new(),
             ping: None,
+            disk: false,
             carrier_down: BTreeSet::new(),
             fenced: BTreeSet::new(),
             fencing: BTreeMap::new(),
@@ -516,6 +525,7 @@ impl Machine {
                 self.eligible = ok;
             }
             Event::Ping { reached, total } => self.on_ping(reached, total),
+            Event::Disk { ok } => self.on_disk(ok),
             Event::Carrier { iface, up } => self.on_carrier(iface, up),
             Event::ResourceFailed { group } => self.on_resource_failed(&group, &mut out),
             Event::Fenced { peer, ok } => self.on_fenced(peer, ok, &mut out),
@@ -1054,7 +1064,7 @@ impl Machine {
         if self.live_holder(&s.name, None).is_some() {
             return false; // evidence that its holder is alive
         }
-        if !self.quorum() || self.isolated() {
+        if !self.quorum() || self.cut_off().is_some() {
             return false; // a minority, or cut off from everything: cannot tell who is dead
         }
         if self
@@ -1126,8 +1136,8 @@ impl Machine {
                         why = Some("its resources failed".to_string());
                     } else if !self.quorum() {
                         why = Some("no quorum".to_string());
-                    } else if self.isolated() {
-                        why = Some("cut off: no peer heard, no ping target reached".to_string());
+                    } else if let Some(c) = self.cut_off() {
+                        why = Some(c.to_string());
                     } else if let Some((h, _)) = &self.slots[i].handing_to {
                         why = Some(format!("handing over to {h}"));
                     } else if let Some(h) = &holder {

@@ -16,7 +16,9 @@
 //!   looked up in [`SCRIPT_DIRS`], as heartbeat looked in `/etc/ha.d/resource.d` and `/etc/init.d`.
 //!
 //! Every process gets `HBEAT_NODE`, `HBEAT_GROUP`, `HBEAT_PEER` and `HBEAT_REASON` (DESIGN.md,
-//! "resources run by hbeat"), standard input from `/dev/null`, and its own process group, so that TERM
+//! "resources run by hbeat"), SIGHUP ignored (as under `nohup`: a re-announcement that comes
+//! before a program installed its handler must not kill it; programs that handle SIGHUP install
+//! their handler over it, but a POSIX shell cannot `trap` a signal ignored on entry), standard input from `/dev/null`, and its own process group, so that TERM
 //! and KILL reach what a `sh -c` started too: a release sends TERM to the group and KILL once
 //! `kill_after` has passed with anything of it still running. Every wait is bounded; every child is
 //! reaped. Nothing is left behind: a command's group is killed when the command dies (before its
@@ -776,6 +778,15 @@ async fn spawn(argv: &[String], env: &[(&'static str, String)]) -> Result<Child,
             .stdin(Stdio::null())
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // sigaction(2), which is async-signal-safe; it touches no memory the parent shares.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::signal::signal(Signal::SIGHUP, nix::sys::signal::SigHandler::SigIgn)
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+            });
+        }
         match cmd.spawn() {
             Ok(child) => return Ok(child),
             Err(e)

@@ -389,6 +389,45 @@ async fn disk_link_on_a_shared_file_between_two_links() {
 }
 
 #[tokio::test]
+async fn the_disk_link_sees_its_own_writes_until_someone_else_writes_its_slot() {
+    // The quorum disk's evidence: a read that finds my last write in my slot.
+    let path = temp_file("own");
+    std::fs::File::create(&path).unwrap();
+    let (la, _ra) = start(disk(&path), setup("lb1"));
+    wait_up(&la).await;
+    assert_eq!(la.own_write_seen(4), None, "nothing written yet");
+    la.send(b"lb1 alive");
+    wait_status(&la, "my write read back", |s| s[0].own_write_seen.is_some()).await;
+    // Every poll (50 ms) that finds it confirms it again.
+    let first = la.own_write_seen(4);
+    wait_status(&la, "confirmed again", |s| s[0].own_write_seen > first).await;
+    // Something else writes into my slot (a node with my name, a damaged disk): my last write
+    // is gone, and no read confirms it any more.
+    let mut foreign = vec![0u8; SLOT];
+    hbeat::link::disk::encode_slot(1_000_000, b"not lb1's", &mut foreign);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&foreign, 0).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stale = la.own_write_seen(4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        la.own_write_seen(4),
+        stale,
+        "six polls saw a slot that is not mine"
+    );
+    // My next write is seen again.
+    la.send(b"lb1 alive");
+    wait_status(&la, "confirmed after my next write", |s| {
+        s[0].own_write_seen > stale
+    })
+    .await;
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
 async fn links_that_cannot_start_are_down_with_the_reason_while_udp_carries_frames() {
     let (a, b) = free_ports();
     let missing_disk = temp_file("late");

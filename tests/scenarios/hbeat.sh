@@ -87,8 +87,9 @@ topo up --hb
 hbeat keygen > "$T/authkey"
 chmod 600 "$T/authkey"
 declare -A ME=([d1]=192.0.2.1 [d2]=192.0.2.2) OTHER=([d1]=d2 [d2]=d1)
-for n in d1 d2; do
-    o=${OTHER[$n]}
+# config NODE [EXTRA]: writes NODE's hbeat.toml; EXTRA (TOML) goes after the two links.
+config() {
+    local n=$1 o=${OTHER[$1]}
     cat > "$T/$n.toml" <<EOF
 node = "$n"
 cluster = "lab"
@@ -108,13 +109,16 @@ name = "$o"
 udp = { bind = "${ME[$n]}:694", peer = "${ME[$o]}:694" }
 [[link]]
 bcast = { dev = "eth1", port = 695 }
-
+${2:-}
 [[group]]
 name = "web"
 preferred = "d1"
 resources = ["fakeip hold $VIP/24 dev eth0"]
 EOF
     out=$(hbeat --config "$T/$n.toml" check 2>&1) || fail "hbeat check $n: $out"
+}
+for n in d1 d2; do
+    config "$n"
     mkdir -p "$T/ldir-$n"
     printf '[global]\nstate_dir = "%s/ldir-%s.state"\nsocket = "%s/ldir-%s.sock"\n' "$T" "$n" "$T" "$n" > "$T/ldir-$n/ldir.toml"
     printf '[virtual]\naddress = "%s:80"\nscheduler = "rr"\nforwarding = "gate"\n\n[check]\ntype = "on"\n\n[[real]]\naddress = "192.0.2.11:80"\n\n[[real]]\naddress = "192.0.2.12:80"\n' "$VIP" > "$T/ldir-$n/web.toml"
@@ -123,11 +127,13 @@ EOF
 -a -t $VIP:80 -r 192.0.2.11:80 -g -w 1
 -a -t $VIP:80 -r 192.0.2.12:80 -g -w 1" "$(topo exec "$n" ipvsadm -Sn | sort)"
 done
-for n in d1 d2; do
-    # `ip netns exec` execs hbeat in place: $! is hbeat's pid.
-    ip netns exec "$n" hbeat --config "$T/$n.toml" run > "$T/$n.log" 2>&1 &
-    PID[$n]=$!
-done
+# start NODE: runs NODE's hbeat (`ip netns exec` execs it in place: $! is hbeat's pid).
+start() {
+    ip netns exec "$1" hbeat --config "$T/$1.toml" run > "$T/$1.log" 2>&1 &
+    PID[$1]=$!
+}
+start d1
+start d2
 wait_for "d1 holds web" 20 holds d1 web
 wait_for "d2 sees d1 holding web" 10 sees d2 d1
 wait_for "the VIP on d1's eth0" 10 vip_on d1
@@ -211,3 +217,69 @@ kill -TERM "${PID[d2]}"
 wait "${PID[d2]}" || fail "d2 exited with $? after TERM"
 unset 'PID[d2]'
 expect_eq "the VIP on d2 after its stop" 0 "$(vips d2)"
+
+echo "== the quorum disk: with d1's cables pulled the disk carries the heartbeat; when d1 also loses the"
+echo "   disk (its device-mapper path suspended: hung storage), d1 lets go and d2 takes over"
+# One shared disk (a loop device over a file), seen by each node through its own dm-linear device.
+command -v dmsetup >/dev/null || fail "dmsetup is missing (apt-get install dmsetup; tests/lab deps)"
+truncate -s 1M "$T/qdisk.img"
+LOOP=$(losetup -f --show "$T/qdisk.img") || fail "losetup: no loop device"
+sectors=$(blockdev --getsz "$LOOP")
+declare -A DISK=()
+for n in d1 d2; do
+    dmsetup create "q$n" --noudevsync --table "0 $sectors linear $LOOP 0" || fail "dmsetup create q$n"
+    DISK[$n]=/dev/$(dmsetup info -c --noheadings -o blkdevname "q$n" | tr -d ' ')
+    [ -b "${DISK[$n]}" ] || fail "q$n: no block device ${DISK[$n]}"
+    config "$n" "[[link]]
+disk = { path = \"${DISK[$n]}\", quorum = true }"
+done
+qdisk_cleanup() {
+    dmsetup resume qd1 2>/dev/null || true
+    cleanup
+    dmsetup remove qd1 2>/dev/null || true
+    dmsetup remove qd2 2>/dev/null || true
+    losetup -d "$LOOP" 2>/dev/null || true
+}
+trap qdisk_cleanup EXIT
+start d1
+start d2
+qdisk() { [ "$(status "$1" | jq -r .quorum_disk)" = "$2" ]; }
+wait_for "d1 holds web" 20 holds d1 web
+wait_for "the VIP on d1's eth0" 10 vip_on d1
+for n in d1 d2; do wait_for "$n sees its writes on the quorum disk" 10 qdisk "$n" true; done
+topo exec sw ip link set d1 down
+topo exec sw ip link set hb-d1 down
+sleep 3
+expect_eq "d1 holds, 3 s after its cables were pulled" web "$(held d1)"
+expect_eq "d2 holds" "" "$(held d2)"
+expect_eq "d2 hears d1 (over the disk)" true "$(status d2 | jq -r '.peers[0].up')"
+dmsetup suspend qd1 || fail "dmsetup suspend qd1"
+suspended=$EPOCHREALTIME
+wait_for "d1 no longer sees its writes on the quorum disk" 10 qdisk d1 false
+wait_for "d1 lets go of web" 10 holds d1 ""
+wait_for "the VIP gone from d1" 10 vip_off d1
+wait_for "d2 holds web" 10 holds d2 web
+wait_for "the VIP on d2's eth0, once" 10 vip_on d2
+wait_for "the client is served through d2" 10 served
+expect_eq "d1's reason" "cut off: no peer heard, my writes to the quorum disk are not seen" \
+    "$(status d1 | jq -r '.groups[] | select(.name == "web") | .unready')"
+echo "  timeline (disk suspended at $suspended):"
+grep -hE 'quorum disk|group=web' "$T/d1.log" | tail -3 | sed 's/^/    d1: /'
+grep -hE 'peer dead|group=web' "$T/d2.log" | tail -3 | sed 's/^/    d2: /'
+sleep 2
+expect_eq "one holder 2 s later (d1, d2)" "0 1" "$(vips d1) $(vips d2)"
+
+echo "== the disk and the cables back: d2 keeps web (no auto_failback), d1 hears it"
+dmsetup resume qd1 || fail "dmsetup resume qd1"
+topo exec sw ip link set d1 up
+topo exec sw ip link set hb-d1 up
+wait_for "d1 sees its writes on the quorum disk again" 10 qdisk d1 true
+wait_for "d1 sees d2 holding web" 10 sees d1 d2
+expect_eq "d1 holds" "" "$(held d1)"
+expect_eq "the VIP on d1, d2" "0 1" "$(vips d1) $(vips d2)"
+for n in d1 d2; do
+    kill -TERM "${PID[$n]}"
+    wait "${PID[$n]}" || fail "$n exited with $? after TERM"
+    unset "PID[$n]"
+done
+pass "both stopped"

@@ -24,10 +24,12 @@ cp /bin/busybox $root/bin/busybox
 cp "$here/init" $root/init
 chmod +x $root/init
 
-# Only what the lab uses: networking (minus radios), 9p/overlay, virtio, veth, libraries and crypto.
+# Only what the lab uses: networking (minus radios), 9p/overlay, virtio, veth, loop and device-mapper (hbeat's
+# quorum-disk scenario suspends a dm device), libraries and crypto.
 dst=$root/lib/modules/$kver
 for d in kernel/net kernel/fs/9p kernel/fs/fscache kernel/fs/netfs kernel/fs/overlayfs kernel/drivers/virtio \
-         kernel/drivers/net/veth.ko kernel/lib kernel/crypto kernel/arch/x86/crypto; do
+         kernel/drivers/net/veth.ko kernel/drivers/block/loop.ko kernel/drivers/md/dm-mod.ko kernel/drivers/dax \
+         kernel/lib kernel/crypto kernel/arch/x86/crypto; do
     [ -e "$src/$d" ] || continue
     mkdir -p "$dst/$(dirname "$d")"
     cp -a "$src/$d" "$dst/$d"

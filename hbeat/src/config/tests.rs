@@ -164,7 +164,8 @@ fn every_link_kind_parses() {
                 port: 694
             },
             Link::Disk {
-                path: "/dev/sdb1".into()
+                path: "/dev/sdb1".into(),
+                quorum: false
             },
             Link::Mcast {
                 dev: "eth1".into(),
@@ -681,4 +682,30 @@ fn policy_problems_are_placed() {
     assert_error(&e, "monitor_interval: must be more than 0");
     let e = errors(&BASE.replace("resources", "interfaces = [\"bad name!\"]\nresources"));
     assert_error(&e, "group[0].interfaces[0]");
+}
+
+#[test]
+fn a_disk_link_may_be_the_quorum_disk_and_only_one() {
+    let one = BASE.replace(
+        "[[group]]",
+        "[[link]]\ndisk = { path = \"/dev/sdb1\", quorum = true }\n[[link]]\ndisk = { path = \"/dev/sdc1\" }\n[[group]]",
+    );
+    let c = ok(&one);
+    assert_eq!(
+        c.links[1],
+        Link::Disk {
+            path: "/dev/sdb1".into(),
+            quorum: true
+        }
+    );
+    assert!(c.machine_settings().policy.quorum_disk);
+    assert!(!ok(BASE).machine_settings().policy.quorum_disk);
+    let two = one.replace("/dev/sdc1\" }", "/dev/sdc1\", quorum = true }");
+    let e = errors(&two);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("hbeat.toml:10:39:")
+            && e[0].contains("link[2].disk.quorum: only one disk link can be the quorum disk"),
+        "{e:?}"
+    );
 }

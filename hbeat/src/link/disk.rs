@@ -30,6 +30,10 @@
 //! cache: on one host (the tests, or nodes in namespaces) every reader sees every write there.
 //! The path must exist; it is never created (a typo would otherwise give a node a private file).
 //!
+//! A read that finds this node's own slot holding its last completed write records the time
+//! ([`super::LinkStatus::own_write_seen`]): the quorum disk's proof that this node still reaches
+//! the storage. A hung or failing device, or another node writing into this slot, stops it.
+//!
 //! Reads and writes are `pread`/`pwrite` at fixed offsets on tokio's blocking pool, one at a time
 //! per link; one that does not finish within [`IO_TIMEOUT`] marks the link down until it does.
 
@@ -275,12 +279,19 @@ async fn run_inner(path: &Path, setup: &Setup, ctx: &mut Ctx) -> Result<Stop, St
     let mut tick = tokio::time::interval(setup.disk_poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wbuf = Some(Aligned::new(SLOT));
+    // My last completed write (none yet in this run: what the slot holds is from before).
+    let mut written = false;
+    let mut last_frame: Vec<u8> = Vec::with_capacity(MAX_FRAME);
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 buf = read(buf, &ctx.shared).await?;
                 for (i, s) in buf.get().chunks(SLOT).enumerate() {
                     if i == mine {
+                        // Reads and writes take turns: the slot must hold my last write.
+                        if written && decode_slot(s) == (Slot::Frame { counter, frame: &last_frame }) {
+                            ctx.shared.lock().own_write_seen = Some(tokio::time::Instant::now());
+                        }
                         continue;
                     }
                     match decode_slot(s) {
@@ -320,7 +331,12 @@ async fn run_inner(path: &Path, setup: &Setup, ctx: &mut Ctx) -> Result<Stop, St
                 .await?;
                 wbuf = Some(w);
                 match r {
-                    Ok(()) => ctx.shared.sent(f.len()),
+                    Ok(()) => {
+                        ctx.shared.sent(f.len());
+                        written = true;
+                        last_frame.clear();
+                        last_frame.extend_from_slice(&f);
+                    }
                     Err(e) => return Err(LinkError::io(format!("write {name} slot {mine}"), e).into()),
                 }
             }

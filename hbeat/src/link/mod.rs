@@ -164,6 +164,9 @@ pub struct LinkStatus {
     pub receive_dropped: u64,
     /// How many times the link was started after failing.
     pub restarts: u64,
+    /// Disk links: when this node last read back its own latest write from its slot (the
+    /// quorum disk's evidence that this node still reaches the shared storage).
+    pub own_write_seen: Option<tokio::time::Instant>,
 }
 
 /// A link's status shared between its task and [`Links`].
@@ -326,6 +329,14 @@ impl Links {
             .iter()
             .filter(|l| l.id == id)
             .any(|l| queue(l, &frame))
+    }
+
+    /// When link `id` (a disk link) last read back this node's own latest write.
+    pub fn own_write_seen(&self, id: u8) -> Option<tokio::time::Instant> {
+        self.links
+            .iter()
+            .find(|l| l.id == id)
+            .and_then(|l| l.shared.lock().own_write_seen)
     }
 
     /// Every link's status and counters, in the order given to [`Links::start`].

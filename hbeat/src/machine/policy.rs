@@ -9,6 +9,11 @@
 //!   (or has no ping result yet) is cut off: it cannot tell a dead peer from its own isolation, so
 //!   it acquires nothing and releases what it holds (the side that still reaches the targets
 //!   takes over: one holder).
+//! - **Quorum disk** (a disk link with `quorum = true`): the same for a node that hears no peer
+//!   and does not see its own latest write on the disk within warntime (its path to the shared
+//!   storage is gone or hung): it acquires nothing and releases what it holds, while the peer that
+//!   still writes and reads its slot takes over. Warntime is shorter than the peer's deadtime, so
+//!   the cut-off node lets go before the other takes over.
 //! - **Quorum** (three or more nodes, unless turned off): a node may hold groups only while the
 //!   nodes it hears, itself included, have more than half of all votes; a minority releases
 //!   everything. Two nodes always have quorum; ping targets and the disk link break their ties.
@@ -156,11 +161,38 @@ impl Machine {
                 .any(|p| p.live == Liveness::Up && p.health.ping_reached > 0)
     }
 
-    /// I hear no peer and reach no ping target (or have no result yet): I may be the one cut off.
-    pub(super) fn isolated(&self) -> bool {
-        self.s.policy.ping
-            && self.ping.is_none_or(|(reached, _)| reached == 0)
-            && !self.peers.values().any(|p| p.live == Liveness::Up)
+    /// I hear no peer and a tie-breaker fails: I reach no ping target (or have no result yet),
+    /// or I do not see my own writes on the quorum disk. I may be the one cut off.
+    ///
+    /// "Hear" means a frame within warntime, not "not yet declared dead": the side that is cut
+    /// off lets go of its groups at warntime, before the other side's deadtime makes it take
+    /// them over.
+    pub(super) fn cut_off(&self) -> Option<&'static str> {
+        let t = self.t;
+        if self
+            .peers
+            .values()
+            .any(|p| p.live == Liveness::Up && p.last_seen.is_some_and(|l| t - l < self.s.warntime))
+        {
+            return None;
+        }
+        if self.s.policy.ping && self.ping.is_none_or(|(reached, _)| reached == 0) {
+            return Some("cut off: no peer heard, no ping target reached");
+        }
+        if self.s.policy.quorum_disk && !self.disk {
+            return Some("cut off: no peer heard, my writes to the quorum disk are not seen");
+        }
+        None
+    }
+
+    pub(super) fn on_disk(&mut self, ok: bool) {
+        if self.disk != ok {
+            self.reason = format!(
+                "quorum disk {}",
+                if ok { "confirms my writes" } else { "lost" }
+            );
+        }
+        self.disk = ok;
     }
 
     /// Why I am not ready for slot `i` apart from standby and eligibility, if I am not.
@@ -172,8 +204,8 @@ impl Machine {
         if self.ping_lost() {
             return Some("no ping target reached, a peer reaches some".into());
         }
-        if self.isolated() {
-            return Some("cut off: no peer heard, no ping target reached".into());
+        if let Some(c) = self.cut_off() {
+            return Some(c.into());
         }
         s.interfaces
             .iter()
@@ -276,6 +308,11 @@ impl Machine {
             return Some("its resources failed here".into());
         }
         self.unready_policy(i)
+    }
+
+    /// Whether the quorum disk shows my writes (for status); `None` without a quorum disk.
+    pub fn disk_ok(&self) -> Option<bool> {
+        self.s.policy.quorum_disk.then_some(self.disk)
     }
 
     /// Whether the nodes I hear have quorum (for status).

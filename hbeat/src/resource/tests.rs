@@ -843,3 +843,26 @@ async fn the_monitor_runs_status_of_held_scripts_and_names_the_failure() {
     );
     g.release(&Cause::default()).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reannouncement_does_not_kill_a_command_without_a_sighup_handler() {
+    // `sleep` installs no handler: SIGHUP's default action would end it. Commands start with
+    // SIGHUP ignored, so a re-announcement that comes before a program set up its handler (a
+    // slow start) leaves it running (`fakeip hold` sets its handler over the ignore: the lab's
+    // hbeat scenario re-announces through it).
+    let timings = Timings {
+        self_restart: false,
+        ..fast()
+    };
+    let (mut g, mut rx) = runner(&["sleep 1000"], timings);
+    g.acquire(&Cause::default()).await.unwrap();
+    assert!(matches!(next_event(&mut rx).await, Event::Acquired { .. }));
+    assert_eq!(g.signal_commands(Signal::SIGHUP), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.try_recv().is_err(), "nothing died");
+    assert!(matches!(
+        g.status().await[..],
+        [ResourceState::Running { .. }]
+    ));
+    g.release(&Cause::default()).await.unwrap();
+}

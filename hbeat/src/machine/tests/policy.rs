@@ -63,10 +63,9 @@ fn links_cut_the_side_that_reaches_the_target_holds_the_group_the_other_lets_go(
     s.cut_link(0);
     s.cut_link(1);
     ping(&mut s, 0, 0);
-    // Nothing coordinates the two sides: for the length of a stop both may run it.
-    s.check = false;
+    // a lets go at warntime, b takes over at deadtime: never two holders.
     s.run_until(ms(500), "b holds web alone", |s| s.holders("web") == ["b"]);
-    s.check = true;
+    assert_released_before_acquired(&s, 0, 1, "web");
     assert_eq!(
         s.machine(0).unready_reason("web").as_deref(),
         Some("cut off: no peer heard, no ping target reached")
@@ -94,6 +93,73 @@ fn a_node_hearing_nobody_before_its_first_ping_result_takes_nothing() {
         "no ping result yet: cut off"
     );
     ping(&mut s, 1, 1);
+    s.run_until(ms(300), "b took web", |s| s.held_by("web", "b"));
+}
+
+fn disk(s: &mut Sim, i: usize, ok: bool) {
+    s.cmd(i, Event::Disk { ok });
+}
+
+fn with_quorum_disk() -> Sim {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| st.policy.quorum_disk = true);
+    disk(&mut s, 0, true);
+    disk(&mut s, 1, true);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s
+}
+
+#[test]
+fn links_cut_the_side_that_still_sees_its_writes_on_the_quorum_disk_holds_the_group() {
+    // a holds web; every link goes and so does a's path to the shared disk: b (whose writes
+    // the disk still shows) takes over, a releases its copy. One holder.
+    let mut s = with_quorum_disk();
+    s.cut_link(0);
+    s.cut_link(1);
+    disk(&mut s, 0, false);
+    // a lets go at warntime, b takes over at deadtime: never two holders, even for a moment.
+    s.run_until(ms(500), "b holds web alone", |s| s.holders("web") == ["b"]);
+    assert_released_before_acquired(&s, 0, 1, "web");
+    assert_eq!(
+        s.machine(0).unready_reason("web").as_deref(),
+        Some("cut off: no peer heard, my writes to the quorum disk are not seen")
+    );
+    assert_eq!(s.machine(0).disk_ok(), Some(false));
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["b"]);
+    // The other way round: the standby lost the disk; the holder keeps web, the standby takes
+    // nothing.
+    let mut s = with_quorum_disk();
+    s.cut_link(0);
+    s.cut_link(1);
+    disk(&mut s, 1, false);
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["a"]);
+    assert!(s.acquires(1, "web").is_empty());
+}
+
+#[test]
+fn the_quorum_disk_alone_decides_nothing_while_the_peer_is_heard() {
+    let mut s = with_quorum_disk();
+    disk(&mut s, 0, false);
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["a"]);
+    assert_eq!(s.machine(0).unready_reason("web"), None);
+    assert!(s.acquires(1, "web").is_empty());
+    assert_eq!(Sim::pair(false).machine(0).disk_ok(), None);
+}
+
+#[test]
+fn a_node_hearing_nobody_before_its_disk_shows_its_writes_takes_nothing() {
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| st.policy.quorum_disk = true);
+    s.crash(0);
+    s.run_for(INITDEAD * 3);
+    assert!(
+        s.acquires(1, "web").is_empty(),
+        "disk not confirmed yet: cut off"
+    );
+    disk(&mut s, 1, true);
     s.run_until(ms(300), "b took web", |s| s.held_by("web", "b"));
 }
 
