@@ -47,7 +47,7 @@ pub fn resources(config: &Config) -> Vec<ResourceProblem> {
 /// The `notify` command's executable, if one is set and it cannot be run.
 pub fn notify(config: &Config) -> Option<ProgramError> {
     let argv = config.notify.clone()?;
-    Resource::Command { argv }.resolve(None).err()
+    Resource::Command { argv, armed: false }.resolve(None).err()
 }
 
 /// Every peer's `fence` command whose executable cannot be run (found at failover time would be
@@ -57,10 +57,13 @@ pub fn fences(config: &Config) -> Vec<(String, ProgramError)> {
         .fence
         .iter()
         .filter_map(|(peer, argv)| {
-            Resource::Command { argv: argv.clone() }
-                .resolve(None)
-                .err()
-                .map(|e| (peer.clone(), e))
+            Resource::Command {
+                argv: argv.clone(),
+                armed: false,
+            }
+            .resolve(None)
+            .err()
+            .map(|e| (peer.clone(), e))
         })
         .collect()
 }

@@ -342,7 +342,12 @@ pub async fn run(
         );
         let tx = inputs_tx.clone();
         let name = g.name.clone();
+        // Armed commands run ahead of time only where the group may come.
+        let may_hold = g.nodes.contains(&config.node);
         tokio::spawn(async move {
+            if may_hold {
+                runner.arm().await;
+            }
             while let Some(cmd) = cmd_rx.recv().await {
                 let (acquire, cause) = match cmd {
                     RunnerCmd::Run { acquire, cause } => (acquire, cause),
@@ -352,6 +357,9 @@ pub async fn run(
                         continue;
                     }
                     RunnerCmd::Monitor => {
+                        if may_hold && !runner.is_held() {
+                            runner.arm().await;
+                        }
                         if let Some(why) = runner.check_scripts().await {
                             let failed = Input::ResourceFailed {
                                 group: name.clone(),
@@ -386,6 +394,10 @@ pub async fn run(
                 };
                 if tx.send(done).await.is_err() {
                     return;
+                }
+                if may_hold && !runner.is_held() {
+                    // Released, or a start that failed and was rolled back: ready for next time.
+                    runner.arm().await;
                 }
             }
         });
@@ -705,9 +717,12 @@ impl Daemon {
     }
 
     /// Asks the runner of every group held here to check its scripts.
+    /// Held groups: their scripts `status`-checked; free ones: armed commands that ended armed
+    /// again.
     fn monitor(&self) {
+        use crate::machine::Hold;
         for g in self.machine.groups() {
-            if g.mine == crate::machine::Hold::Held
+            if matches!(g.mine, Hold::Held | Hold::Free)
                 && let Some(tx) = self.runners.get(&g.name)
             {
                 let _ = tx.send(RunnerCmd::Monitor);

@@ -46,6 +46,15 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 use tracing::{info, warn};
 
+/// The prefix of an armed command resource (`armed:fakeip hold 192.0.2.100/24 dev eth0`): on
+/// every node that may hold the group it runs ahead of time, with `HBEAT_ARMED=1` and a pipe as
+/// standard input, prepared but touching nothing; at acquire hbeat writes one byte (a newline)
+/// to the pipe and the command takes its resource at once, so a failover costs no process start.
+/// Closing the pipe (the group was taken here another way, or hbeat ended) makes it exit with
+/// nothing changed. After a release a fresh one is armed. Only `fakeip hold` implements this;
+/// any other program would act at once on every node, so the parser refuses it.
+pub const ARMED: &str = "armed:";
+
 /// Where a `script:` resource given by bare name is looked up, in order (heartbeat looked in
 /// `/etc/ha.d/resource.d`, then `/etc/init.d`; ours comes first).
 pub const SCRIPT_DIRS: [&str; 3] = [
@@ -77,7 +86,8 @@ const GROUP_POLL: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Resource {
     /// A supervised long-running command; `argv[0]` is a path or a name looked up in `PATH`.
-    Command { argv: Vec<String> },
+    /// `armed`: started ahead of time and told to go at acquire (see [`ARMED`]).
+    Command { argv: Vec<String>, armed: bool },
     /// A heartbeat-style script called with `args` and then `start|stop|status`.
     Script { script: String, args: Vec<String> },
 }
@@ -85,6 +95,21 @@ pub enum Resource {
 impl Resource {
     /// Parses one entry of `resources`; the error says what is wrong and how to write it.
     pub fn parse(spec: &str) -> Result<Resource, String> {
+        if let Some(rest) = spec.strip_prefix(ARMED) {
+            let Resource::Command { argv, .. } = Resource::parse(rest)? else {
+                return Err(format!(
+                    "{ARMED} applies to a command, not to a script: write \"{ARMED}fakeip hold …\""
+                ));
+            };
+            let name = Path::new(&argv[0]).file_name().and_then(OsStr::to_str);
+            if name != Some("fakeip") || argv.get(1).map(String::as_str) != Some("hold") {
+                return Err(format!(
+                    "{ARMED} is for `fakeip hold …`, the program that waits for hbeat's go \
+                     (HBEAT_ARMED=1); any other would start at once on every node"
+                ));
+            }
+            return Ok(Resource::Command { argv, armed: true });
+        }
         if let Some(rest) = spec.strip_prefix("script:") {
             let mut parts = rest.split("::");
             let script = parts.next().unwrap_or_default();
@@ -123,22 +148,23 @@ impl Resource {
         if argv.iter().any(|a| a.contains('\0')) {
             return Err("a NUL character cannot be passed to a program".into());
         }
-        Ok(Resource::Command { argv })
+        Ok(Resource::Command { argv, armed: false })
     }
 
     /// The program as written: `argv[0]` of a command, or the script's path or name.
     pub fn program(&self) -> &str {
         match self {
-            Resource::Command { argv } => &argv[0],
+            Resource::Command { argv, .. } => &argv[0],
             Resource::Script { script, .. } => script,
         }
     }
 
     /// The words that define the resource, for the group hash: a kind tag, then argv or the script
-    /// and its arguments. Quoting and spacing of the configuration do not change them.
+    /// and its arguments. Quoting and spacing of the configuration do not change them, nor does
+    /// `armed:` (how this node starts the command, not what runs).
     pub fn canonical_words(&self) -> Vec<&str> {
         match self {
-            Resource::Command { argv } => std::iter::once("command")
+            Resource::Command { argv, .. } => std::iter::once("command")
                 .chain(argv.iter().map(String::as_str))
                 .collect(),
             Resource::Script { script, args } => ["script", script.as_str()]
@@ -152,7 +178,7 @@ impl Resource {
     /// when `None`, [`DEFAULT_PATH`] when that is unset too), and checks that it can be executed.
     pub fn resolve(&self, path_var: Option<&OsStr>) -> Result<PathBuf, ProgramError> {
         match self {
-            Resource::Command { argv } => resolve_command(&argv[0], path_var),
+            Resource::Command { argv, .. } => resolve_command(&argv[0], path_var),
             Resource::Script { script, .. } => resolve_script(script),
         }
     }
@@ -161,9 +187,12 @@ impl Resource {
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Resource::Command { argv } => {
+            Resource::Command { argv, armed } => {
                 let joined = shlex::try_join(argv.iter().map(String::as_str))
                     .unwrap_or_else(|_| argv.join(" "));
+                if *armed {
+                    f.write_str(ARMED)?;
+                }
                 f.write_str(&joined)
             }
             Resource::Script { script, args } => {
@@ -462,7 +491,20 @@ pub struct GroupRunner {
     events: mpsc::UnboundedSender<Event>,
     /// The started resources, a prefix of `resources`.
     held: Vec<Held>,
+    /// Per resource: the armed command waiting for its go ([`ARMED`]).
+    armed: Vec<Option<Armed>>,
 }
+
+/// An armed command: running, prepared, waiting for one byte on its standard input.
+struct Armed {
+    child: Child,
+    go: tokio::process::ChildStdin,
+    /// Kills its process group if it is dropped unused.
+    guard: GroupGuard,
+}
+
+/// How long writing the go byte may take (a pipe with room for it takes it at once).
+const GO_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl GroupRunner {
     pub fn new(
@@ -472,6 +514,7 @@ impl GroupRunner {
         timings: Timings,
         events: mpsc::UnboundedSender<Event>,
     ) -> GroupRunner {
+        let armed = resources.iter().map(|_| None).collect();
         GroupRunner {
             node: node.to_owned(),
             group: group.to_owned(),
@@ -479,7 +522,72 @@ impl GroupRunner {
             timings,
             events,
             held: Vec::new(),
+            armed,
         }
+    }
+
+    /// Starts the armed commands ([`ARMED`]) that are not held, not armed yet, or whose armed
+    /// process ended by itself (logged; called again at the next monitor round, which bounds how
+    /// often a program that cannot arm is started). Returns how many run armed now.
+    pub async fn arm(&mut self) -> usize {
+        for index in self.held.len()..self.resources.len() {
+            let Resource::Command { argv, armed: true } = &self.resources[index] else {
+                continue;
+            };
+            if let Some(a) = &mut self.armed[index] {
+                match a.child.try_wait() {
+                    Ok(None) => continue,
+                    Ok(Some(status)) => {
+                        warn!(group = %self.group, resource = %self.resources[index], status = %describe_status(status), "armed command ended by itself; arming it again")
+                    }
+                    Err(e) => {
+                        warn!(group = %self.group, resource = %self.resources[index], error = %e, "armed command lost; arming it again")
+                    }
+                }
+                self.armed[index] = None;
+            }
+            let env = self.armed_env();
+            match spawn_armed(argv, &env).await {
+                Ok(a) => {
+                    info!(group = %self.group, resource = %self.resources[index], pid = a.child.id().unwrap_or_default(), "armed");
+                    self.armed[index] = Some(a);
+                }
+                Err(error) => {
+                    warn!(group = %self.group, resource = %self.resources[index], %error, "cannot arm; it will be started at acquire")
+                }
+            }
+        }
+        self.armed.iter().filter(|a| a.is_some()).count()
+    }
+
+    /// Ends the armed commands: their pipe closes and they exit having changed nothing (what
+    /// still runs `kill_after` later is killed).
+    pub async fn disarm(&mut self) {
+        for a in self.armed.iter_mut().filter_map(Option::take) {
+            let Armed {
+                mut child,
+                go,
+                guard,
+            } = a;
+            drop(go);
+            let _ = timeout(self.timings.kill_after, child.wait()).await;
+            drop(guard); // KILLs the group: nothing is left, or something hangs
+        }
+    }
+
+    /// The pids of the armed commands waiting for their go.
+    pub fn armed_pids(&self) -> Vec<u32> {
+        self.armed
+            .iter()
+            .flatten()
+            .filter_map(|a| a.child.id())
+            .collect()
+    }
+
+    fn armed_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.env(&Cause::new(None, "armed"));
+        env.push(("HBEAT_ARMED", "1".into()));
+        env
     }
 
     /// The group's name.
@@ -618,7 +726,7 @@ impl GroupRunner {
         out
     }
 
-    async fn start(&self, index: usize, cause: &Cause) -> Result<Held, RunError> {
+    async fn start(&mut self, index: usize, cause: &Cause) -> Result<Held, RunError> {
         match &self.resources[index] {
             Resource::Script { .. } => {
                 let status = self.run_script(index, "start", cause).await?;
@@ -631,12 +739,22 @@ impl GroupRunner {
                     })
                 }
             }
-            Resource::Command { argv } => {
-                let env = self.env(cause);
-                let mut child = spawn(argv, &env).await?;
-                // A failed start (or a dropped acquire) leaves nothing of the command's group
-                // behind; then the supervisor owns the guard, even before its first poll.
-                let guard = GroupGuard(group_of(&child));
+            Resource::Command { argv, armed } => {
+                let argv = argv.clone();
+                let (mut child, env, guard) = if *armed {
+                    let env = self.armed_env();
+                    let waiting = self.armed[index].take();
+                    let (child, guard) = go(waiting, &argv, &env).await?;
+                    (child, env, guard)
+                } else {
+                    let env = self.env(cause);
+                    let child = spawn(&argv, &env, false).await?;
+                    // A failed start (or a dropped acquire) leaves nothing of the command's
+                    // group behind; then the supervisor owns the guard, even before its first
+                    // poll.
+                    let guard = GroupGuard(group_of(&child));
+                    (child, env, guard)
+                };
                 if let Ok(status) = timeout(self.timings.settle, child.wait()).await {
                     let status = status.map_or_else(|e| e.to_string(), describe_status);
                     return Err(RunError::ExitedEarly { status });
@@ -647,7 +765,8 @@ impl GroupRunner {
                 let supervisor = Supervisor {
                     group: self.group.clone(),
                     index,
-                    argv: argv.clone(),
+                    armed: *armed,
+                    argv,
                     env,
                     timings: self.timings,
                     events: self.events.clone(),
@@ -727,7 +846,7 @@ impl GroupRunner {
         let mut argv = vec![path.to_string_lossy().into_owned()];
         argv.extend(args.iter().cloned());
         argv.push(action.to_owned());
-        let mut child = spawn(&argv, &self.env(cause)).await?;
+        let mut child = spawn(&argv, &self.env(cause), false).await?;
         // A dropped call kills the script's group; one that ends keeps what it started in the
         // background (heartbeat's scripts start daemons with `&`).
         let mut guard = GroupGuard(group_of(&child));
@@ -767,15 +886,79 @@ impl GroupRunner {
     }
 }
 
-/// Spawns `argv` in its own process group with the `HBEAT_*` environment.
-async fn spawn(argv: &[String], env: &[(&'static str, String)]) -> Result<Child, RunError> {
+/// Starts an armed command: standard input a pipe, `HBEAT_ARMED=1` in `env`.
+async fn spawn_armed(argv: &[String], env: &[(&'static str, String)]) -> Result<Armed, RunError> {
+    let mut child = spawn(argv, env, true).await?;
+    let guard = GroupGuard(group_of(&child));
+    let go = child.stdin.take().ok_or_else(|| RunError::Spawn {
+        program: argv[0].clone(),
+        reason: "no pipe to its standard input".into(),
+    })?;
+    Ok(Armed { child, go, guard })
+}
+
+/// Tells an armed command to go: the one `waiting`, if it still runs and takes the byte, else a
+/// fresh one (armed and told at once). Returns it running, with the guard of its group.
+async fn go(
+    waiting: Option<Armed>,
+    argv: &[String],
+    env: &[(&'static str, String)],
+) -> Result<(Child, GroupGuard), RunError> {
+    use tokio::io::AsyncWriteExt;
+    let mut fresh = false;
+    let live = waiting.and_then(|mut a| matches!(a.child.try_wait(), Ok(None)).then_some(a));
+    let mut a = match live {
+        Some(a) => a,
+        None => {
+            fresh = true;
+            spawn_armed(argv, env).await?
+        }
+    };
+    loop {
+        match timeout(GO_TIMEOUT, a.go.write_all(b"\n")).await {
+            Ok(Ok(())) => {
+                let Armed {
+                    child, mut guard, ..
+                } = a;
+                let g = GroupGuard(guard.0);
+                guard.disarm();
+                return Ok((child, g));
+            }
+            // It ended (or hangs) between the check and the write: once more with a fresh one.
+            _ if !fresh => {
+                fresh = true;
+                a = spawn_armed(argv, env).await?;
+            }
+            Ok(Err(e)) => {
+                return Err(RunError::Spawn {
+                    program: argv[0].clone(),
+                    reason: format!("cannot tell it to go: {e}"),
+                });
+            }
+            Err(_) => {
+                return Err(RunError::Spawn {
+                    program: argv[0].clone(),
+                    reason: format!("it did not take the go within {GO_TIMEOUT:?}"),
+                });
+            }
+        }
+    }
+}
+
+/// Spawns `argv` in its own process group with the `HBEAT_*` environment; standard input is a
+/// pipe when `piped` (armed commands), else `/dev/null`.
+async fn spawn(
+    argv: &[String],
+    env: &[(&'static str, String)],
+    piped: bool,
+) -> Result<Child, RunError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .envs(env.iter().map(|(k, v)| (*k, v)))
-            .stdin(Stdio::null())
+            .stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .process_group(0)
             .kill_on_drop(true);
         // SAFETY: the closure runs in the child between fork and exec and only calls
@@ -866,6 +1049,8 @@ fn describe_status(status: ExitStatus) -> String {
 struct Supervisor {
     group: String,
     index: usize,
+    /// Restarted as armed and told to go at once.
+    armed: bool,
     argv: Vec<String>,
     env: Vec<(&'static str, String)>,
     timings: Timings,
@@ -932,7 +1117,17 @@ impl Supervisor {
                     () = sleep(delay) => {}
                 }
                 let retry_in = (delay * 2).min(self.timings.restart_max);
-                match spawn(&self.argv, &self.env).await {
+                let restarted = if self.armed {
+                    go(None, &self.argv, &self.env)
+                        .await
+                        .map(|(child, mut guard)| {
+                            guard.disarm();
+                            child
+                        })
+                } else {
+                    spawn(&self.argv, &self.env, false).await
+                };
+                match restarted {
                     Ok(new) => {
                         child = new;
                         started = Instant::now();

@@ -2,7 +2,8 @@
 # Benchmark (issue 12), run by `tests/lab bench failover` in the lab VM: the outage a client sees when
 # the active director's cables are pulled, hbeat (the example's timings: keepalive 20 ms, warntime
 # 60 ms, deadtime 100 ms; links: unicast UDP on the LAN, broadcast on the heartbeat bridge; group
-# `fakeip hold 192.0.2.100/24 dev eth0`) against keepalived VRRPv3 (`advert_int 0.1`, priorities 200
+# `armed:fakeip hold 192.0.2.100/24 dev eth0`, the fakeip started ahead and told to go at the
+# takeover) against keepalived VRRPv3 (`advert_int 0.1`, priorities 200
 # and 100, the same VIP on eth0), in the same VM run, on the same topology (tests/topo.sh --hb).
 #
 # Turns alternate: hbeat then keepalived in odd rounds, keepalived then hbeat in even ones (PULLS
@@ -125,7 +126,7 @@ bcast = { dev = "eth1", port = 695 }
 [[group]]
 name = "web"
 preferred = "d1"
-resources = ["fakeip hold $VIP/24 dev eth0"]
+resources = ["armed:fakeip hold $VIP/24 dev eth0"]
 EOF
 }
 keepalived_conf() { # NODE DIR VIP
@@ -247,13 +248,13 @@ turn() {
     else
         local extra=""
         if [ "$tool" = hbeat ]; then
-            # d2's timeline from its log: peer dead, fakeip spawned, fakeip's "holding" (the address
+            # d2's timeline from its log: peer dead, fakeip told to go, fakeip's "holding" (the address
             # is added; the first gratuitous ARP goes out right after it).
             local dead start ann
             dead=$(line_epoch "$(grep -m1 'peer dead' "$d/d2.hbeat.log")")
             start=$(line_epoch "$(grep -m1 'starting resource' "$d/d2.hbeat.log")")
             ann=$(line_epoch "$(grep -m1 'holding vips' "$d/d2.hbeat.log")")
-            extra="d2 from the pull: peer dead $(ms_between "$pulled" "$dead") ms, fakeip spawned $(ms_between "$pulled" "$start") ms, fakeip holding (first GARP) $(ms_between "$pulled" "$ann") ms"
+            extra="d2 from the pull: peer dead $(ms_between "$pulled" "$dead") ms, fakeip told to go $(ms_between "$pulled" "$start") ms, fakeip holding (first GARP) $(ms_between "$pulled" "$ann") ms"
         else
             local master
             master=$(grep -m1 'Entering MASTER STATE' "$d/d2.keepalived.log" || true)

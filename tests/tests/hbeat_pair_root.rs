@@ -8,6 +8,9 @@
 //! d1, the keeper, announces the VIP again — c's entry names d1 within seconds, not after its
 //! neighbour entry times out. Exactly one director has the address afterwards.
 //!
+//! d2 runs its `fakeip hold` armed (`armed:`, hbeat's pre-started form): waiting while d1 holds
+//! the VIP (no address on d2), taking it when told, armed again after its release.
+//!
 //! Root, not part of a plain `cargo test`; `tests/lab all` runs it.
 
 use std::path::{Path, PathBuf};
@@ -51,7 +54,14 @@ impl Director {
     }
 }
 
-fn start(t: &Topology, dir: &Path, name: &'static str, other: &str, key: &Path) -> Director {
+fn start(
+    t: &Topology,
+    dir: &Path,
+    name: &'static str,
+    other: &str,
+    key: &Path,
+    armed: bool,
+) -> Director {
     let (mine, theirs) = if name == "d1" {
         ("198.18.0.1", "198.18.0.2")
     } else {
@@ -68,8 +78,9 @@ fn start(t: &Topology, dir: &Path, name: &'static str, other: &str, key: &Path) 
              [[peer]]\nname = \"{other}\"\n\
              [[link]]\nudp = {{ bind = \"{mine}:694\", peer = \"{theirs}:694\" }}\n\
              [[group]]\nname = \"web\"\nnodes = [\"d1\", \"d2\"]\n\
-             resources = [\"{fakeip} hold {VIP}/24 dev eth0\"]\n",
+             resources = [\"{armed}{fakeip} hold {VIP}/24 dev eth0\"]\n",
             key = key.display(),
+            armed = if armed { "armed:" } else { "" },
             fakeip = tool("fakeip").display(),
         ),
     )
@@ -92,6 +103,14 @@ fn start(t: &Topology, dir: &Path, name: &'static str, other: &str, key: &Path) 
         log,
         child,
     }
+}
+
+/// How many times a `fakeip hold` under this director said it was armed and waiting.
+fn armed_lines(d: &Director) -> usize {
+    std::fs::read_to_string(&d.log)
+        .unwrap_or_default()
+        .matches("armed: waiting for the go")
+        .count()
 }
 
 fn wait_for(what: &str, ds: &[&Director], mut f: impl FnMut() -> bool) {
@@ -151,12 +170,16 @@ fn a_healed_split_brain_leaves_one_holder_and_the_lan_follows_the_keeper() {
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let (m1, m2) = (mac(&t, "d1"), mac(&t, "d2"));
 
-    let d1 = start(&t, &dir, "d1", "d2", &key);
-    let d2 = start(&t, &dir, "d2", "d1", &key);
+    let d1 = start(&t, &dir, "d1", "d2", &key, false);
+    let d2 = start(&t, &dir, "d2", "d1", &key, true);
     let both = [&d1, &d2];
-    wait_for("d1 holds web, d2 sees it", &both, || {
-        d1.holds_web() && d2.status()["groups"][0]["holder"] == "d1" && has_vip(&t, "d1")
+    wait_for("d1 holds web, d2 sees it; d2's fakeip armed", &both, || {
+        d1.holds_web()
+            && d2.status()["groups"][0]["holder"] == "d1"
+            && has_vip(&t, "d1")
+            && armed_lines(&d2) == 1
     });
+    assert!(!has_vip(&t, "d2"), "an armed fakeip touches nothing");
     // c talks to the VIP: its cache names d1.
     touch(&t, "c", VIP);
     wait_for("c's entry names d1", &both, || {
@@ -170,6 +193,14 @@ fn a_healed_split_brain_leaves_one_holder_and_the_lan_follows_the_keeper() {
         d2.holds_web() && has_vip(&t, "d2") && seen_by_c(&t).as_deref() == Some(m2.as_str())
     });
     assert!(d1.holds_web() && has_vip(&t, "d1"));
+    // The armed process took it: one fakeip was started on d2 so far.
+    let log2 = std::fs::read_to_string(&d2.log).unwrap();
+    assert_eq!(
+        log2.matches("armed: waiting for the go").count(),
+        1,
+        "{log2}"
+    );
+    assert_eq!(log2.matches("holding vips").count(), 1, "{log2}");
 
     // The cable returns: d2 (later in nodes) releases, d1 keeps and announces again.
     stdout_ok("heal", t.exec("d2", &["ip", "link", "set", "eth1", "up"]));
@@ -179,6 +210,9 @@ fn a_healed_split_brain_leaves_one_holder_and_the_lan_follows_the_keeper() {
             && seen_by_c(&t).as_deref() == Some(m1.as_str())
     });
     assert!(d1.holds_web() && has_vip(&t, "d1"));
+    wait_for("d2's fakeip armed again", &both, || armed_lines(&d2) == 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!has_vip(&t, "d2"), "the new armed fakeip touches nothing");
     let log1 = std::fs::read_to_string(&d1.log).unwrap();
     assert!(log1.contains("the group is mine alone again"), "{log1}");
     drop((d1, d2));

@@ -84,6 +84,7 @@ fn the_issue_example_parses_as_written() {
                 argv: ["fakeip", "hold", "192.0.2.100/24", "dev", "eth0"]
                     .map(String::from)
                     .into(),
+                armed: false,
             },
             Resource::Script {
                 script: "/etc/hbeat/resource.d/ldir-sync".into(),

@@ -76,6 +76,31 @@ fn fast() -> Timings {
     }
 }
 
+/// A command resource that keeps the armed contract (`HBEAT_ARMED=1`: wait for a line on stdin,
+/// end of file = exit 0 having done nothing), logging `armed PID`, `go PID` or `gave up PID`.
+fn armed_command(log: &Path) -> Resource {
+    let log = log.display();
+    Resource::Command {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "echo armed $$ $HBEAT_ARMED >> {log}; if read -r go; then echo go $$ >> {log}; \
+                 exec sleep 1000; else echo gave up $$ >> {log}; fi"
+            ),
+        ],
+        armed: true,
+    }
+}
+
+fn runner_of(
+    resources: Vec<Resource>,
+    timings: Timings,
+) -> (GroupRunner, mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (GroupRunner::new("lb1", "web", resources, timings, tx), rx)
+}
+
 fn runner(resources: &[&str], timings: Timings) -> (GroupRunner, mpsc::UnboundedReceiver<Event>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let resources = resources
@@ -161,7 +186,8 @@ fn parse_commands_and_scripts() {
         Resource::Command {
             argv: ["fakeip", "hold", "192.0.2.100/24", "dev", "eth0"]
                 .map(String::from)
-                .into()
+                .into(),
+            armed: false,
         }
     );
     assert_eq!(
@@ -169,7 +195,8 @@ fn parse_commands_and_scripts() {
         Resource::Command {
             argv: ["sh", "-c", "echo \"a b\" > /dev/null"]
                 .map(String::from)
-                .into()
+                .into(),
+            armed: false,
         }
     );
     assert_eq!(
@@ -194,6 +221,13 @@ fn parse_commands_and_scripts() {
         ("script:::a", "needs a path"),
         ("script:rel/x", "must be absolute"),
         ("script:/x::", "empty script argument"),
+        ("armed:sleep 1000", "is for `fakeip hold …`"),
+        (
+            "armed:fakeip up 192.0.2.100/24 dev eth0",
+            "is for `fakeip hold …`",
+        ),
+        ("armed:script:/x::a", "applies to a command"),
+        ("armed:", "the command is empty"),
     ] {
         let e = Resource::parse(bad).unwrap_err();
         assert!(e.contains(wanted), "{bad:?}: {e}");
@@ -201,12 +235,26 @@ fn parse_commands_and_scripts() {
     // Display writes a form that parses back to the same resource.
     for spec in [
         "fakeip hold 192.0.2.100/24 dev eth0",
+        "armed:/usr/sbin/fakeip hold 192.0.2.100/24 dev eth0",
         "sh -c 'exec sleep 10'",
         "script:/x/y::a::b",
     ] {
         let r = Resource::parse(spec).unwrap();
         assert_eq!(Resource::parse(&r.to_string()).unwrap(), r, "{spec}");
     }
+}
+
+#[test]
+fn armed_fakeip_hold_parses_and_hashes_like_the_plain_command() {
+    let armed = Resource::parse("armed:fakeip hold 192.0.2.100/24 dev eth0").unwrap();
+    let plain = Resource::parse("fakeip hold 192.0.2.100/24 dev eth0").unwrap();
+    assert!(matches!(armed, Resource::Command { armed: true, .. }));
+    assert_eq!(
+        armed.to_string(),
+        "armed:fakeip hold 192.0.2.100/24 dev eth0"
+    );
+    assert_eq!(armed.program(), "fakeip");
+    assert_eq!(armed.canonical_words(), plain.canonical_words());
 }
 
 #[test]
@@ -865,4 +913,99 @@ async fn a_reannouncement_does_not_kill_a_command_without_a_sighup_handler() {
         [ResourceState::Running { .. }]
     ));
     g.release(&Cause::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_armed_command_waits_for_the_go_and_the_same_process_takes_the_group() {
+    let dir = TempDir::new("armed");
+    let log = dir.path("log");
+    let timings = Timings {
+        self_restart: false,
+        ..fast()
+    };
+    let (mut g, mut rx) = runner_of(vec![armed_command(&log)], timings);
+    assert_eq!(g.arm().await, 1);
+    let first = wait_for_line(&log).await;
+    let pid: u32 = first.split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(first, format!("armed {pid} 1"));
+    assert_eq!(g.armed_pids(), [pid]);
+    // Armed, it does nothing else, however long it waits; arming again changes nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(g.arm().await, 1);
+    assert_eq!(wait_for_lines(&log, 1).await.len(), 1);
+    assert!(g.status().await == [ResourceState::NotRunning]);
+
+    g.acquire(&Cause::default()).await.unwrap();
+    assert!(matches!(next_event(&mut rx).await, Event::Acquired { .. }));
+    assert_eq!(wait_for_lines(&log, 2).await[1], format!("go {pid}"));
+    assert_eq!(
+        g.status().await,
+        [ResourceState::Running { pid: Some(pid) }]
+    );
+    assert!(g.armed_pids().is_empty());
+
+    // Released: stopped like any command, and a fresh one is armed for next time.
+    g.release(&Cause::default()).await.unwrap();
+    wait_gone(pid).await;
+    assert_eq!(g.arm().await, 1);
+    let third = wait_for_lines(&log, 3).await.swap_remove(2);
+    assert!(
+        third.starts_with("armed ") && !third.contains(&pid.to_string()),
+        "{third}"
+    );
+    // Disarmed (the pipe closes): it gives up, having done nothing.
+    let next: u32 = third.split(' ').nth(1).unwrap().parse().unwrap();
+    g.disarm().await;
+    assert_eq!(wait_for_lines(&log, 4).await[3], format!("gave up {next}"));
+    wait_gone(next).await;
+}
+
+#[tokio::test]
+async fn an_armed_command_that_died_is_armed_again_and_one_never_armed_starts_at_once() {
+    let dir = TempDir::new("rearm");
+    let log = dir.path("log");
+    let timings = Timings {
+        self_restart: false,
+        ..fast()
+    };
+    let (mut g, mut rx) = runner_of(vec![armed_command(&log)], timings);
+    g.arm().await;
+    let pid: u32 = wait_for_line(&log)
+        .await
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _cleanup = KillOnDrop(vec![pid]);
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    wait_gone(pid).await;
+    // The acquire finds it gone: a fresh one is armed and told to go at once.
+    g.acquire(&Cause::default()).await.unwrap();
+    assert!(matches!(next_event(&mut rx).await, Event::Acquired { .. }));
+    let lines = wait_for_lines(&log, 3).await;
+    let fresh: u32 = lines[1].split(' ').nth(1).unwrap().parse().unwrap();
+    assert_ne!(fresh, pid);
+    assert_eq!(lines[2], format!("go {fresh}"));
+    g.release(&Cause::default()).await.unwrap();
+    // Armed again; killed; the next arm() (the monitor round) arms another.
+    g.arm().await;
+    let armed: u32 = wait_for_lines(&log, 4).await[3]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    kill(Pid::from_raw(armed as i32), Signal::SIGKILL).unwrap();
+    wait_gone(armed).await;
+    assert_eq!(g.arm().await, 1);
+    let again: u32 = wait_for_lines(&log, 5).await[4]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(again, armed);
+    drop(g);
+    wait_gone(again).await;
 }
