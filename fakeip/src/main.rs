@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use common::config::Duration as Dur;
 use common::daemon::{self, Exit, LogArgs, LogEnv, SdNotifier};
-use common::net::{Change, PacketGarp, Rtnetlink, SystemInterfaces};
+use common::net::{Change, NetError, PacketGarp, Rtnetlink, SystemInterfaces};
 use fakeip::hold::{HoldOptions, hold};
 use fakeip::ops::{self, ProbeOptions, UpOptions};
 use fakeip::target::{self, Accept, Target};
@@ -184,10 +184,18 @@ fn armed_go() -> Option<impl std::future::Future<Output = bool>> {
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     // A plain blocking read on its own thread: the runtime needs no I/O driver for one byte.
+    // After the go the pipe stays open as long as hbeat runs: its end (hbeat died, and its peer
+    // takes the group over) stops the hold like TERM, so the addresses go with hbeat.
     std::thread::spawn(move || {
         use std::io::Read;
         let mut b = [0u8; 1];
-        let _ = tx.send(matches!(std::io::stdin().read(&mut b), Ok(1)));
+        let go = matches!(std::io::stdin().read(&mut b), Ok(1));
+        let _ = tx.send(go);
+        if go {
+            while matches!(std::io::stdin().read(&mut b), Ok(n) if n > 0) {}
+            tracing::warn!("hbeat's pipe closed (hbeat ended): releasing as on TERM");
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM);
+        }
     });
     Some(async move { rx.await.unwrap_or(false) })
 }
@@ -282,6 +290,22 @@ fn run(cmd: Cmd) -> Result<Exit, Error> {
             // is then queued, not fatal.
             let mut signals = daemon::signals().map_err(|e| Error::Start(e.to_string()))?;
             let t = parse(&target, true, true)?;
+            if std::env::var_os("HBEAT_CLEANUP").is_some_and(|v| v == "1") {
+                // hbeat releasing a group whose `fakeip hold` died without removing its
+                // addresses (SIGKILL, a crash): remove them, announce nothing.
+                let mut failed = None;
+                for spec in &t.specs {
+                    match ops::down(&interfaces, &addresses, &t.iface, *spec) {
+                        Ok(Some(a)) => {
+                            println!("{a} removed from {} (left by a dead hold)", t.iface)
+                        }
+                        Ok(None) => {}
+                        Err(Error::Net(NetError::NoSuchInterface { .. })) => {}
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                return failed.map_or(Ok(Exit::Ok), Err);
+            }
             // The label applies to the IPv4 addresses of the group.
             let v4: Vec<_> = t
                 .specs

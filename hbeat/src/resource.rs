@@ -101,8 +101,7 @@ impl Resource {
                     "{ARMED} applies to a command, not to a script: write \"{ARMED}fakeip hold …\""
                 ));
             };
-            let name = Path::new(&argv[0]).file_name().and_then(OsStr::to_str);
-            if name != Some("fakeip") || argv.get(1).map(String::as_str) != Some("hold") {
+            if !is_fakeip_hold(&argv) {
                 return Err(format!(
                     "{ARMED} is for `fakeip hold …`, the program that waits for hbeat's go \
                      (HBEAT_ARMED=1); any other would start at once on every node"
@@ -149,6 +148,12 @@ impl Resource {
             return Err("a NUL character cannot be passed to a program".into());
         }
         Ok(Resource::Command { argv, armed: false })
+    }
+
+    /// `fakeip hold …` (armed or not): when it died while held, hbeat runs it once more with
+    /// `HBEAT_CLEANUP=1` to remove the addresses it left ([`GroupRunner::release`]).
+    pub fn cleans_up_after_death(&self) -> bool {
+        matches!(self, Resource::Command { argv, .. } if is_fakeip_hold(argv))
     }
 
     /// The program as written: `argv[0]` of a command, or the script's path or name.
@@ -204,6 +209,12 @@ impl fmt::Display for Resource {
             }
         }
     }
+}
+
+/// `argv` runs `fakeip hold` (hbeat's companion: it knows `HBEAT_ARMED` and `HBEAT_CLEANUP`).
+fn is_fakeip_hold(argv: &[String]) -> bool {
+    let name = Path::new(&argv[0]).file_name().and_then(OsStr::to_str);
+    name == Some("fakeip") && argv.get(1).map(String::as_str) == Some("hold")
 }
 
 /// Why a resource's program cannot be run.
@@ -741,11 +752,11 @@ impl GroupRunner {
             }
             Resource::Command { argv, armed } => {
                 let argv = argv.clone();
-                let (mut child, env, guard) = if *armed {
+                let (mut child, env, guard, pipe) = if *armed {
                     let env = self.armed_env();
                     let waiting = self.armed[index].take();
-                    let (child, guard) = go(waiting, &argv, &env).await?;
-                    (child, env, guard)
+                    let (child, guard, pipe) = go(waiting, &argv, &env).await?;
+                    (child, env, guard, Some(pipe))
                 } else {
                     let env = self.env(cause);
                     let child = spawn(&argv, &env, false).await?;
@@ -753,7 +764,7 @@ impl GroupRunner {
                     // group behind; then the supervisor owns the guard, even before its first
                     // poll.
                     let guard = GroupGuard(group_of(&child));
-                    (child, env, guard)
+                    (child, env, guard, None)
                 };
                 if let Ok(status) = timeout(self.timings.settle, child.wait()).await {
                     let status = status.map_or_else(|e| e.to_string(), describe_status);
@@ -772,7 +783,7 @@ impl GroupRunner {
                     events: self.events.clone(),
                     state: state_tx,
                 };
-                let task = tokio::spawn(supervisor.run(child, guard, stop_rx));
+                let task = tokio::spawn(supervisor.run(child, guard, pipe, stop_rx));
                 Ok(Held::Command {
                     stop: stop_tx,
                     task,
@@ -796,6 +807,9 @@ impl GroupRunner {
                     let limit =
                         self.timings.kill_after + REAP_TIMEOUT + self.timings.script_timeout;
                     match timeout(limit, task).await {
+                        Ok(Ok(Stopped::NotRunning)) if resource.cleans_up_after_death() => {
+                            self.clean_up(index, cause).await
+                        }
                         Ok(Ok(how)) => Ok(how),
                         Ok(Err(e)) => Err(RunError::Supervisor(e.to_string())),
                         Err(_) => Err(RunError::Supervisor(format!("no answer within {limit:?}"))),
@@ -828,6 +842,44 @@ impl GroupRunner {
             }
         }
         errors
+    }
+
+    /// A `fakeip hold` that died (SIGKILL, a crash) could not remove its addresses: the same
+    /// command with `HBEAT_CLEANUP=1` removes them (and announces nothing) before the release
+    /// counts as done, so the peer never starts while they are still here.
+    async fn clean_up(&self, index: usize, cause: &Cause) -> Result<Stopped, RunError> {
+        let resource = &self.resources[index];
+        let Resource::Command { argv, .. } = resource else {
+            return Ok(Stopped::NotRunning);
+        };
+        let mut env = self.env(cause);
+        env.push(("HBEAT_CLEANUP", "1".into()));
+        let mut child = spawn(argv, &env, false).await?;
+        let mut guard = GroupGuard(group_of(&child));
+        let status = match timeout(self.timings.script_timeout, child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => {
+                return Err(RunError::Failed {
+                    action: "cleanup",
+                    status: e.to_string(),
+                });
+            }
+            Err(_) => {
+                return Err(RunError::TimedOut {
+                    action: "cleanup",
+                    timeout: self.timings.script_timeout,
+                });
+            }
+        };
+        guard.disarm();
+        if !status.success() {
+            return Err(RunError::Failed {
+                action: "cleanup",
+                status: describe_status(status),
+            });
+        }
+        info!(group = %self.group, %resource, "cleaned up after its death (HBEAT_CLEANUP=1)");
+        Ok(Stopped::NotRunning)
     }
 
     async fn run_script(
@@ -898,12 +950,14 @@ async fn spawn_armed(argv: &[String], env: &[(&'static str, String)]) -> Result<
 }
 
 /// Tells an armed command to go: the one `waiting`, if it still runs and takes the byte, else a
-/// fresh one (armed and told at once). Returns it running, with the guard of its group.
+/// fresh one (armed and told at once). Returns it running, with the guard of its group and its
+/// pipe, which must stay open while it is held (`fakeip hold` releases when the pipe closes: hbeat
+/// ended).
 async fn go(
     waiting: Option<Armed>,
     argv: &[String],
     env: &[(&'static str, String)],
-) -> Result<(Child, GroupGuard), RunError> {
+) -> Result<(Child, GroupGuard, tokio::process::ChildStdin), RunError> {
     use tokio::io::AsyncWriteExt;
     let mut fresh = false;
     let live = waiting.and_then(|mut a| matches!(a.child.try_wait(), Ok(None)).then_some(a));
@@ -918,11 +972,13 @@ async fn go(
         match timeout(GO_TIMEOUT, a.go.write_all(b"\n")).await {
             Ok(Ok(())) => {
                 let Armed {
-                    child, mut guard, ..
+                    child,
+                    mut guard,
+                    go,
                 } = a;
                 let g = GroupGuard(guard.0);
                 guard.disarm();
-                return Ok((child, g));
+                return Ok((child, g, go));
             }
             // It ended (or hangs) between the check and the write: once more with a fresh one.
             _ if !fresh => {
@@ -1065,6 +1121,7 @@ impl Supervisor {
         self,
         mut child: Child,
         mut guard: GroupGuard,
+        mut pipe: Option<tokio::process::ChildStdin>,
         mut stop: oneshot::Receiver<()>,
     ) -> Stopped {
         let mut delay = self.timings.restart_min;
@@ -1120,8 +1177,9 @@ impl Supervisor {
                 let restarted = if self.armed {
                     go(None, &self.argv, &self.env)
                         .await
-                        .map(|(child, mut guard)| {
+                        .map(|(child, mut guard, go)| {
                             guard.disarm();
+                            pipe = Some(go);
                             child
                         })
                 } else {

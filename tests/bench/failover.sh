@@ -32,18 +32,23 @@
 # keepalived> target=0.33 met|NOT MET`. Exit 1 when a turn or a part failed (after the last line).
 # TCG emulation makes every figure slower than on hardware: compare them only within this run.
 #
-# Environment: PULLS (5), STRESS_SECS (300), MEASURE_SECS (30), PARTS ("pulls steady").
+# Part `resource` (issue 13): RESOURCE_RUNS (5) times, SIGKILL to the holder's `fakeip hold`; the
+# line `resource-failover-ms median=...` is the time from the kill to the peer's fakeip holding the
+# VIP (the death is seen at once, the group moves to the ready peer).
+# Environment: PULLS (5), STRESS_SECS (300), MEASURE_SECS (30), RESOURCE_RUNS (5), PARTS ("pulls
+# steady resource").
 # build: -p hbeat --bin hbeat
 # build: -p fakeip --bin fakeip
 # build: -p ldir --bin ldir
 # build: -p tests --bin failover-probe
 # ratio: failover
-# env: PULLS STRESS_SECS MEASURE_SECS PARTS
+# env: PULLS STRESS_SECS MEASURE_SECS RESOURCE_RUNS PARTS
 set -euo pipefail
 PULLS=${PULLS:-5}
 STRESS_SECS=${STRESS_SECS:-300}
 MEASURE_SECS=${MEASURE_SECS:-30}
-PARTS=${PARTS:-"pulls steady"}
+PARTS=${PARTS:-"pulls steady resource"}
+RESOURCE_RUNS=${RESOURCE_RUNS:-5}
 VIP=192.0.2.100
 KVIP=192.0.2.101
 
@@ -57,7 +62,7 @@ KEEPALIVED=$(PATH=$PATH:/usr/sbin:/sbin command -v keepalived) \
     || fail "keepalived is missing (apt-get install keepalived; tests/lab deps)"
 command -v stress-ng >/dev/null || fail "stress-ng is missing (apt-get install stress-ng; tests/lab deps)"
 command -v jq >/dev/null || fail "jq is missing (apt-get install jq; tests/lab deps)"
-for p in $PARTS; do case $p in pulls|steady) ;; *) fail "PARTS: unknown part $p (pulls steady)" ;; esac; done
+for p in $PARTS; do case $p in pulls|steady|resource) ;; *) fail "PARTS: unknown part $p (pulls steady resource)" ;; esac; done
 [ "$PULLS" -ge 1 ] || fail "PULLS must be 1 or more"
 
 topo() { "$LAB_ROOT/tests/topo.sh" "$@"; }
@@ -343,6 +348,48 @@ if [[ " $PARTS " == *" steady "* ]]; then
     steady_lines+=("false-failovers hbeat=$fh (link late warnings: $late) keepalived=$fk state changes, stress-ng --cpu $n on both directors for ${STRESS_SECS}s target=0 $([ "$fh" = 0 ] && echo met || echo NOT MET)")
     echo "${steady_lines[-1]}"
     stop_all
+fi
+
+# --- part resource: kill -9 of the holder's fakeip -> the group running on the peer ----------------
+# (issue 13: a supervised command's death is seen at once, and the group moves to the ready peer)
+# RESOURCE_RUNS times: d1 holds web and d2's fakeip is armed; d1's `fakeip hold` gets SIGKILL; the
+# time from the kill to d2's fakeip "holding" (the VIP added, its first announcement going out),
+# from d2's log. Checked: d2 then holds web with the VIP, d1 has no VIP. Then `hbeat takeover` on d1
+# (which also clears d1's failure mark) brings web back for the next run.
+if [[ " $PARTS " == *" resource "* ]]; then
+    d=$tmp/resource
+    mkdir -p "$d"
+    topo up --hb > /dev/null
+    KV=0 ipvs_on_both "$d" || fail "ldir apply failed (resource)"
+    start_hbeat "$d"
+    # fakeip_of NODE: the pid of the fakeip in NODE's namespace (each node has one: held or armed).
+    fakeip_of() {
+        local p
+        for p in $(ip netns pids "$1"); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = fakeip ] && echo "$p"; done
+    }
+    ready_for_kill() { hb_settled "$d" && [ -n "$(fakeip_of d2)" ] && [ "$(vips d2 $VIP)" = 0 ]; }
+    moved() { [ "$(hb_held "$d" d2)" = web ] && [ "$(vips d2 $VIP)" = 1 ] && [ "$(vips d1 $VIP)" = 0 ]; }
+    took=()
+    for ((k = 1; k <= RESOURCE_RUNS; k++)); do
+        wait_until 30 ready_for_kill || fail "resource run $k: not settled (d1 holds web, d2's fakeip armed): $(grep -vE 'link (late|back)' "$d/d2.hbeat.log" | tail -8)"
+        pid=$(fakeip_of d1)
+        [ "$(wc -w <<< "$pid")" = 1 ] || fail "resource run $k: d1 runs fakeip '$pid', expected one"
+        before=$(grep -c 'holding vips' "$d/d2.hbeat.log" || true)
+        killed=$EPOCHREALTIME
+        kill -9 "$pid"
+        more_holding() { [ "$(grep -c 'holding vips' "$d/d2.hbeat.log" || true)" -gt "$before" ]; }
+        wait_until 10 more_holding \
+            || fail "resource run $k: d2's fakeip never held the VIP: $(for n in d1 d2; do echo "--- $n"; grep -vE 'link (late|back)' "$d/$n.hbeat.log" | tail -12; done)"
+        ms=$(ms_between "$killed" "$(line_epoch "$(grep 'holding vips' "$d/d2.hbeat.log" | tail -1)")")
+        wait_until 10 moved || fail "resource run $k: after the kill d2 holds '$(hb_held "$d" d2)', the VIP on d1 $(vips d1 $VIP)x, on d2 $(vips d2 $VIP)x"
+        echo "resource run $k: kill -9 of d1's fakeip hold -> d2's fakeip holding the VIP: $ms ms"
+        took+=("$ms")
+        hbeat --config "$d/d1.toml" takeover > /dev/null || fail "hbeat takeover on d1 failed"
+    done
+    stop_all
+    printf '%s\n' "${took[@]}" | sort -n | awk -v n="$RESOURCE_RUNS" '{ a[NR] = $1 } END {
+        m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+        printf "resource-failover-ms median=%.0f min=%d max=%d over %d runs (kill -9 of the holder'"'"'s fakeip -> the peer holding the VIP)\n", m, a[1], a[NR], n }'
 fi
 
 # --- the last line: the ratio of the medians -----------------------------------------------------
