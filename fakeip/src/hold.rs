@@ -57,9 +57,9 @@ pub struct HoldOptions {
 /// addresses; an error before READY when the addresses cannot be taken (anything added by then
 /// is removed again), or [`Error::Release`] when removing failed.
 ///
-/// `go`, when given, makes it *armed* (hbeat's `armed:` resources, DESIGN.md): everything is
-/// prepared (the process, its sockets, the interface looked up) and nothing is touched until `go`
-/// resolves: `true` takes the addresses as above; `false` (hbeat gave up on it, or died) or a
+/// `go`, when given, makes it *armed* (hbeat's `armed:` resources, `hbeat::resource::ARMED`):
+/// everything is prepared (the process, its sockets, the interface looked up) and nothing is
+/// touched until `go` resolves: `true` takes the addresses as above; `false` (hbeat gave up on it, or died) or a
 /// stop signal ends it with success, nothing changed.
 pub async fn hold<E: Events, G: Future<Output = bool>>(
     deps: Deps<'_>,

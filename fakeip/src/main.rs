@@ -175,7 +175,7 @@ fn parse(words: &[String], many: bool, prefix: bool) -> Result<Target, Error> {
     target::parse(words, Accept { many, prefix })
 }
 
-/// hbeat's `armed:` resources (DESIGN.md, "resources run by hbeat"): with `HBEAT_ARMED=1` in the
+/// hbeat's `armed:` resources (`hbeat::resource::ARMED`): with `HBEAT_ARMED=1` in the
 /// environment, `hold` prepares and waits; one byte on standard input is the go, end of file (hbeat
 /// gave up on this process, or died) means "not needed".
 fn armed_go() -> Option<impl std::future::Future<Output = bool>> {

@@ -458,8 +458,19 @@ pub async fn run(
     monitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop_limit = stop_limit(&d.config);
     loop {
+        // A peer's deadtime ends between two ticks: wake then too (only while it is ahead: a
+        // deadline already past is the next tick's business, never a busy loop).
+        let death = d
+            .machine
+            .next_death()
+            .map(Instant::from_std)
+            .filter(|at| *at > Instant::now());
         // Not biased: a flood of frames must not starve the ticks, signals or control requests.
         tokio::select! {
+            () = sleep_until_some(death) => {
+                d.frames_queued(&mut inbound);
+                d.handle(MachineEvent::Tick);
+            }
             Some(i) = inbound.recv() => {
                 d.frame(i);
                 d.frames_queued(&mut inbound);
@@ -548,6 +559,13 @@ pub async fn run(
     tokio::time::sleep(d.config.keepalive.min(Duration::from_millis(100))).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The tick, restarted if the keepalive changed.

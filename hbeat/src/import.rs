@@ -19,7 +19,7 @@
 //!   address is taken from `--address`, else (when converting for this host) from its interfaces; when
 //!   it is unknown the link gets a placeholder bind address that `hbeat check` refuses.
 //! - `bcast dev...`, `mcast dev group port ttl loop`, `serial dev...` with `baud`: the same links.
-//! - `ping ip...`: `[ping] targets`; `auto_failback on|off|legacy` (legacy behaves as on).
+//! - `ping ip...` and the members of `ping_group name ip...`: `[ping] targets` (hbeat asks whether any target answers, which is what a group was); `auto_failback on|off|legacy` (legacy behaves as on).
 //! - haresources groups (`preferred-node res...`, `\` continues a line): one `[[group]]` each, named
 //!   after its first resource (heartbeat's group key). `IPaddr`/`IPaddr2` (and a bare address)
 //!   become `fakeip hold ADDR/PREFIX dev NIC`; without a NIC or prefix the resource is written with
@@ -511,14 +511,39 @@ fn parse_ha_cf(text: &str, w: &mut Warnings) -> HaCf {
                     }
                 }
             }
-            "ping_group" => warn(
-                w,
-                n,
-                d,
-                "not converted: hbeat has no any-of ping groups; list the addresses under \
-                 [ping] targets if each should count on its own"
-                    .into(),
-            ),
+            "ping_group" => {
+                // `ping_group NAME HOST...`: up when any member answers. hbeat only asks whether
+                // any target answers, so the members as targets decide the same.
+                let mut added = Vec::new();
+                for v in vals.iter().skip(1) {
+                    match v.parse::<IpAddr>() {
+                        Ok(ip) => {
+                            if !cf.ping.contains(&ip) {
+                                cf.ping.push(ip);
+                            }
+                            added.push(ip.to_string());
+                        }
+                        Err(_) => warn(
+                            w,
+                            n,
+                            d,
+                            format!(
+                                "{v:?} is not an address (host names are not resolved); skipped"
+                            ),
+                        ),
+                    }
+                }
+                warn(
+                    w,
+                    n,
+                    d,
+                    format!(
+                        "its members ({}) became [ping] targets: hbeat asks whether any target \
+                         answers, as a group did",
+                        added.join(" ")
+                    ),
+                );
+            }
             "deadping" => warn(
                 w,
                 n,

@@ -555,6 +555,19 @@ impl Machine {
     // ---- accessors -------------------------------------------------------------------------
 
     /// My own letter.
+    /// When the first live peer will be dead unless a frame arrives (its last frame plus
+    /// deadtime): the daemon wakes then as well as at its keepalive ticks, so that a death is
+    /// seen at deadtime, not up to a keepalive later.
+    pub fn next_death(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|p| p.live == Liveness::Up)
+            .filter_map(|p| p.last_seen)
+            .map(|l| l + self.s.deadtime)
+            .min()
+            .map(|d| self.last_now + d.saturating_sub(self.t))
+    }
+
     pub fn state(&self) -> NodeState {
         self.state
     }

@@ -322,12 +322,18 @@ fn ping_targets_and_what_has_no_equivalent() {
         ping.targets,
         [
             "192.0.2.254".parse::<IpAddr>().unwrap(),
-            "198.18.0.254".parse().unwrap()
+            "198.18.0.254".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+            "192.0.2.2".parse().unwrap()
         ]
     );
     for (line, what, words) in [
         (6, "ping", "not resolved"),
-        (7, "ping_group", "any-of"),
+        (
+            7,
+            "ping_group",
+            "(192.0.2.1 192.0.2.2) became [ping] targets",
+        ),
         (8, "deadping", "[ping] timeout"),
         (9, "respawn", "ipfail's job"),
         (10, "respawn", "systemd service"),

@@ -35,8 +35,6 @@
 //!   Otherwise a conflict (split brain healed) leaves the group with the earlier node, which
 //!   announces it again once the other has released.
 
-use std::time::Duration;
-
 use super::{Action, Hold, Liveness, Machine};
 use crate::msg::Health;
 
@@ -323,10 +321,5 @@ impl Machine {
     /// The last ping round (for status).
     pub fn ping_result(&self) -> Option<(u8, u8)> {
         self.ping
-    }
-
-    /// How long ago I last woke from a suspension (for status and logs).
-    pub fn woke_ago(&self) -> Option<Duration> {
-        self.woke.map(|w| self.t - w)
     }
 }

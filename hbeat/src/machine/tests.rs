@@ -1575,3 +1575,17 @@ fn a_start_that_fails_on_the_only_node_left_is_not_retried_in_a_loop() {
         s.held_by("web", "b")
     });
 }
+
+#[test]
+fn next_death_is_the_last_frame_plus_deadtime_and_none_without_a_live_peer() {
+    let mut s = Sim::pair(false);
+    assert_eq!(s.machine(1).next_death(), None, "no peer heard yet");
+    s.run_until(ms(500), "both up", |s| s.held_by("web", "a"));
+    // Frames come every keepalive: the next death is at most deadtime ahead, and more than
+    // deadtime minus a keepalive (plus the link's delay) ahead.
+    let ahead = s.machine(1).next_death().unwrap() - s.instant(1);
+    assert!(ahead <= DEAD && ahead + KA * 2 > DEAD, "{ahead:?}");
+    s.crash(0);
+    s.run_for(DEAD * 2);
+    assert_eq!(s.machine(1).next_death(), None, "the peer is dead");
+}
