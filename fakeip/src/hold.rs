@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use common::daemon::{Notifier, SignalEvent, Signals};
-use common::net::{Change, Interface, NetError};
+use common::net::{Addresses, Change, Interface, NetError};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -91,7 +91,7 @@ pub async fn hold<E: Events, G: Future<Output = bool>>(
             }
             Err(e) => {
                 // Give back what this call added: no half-taken group.
-                let _ = release(deps, &iface, &added);
+                let _ = release(deps.addresses, &iface, &added);
                 return Err(e);
             }
         }
@@ -164,7 +164,7 @@ pub async fn hold<E: Events, G: Future<Output = bool>>(
     }
     let _ = notifier.stopping();
     info!(vips = %names, iface = %iface.name, reason = "signal", "releasing");
-    release(deps, &iface, specs)
+    release(deps.addresses, &iface, specs)
 }
 
 /// Waits for `go` while armed; false when it said no or a stop signal came first.
@@ -246,11 +246,12 @@ fn reensure(deps: Deps<'_>, iface: &Interface, specs: &[Spec], opts: &HoldOption
     }
 }
 
-/// Removes every address in `specs`, trying each; all failures are reported together.
-fn release(deps: Deps<'_>, iface: &Interface, specs: &[Spec]) -> Result<(), Error> {
+/// Removes every address in `specs`, trying each; all failures are reported together. Also what
+/// `fakeip hold` does under `HBEAT_CLEANUP=1` (what a dead hold left).
+pub fn release(addresses: &dyn Addresses, iface: &Interface, specs: &[Spec]) -> Result<(), Error> {
     let mut errors: Vec<NetError> = Vec::new();
     for spec in specs {
-        let found = match deps.addresses.list(iface) {
+        let found = match addresses.list(iface) {
             Ok(list) => list.into_iter().find(|a| a.addr == spec.addr),
             Err(e) => {
                 errors.push(e);
@@ -260,7 +261,7 @@ fn release(deps: Deps<'_>, iface: &Interface, specs: &[Spec]) -> Result<(), Erro
         let Some(have) = found else {
             continue;
         };
-        match deps.addresses.remove(iface, have.addr, have.prefix_len) {
+        match addresses.remove(iface, have.addr, have.prefix_len) {
             Ok(_) => info!(vip = %have, iface = %iface.name, "address removed"),
             Err(e) => errors.push(e),
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use common::config::Duration as Dur;
 use common::daemon::{self, Exit, LogArgs, LogEnv, SdNotifier};
-use common::net::{Change, NetError, PacketGarp, Rtnetlink, SystemInterfaces};
+use common::net::{Change, Interfaces, NetError, PacketGarp, Rtnetlink, SystemInterfaces};
 use fakeip::hold::{HoldOptions, hold};
 use fakeip::ops::{self, ProbeOptions, UpOptions};
 use fakeip::target::{self, Accept, Target};
@@ -293,18 +293,14 @@ fn run(cmd: Cmd) -> Result<Exit, Error> {
             if std::env::var_os("HBEAT_CLEANUP").is_some_and(|v| v == "1") {
                 // hbeat releasing a group whose `fakeip hold` died without removing its
                 // addresses (SIGKILL, a crash): remove them, announce nothing.
-                let mut failed = None;
-                for spec in &t.specs {
-                    match ops::down(&interfaces, &addresses, &t.iface, *spec) {
-                        Ok(Some(a)) => {
-                            println!("{a} removed from {} (left by a dead hold)", t.iface)
-                        }
-                        Ok(None) => {}
-                        Err(Error::Net(NetError::NoSuchInterface { .. })) => {}
-                        Err(e) => failed = Some(e),
-                    }
-                }
-                return failed.map_or(Ok(Exit::Ok), Err);
+                let iface = match interfaces.interface(&t.iface) {
+                    Ok(i) => i,
+                    // Gone with its interface: nothing is left to remove.
+                    Err(NetError::NoSuchInterface { .. }) => return Ok(Exit::Ok),
+                    Err(e) => return Err(e.into()),
+                };
+                fakeip::hold::release(&addresses, &iface, &t.specs)?;
+                return Ok(Exit::Ok);
             }
             // The label applies to the IPv4 addresses of the group.
             let v4: Vec<_> = t

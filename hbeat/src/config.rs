@@ -174,6 +174,14 @@ impl Config {
         all
     }
 
+    /// The link id (its index) of the quorum disk, if a disk link is one.
+    pub fn quorum_disk_link(&self) -> Option<u8> {
+        self.links
+            .iter()
+            .position(|l| matches!(l, Link::Disk { quorum: true, .. }))
+            .and_then(|i| u8::try_from(i).ok())
+    }
+
     /// What the state machine needs: names, timings, groups with their nodes, link ids (the
     /// index in `links`; validation keeps it within a `u8`), the groups hash.
     pub fn machine_settings(&self) -> crate::machine::Settings {
@@ -203,10 +211,7 @@ impl Config {
                 quorum: self.quorum,
                 votes: self.votes.clone(),
                 ping: self.ping.is_some(),
-                quorum_disk: self
-                    .links
-                    .iter()
-                    .any(|l| matches!(l, Link::Disk { quorum: true, .. })),
+                quorum_disk: self.quorum_disk_link().is_some(),
                 fence: self.fence.keys().cloned().collect(),
                 restart_limit: self.restart_limit,
                 restart_window: self.restart_window,

@@ -648,17 +648,10 @@ impl Daemon {
     /// Tells the machine when the quorum disk starts or stops showing my writes: the last read
     /// of my slot that found my last write must be at most warntime old.
     fn quorum_disk(&mut self) {
-        let Some(id) = self
-            .config
-            .links
-            .iter()
-            .position(|l| matches!(l, Link::Disk { quorum: true, .. }))
-        else {
+        let Some(id) = self.config.quorum_disk_link() else {
             return;
         };
-        let seen = self
-            .links
-            .own_write_seen(u8::try_from(id).unwrap_or(u8::MAX));
+        let seen = self.links.own_write_seen(id);
         let ok = seen.is_some_and(|t| t.elapsed() <= self.config.warntime);
         if self.machine.disk_ok() != Some(ok) {
             if ok {

@@ -18,13 +18,14 @@
 //! Every process gets `HBEAT_NODE`, `HBEAT_GROUP`, `HBEAT_PEER` and `HBEAT_REASON` (DESIGN.md,
 //! "resources run by hbeat"), SIGHUP ignored (as under `nohup`: a re-announcement that comes
 //! before a program installed its handler must not kill it; programs that handle SIGHUP install
-//! their handler over it, but a POSIX shell cannot `trap` a signal ignored on entry), standard input from `/dev/null`, and its own process group, so that TERM
-//! and KILL reach what a `sh -c` started too: a release sends TERM to the group and KILL once
-//! `kill_after` has passed with anything of it still running. Every wait is bounded; every child is
-//! reaped. Nothing is left behind: a command's group is killed when the command dies (before its
-//! restart), when its start fails, and when its supervisor is dropped (runtime shutdown); a script's
-//! group when it times out or its call is dropped — but not when it ends, since heartbeat-style
-//! scripts start daemons in the background. A supervisor whose [`GroupRunner`] is dropped stops its
+//! their handler over it, but a POSIX shell cannot `trap` a signal ignored on entry), standard
+//! input from `/dev/null`, and its own process group, so that TERM and KILL reach what a `sh -c`
+//! started too: a release sends TERM to the group and KILL once `kill_after` has passed with
+//! anything of it still running. Every wait is bounded; every child is reaped. Nothing is left
+//! behind: a command's group is killed when the command dies (before its restart), when its start
+//! fails, and when its supervisor is dropped (runtime shutdown); a script's group when it times
+//! out or its call is dropped — but not when it ends, since heartbeat-style scripts start daemons
+//! in the background. A supervisor whose [`GroupRunner`] is dropped stops its
 //! command (TERM, then KILL).
 //!
 //! Not here: deciding *when* a group moves (the state machine), restarting a script resource (v1
@@ -854,24 +855,7 @@ impl GroupRunner {
         };
         let mut env = self.env(cause);
         env.push(("HBEAT_CLEANUP", "1".into()));
-        let mut child = spawn(argv, &env, false).await?;
-        let mut guard = GroupGuard(group_of(&child));
-        let status = match timeout(self.timings.script_timeout, child.wait()).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(e)) => {
-                return Err(RunError::Failed {
-                    action: "cleanup",
-                    status: e.to_string(),
-                });
-            }
-            Err(_) => {
-                return Err(RunError::TimedOut {
-                    action: "cleanup",
-                    timeout: self.timings.script_timeout,
-                });
-            }
-        };
-        guard.disarm();
+        let status = self.run_to_end(argv, &env, "cleanup").await?;
         if !status.success() {
             return Err(RunError::Failed {
                 action: "cleanup",
@@ -898,9 +882,19 @@ impl GroupRunner {
         let mut argv = vec![path.to_string_lossy().into_owned()];
         argv.extend(args.iter().cloned());
         argv.push(action.to_owned());
-        let mut child = spawn(&argv, &self.env(cause), false).await?;
-        // A dropped call kills the script's group; one that ends keeps what it started in the
-        // background (heartbeat's scripts start daemons with `&`).
+        self.run_to_end(&argv, &self.env(cause), action).await
+    }
+
+    /// Runs `argv` until it exits, within `script_timeout` (then its group is killed). A dropped
+    /// call kills the group; one that ends keeps what it started in the background (heartbeat's
+    /// scripts start daemons with `&`).
+    async fn run_to_end(
+        &self,
+        argv: &[String],
+        env: &[(&'static str, String)],
+        action: &'static str,
+    ) -> Result<ExitStatus, RunError> {
+        let mut child = spawn(argv, env, false).await?;
         let mut guard = GroupGuard(group_of(&child));
         let result = timeout(self.timings.script_timeout, child.wait()).await;
         if matches!(result, Ok(Ok(_))) {
@@ -970,16 +964,7 @@ async fn go(
     };
     loop {
         match timeout(GO_TIMEOUT, a.go.write_all(b"\n")).await {
-            Ok(Ok(())) => {
-                let Armed {
-                    child,
-                    mut guard,
-                    go,
-                } = a;
-                let g = GroupGuard(guard.0);
-                guard.disarm();
-                return Ok((child, g, go));
-            }
+            Ok(Ok(())) => return Ok((a.child, a.guard, a.go)),
             // It ended (or hangs) between the check and the write: once more with a fresh one.
             _ if !fresh => {
                 fresh = true;

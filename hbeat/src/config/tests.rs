@@ -700,7 +700,9 @@ fn a_disk_link_may_be_the_quorum_disk_and_only_one() {
         }
     );
     assert!(c.machine_settings().policy.quorum_disk);
+    assert_eq!(c.quorum_disk_link(), Some(1));
     assert!(!ok(BASE).machine_settings().policy.quorum_disk);
+    assert_eq!(ok(BASE).quorum_disk_link(), None);
     let two = one.replace("/dev/sdc1\" }", "/dev/sdc1\", quorum = true }");
     let e = errors(&two);
     assert_eq!(e.len(), 1, "{e:?}");

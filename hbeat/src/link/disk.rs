@@ -279,9 +279,9 @@ async fn run_inner(path: &Path, setup: &Setup, ctx: &mut Ctx) -> Result<Stop, St
     let mut tick = tokio::time::interval(setup.disk_poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut wbuf = Some(Aligned::new(SLOT));
-    // My last completed write (none yet in this run: what the slot holds is from before).
+    // A write completed in this run: from then on `wbuf` holds my slot as I last wrote it (before,
+    // what the slot holds is from an earlier run).
     let mut written = false;
-    let mut last_frame: Vec<u8> = Vec::with_capacity(MAX_FRAME);
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -289,7 +289,7 @@ async fn run_inner(path: &Path, setup: &Setup, ctx: &mut Ctx) -> Result<Stop, St
                 for (i, s) in buf.get().chunks(SLOT).enumerate() {
                     if i == mine {
                         // Reads and writes take turns: the slot must hold my last write.
-                        if written && decode_slot(s) == (Slot::Frame { counter, frame: &last_frame }) {
+                        if written && wbuf.as_ref().is_some_and(|w| w.get() == s) {
                             ctx.shared.lock().own_write_seen = Some(tokio::time::Instant::now());
                         }
                         continue;
@@ -334,8 +334,6 @@ async fn run_inner(path: &Path, setup: &Setup, ctx: &mut Ctx) -> Result<Stop, St
                     Ok(()) => {
                         ctx.shared.sent(f.len());
                         written = true;
-                        last_frame.clear();
-                        last_frame.extend_from_slice(&f);
                     }
                     Err(e) => return Err(LinkError::io(format!("write {name} slot {mine}"), e).into()),
                 }

@@ -93,6 +93,12 @@ fn armed_command(log: &Path) -> Resource {
     }
 }
 
+/// The pid in an `armed PID 1` or `go PID` line of [`armed_command`]'s log (its second
+/// word).
+fn armed_pid(line: &str) -> u32 {
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
 fn runner_of(
     resources: Vec<Resource>,
     timings: Timings,
@@ -926,7 +932,7 @@ async fn an_armed_command_waits_for_the_go_and_the_same_process_takes_the_group(
     let (mut g, mut rx) = runner_of(vec![armed_command(&log)], timings);
     assert_eq!(g.arm().await, 1);
     let first = wait_for_line(&log).await;
-    let pid: u32 = first.split(' ').nth(1).unwrap().parse().unwrap();
+    let pid = armed_pid(&first);
     assert_eq!(first, format!("armed {pid} 1"));
     assert_eq!(g.armed_pids(), [pid]);
     // Armed, it does nothing else, however long it waits; arming again changes nothing.
@@ -954,7 +960,7 @@ async fn an_armed_command_waits_for_the_go_and_the_same_process_takes_the_group(
         "{third}"
     );
     // Disarmed (the pipe closes): it gives up, having done nothing.
-    let next: u32 = third.split(' ').nth(1).unwrap().parse().unwrap();
+    let next = armed_pid(&third);
     g.disarm().await;
     assert_eq!(wait_for_lines(&log, 4).await[3], format!("gave up {next}"));
     wait_gone(next).await;
@@ -970,13 +976,7 @@ async fn an_armed_command_that_died_is_armed_again_and_one_never_armed_starts_at
     };
     let (mut g, mut rx) = runner_of(vec![armed_command(&log)], timings);
     g.arm().await;
-    let pid: u32 = wait_for_line(&log)
-        .await
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = armed_pid(&wait_for_line(&log).await);
     let _cleanup = KillOnDrop(vec![pid]);
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
     wait_gone(pid).await;
@@ -984,27 +984,17 @@ async fn an_armed_command_that_died_is_armed_again_and_one_never_armed_starts_at
     g.acquire(&Cause::default()).await.unwrap();
     assert!(matches!(next_event(&mut rx).await, Event::Acquired { .. }));
     let lines = wait_for_lines(&log, 3).await;
-    let fresh: u32 = lines[1].split(' ').nth(1).unwrap().parse().unwrap();
+    let fresh = armed_pid(&lines[1]);
     assert_ne!(fresh, pid);
     assert_eq!(lines[2], format!("go {fresh}"));
     g.release(&Cause::default()).await.unwrap();
     // Armed again; killed; the next arm() (the monitor round) arms another.
     g.arm().await;
-    let armed: u32 = wait_for_lines(&log, 4).await[3]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let armed = armed_pid(&wait_for_lines(&log, 4).await[3]);
     kill(Pid::from_raw(armed as i32), Signal::SIGKILL).unwrap();
     wait_gone(armed).await;
     assert_eq!(g.arm().await, 1);
-    let again: u32 = wait_for_lines(&log, 5).await[4]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let again = armed_pid(&wait_for_lines(&log, 5).await[4]);
     assert_ne!(again, armed);
     drop(g);
     wait_gone(again).await;
