@@ -137,17 +137,24 @@ fn run(path: &std::path::Path) -> Exit {
                 }
             }
         });
-        match hbeat::daemon::run(
+        // The daemon runs as a task, not as block_on's own future: waking that future (a timer, a
+        // frame) writes the runtime's eventfd and costs one more pass through epoll every time,
+        // while a task woken on the runtime's thread is queued in place (50 fewer wake-ups a
+        // second at a 20 ms keepalive).
+        let daemon = tokio::spawn(hbeat::daemon::run(
             config,
             path.to_path_buf(),
             keys,
             Arc::new(SdNotifier::from_env()),
             rx,
-        )
-        .await
-        {
-            Ok(()) => Exit::Ok,
+        ));
+        match daemon.await {
+            Ok(Ok(())) => Exit::Ok,
             Err(e) => {
+                tracing::error!(error = %e, "the daemon task failed");
+                Exit::TempFail
+            }
+            Ok(Err(e)) => {
                 tracing::error!(error = %e, "hbeat cannot run");
                 Exit::TempFail
             }

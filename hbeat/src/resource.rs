@@ -622,12 +622,26 @@ impl GroupRunner {
                 Ok(held) => self.held.push(held),
                 Err(error) => {
                     warn!(group = %self.group, resource = %self.resources[index], %error, "resource did not start; rolling back");
-                    let rollback = self
-                        .stop_held(&Cause::new(
+                    let mut rollback = Vec::new();
+                    // A `fakeip hold` that died while settling (killed, crashed) may have added
+                    // its addresses: they go first, as in a release after its death.
+                    if matches!(error, RunError::ExitedEarly { .. })
+                        && self.resources[index].cleans_up_after_death()
+                        && let Err(e) = self.clean_up(index, cause).await
+                    {
+                        warn!(group = %self.group, resource = %self.resources[index], error = %e, "cleanup after its death failed");
+                        rollback.push(format!(
+                            "resource {index} (`{}`): {e}",
+                            self.resources[index]
+                        ));
+                    }
+                    rollback.extend(
+                        self.stop_held(&Cause::new(
                             cause.peer.as_deref(),
                             "rollback: a later resource failed to start",
                         ))
-                        .await;
+                        .await,
+                    );
                     let error = AcquireError {
                         group: self.group.clone(),
                         index,

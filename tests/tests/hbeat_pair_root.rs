@@ -11,6 +11,10 @@
 //! d2 runs its `fakeip hold` armed (`armed:`, hbeat's pre-started form): waiting while d1 holds
 //! the VIP (no address on d2), taking it when told, armed again after its release.
 //!
+//! A `fakeip hold` killed with SIGKILL cannot remove its address: hbeat runs the same command
+//! with `HBEAT_CLEANUP=1` before its release counts as done, so when the peer holds the VIP the
+//! dead holder's node no longer has it (without the cleanup the address would stay for good).
+//!
 //! Root, not part of a plain `cargo test`; `tests/lab all` runs it.
 
 use std::path::{Path, PathBuf};
@@ -157,10 +161,9 @@ fn has_vip(t: &Topology, node: &str) -> bool {
     .contains(&format!("{VIP}/24"))
 }
 
-#[test]
-fn a_healed_split_brain_leaves_one_holder_and_the_lan_follows_the_keeper() {
-    let t = Topology::up(&["--hb", "--no-http"]);
-    let dir = std::env::temp_dir().join(format!("hbeat-pair-{}", std::process::id()));
+/// The key file and a fresh directory for one test.
+fn setup(test: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("hbeat-pair-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let keygen = Command::new(tool("hbeat")).arg("keygen").output().unwrap();
@@ -168,6 +171,85 @@ fn a_healed_split_brain_leaves_one_holder_and_the_lan_follows_the_keeper() {
     let key = dir.join("authkey");
     std::fs::write(&key, &keygen.stdout).unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    (dir, key)
+}
+
+/// The pids of the `fakeip` processes the director's hbeat started.
+fn fakeips(d: &Director) -> Vec<i32> {
+    let parent = d.child.id().to_string();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(str::trim);
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if ppid == Some(parent.as_str()) && String::from_utf8_lossy(&cmdline).contains("fakeip") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_killed_fakeip_is_cleaned_up_before_the_peer_takes_the_vip() {
+    let t = Topology::up(&["--hb", "--no-http"]);
+    let (dir, key) = setup("cleanup");
+    let d1 = start(&t, &dir, "d1", "d2", &key, false);
+    let d2 = start(&t, &dir, "d2", "d1", &key, true);
+    let both = [&d1, &d2];
+    wait_for(
+        "d1 holds web with the VIP; d2's fakeip armed",
+        &both,
+        || {
+            d1.holds_web()
+                && has_vip(&t, "d1")
+                && armed_lines(&d2) == 1
+                && std::fs::read_to_string(&d1.log)
+                    .unwrap_or_default()
+                    .contains("group acquired")
+        },
+    );
+    let held = fakeips(&d1);
+    assert_eq!(held.len(), 1, "one fakeip under d1's hbeat: {held:?}");
+    let kill = Command::new("kill")
+        .args(["-KILL", &held[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success(), "kill -KILL {}", held[0]);
+
+    // The resource failed on d1 and d2 is ready: the group moves. When d2 holds the VIP, d1's
+    // release (its cleanup included) is done: the address must be gone from d1 already.
+    wait_for("d2 holds web with the VIP", &both, || {
+        d2.holds_web() && has_vip(&t, "d2")
+    });
+    assert!(
+        !has_vip(&t, "d1"),
+        "d1 still has the VIP the killed fakeip left while d2 holds it:\n{}",
+        std::fs::read_to_string(&d1.log).unwrap_or_default()
+    );
+    let log1 = std::fs::read_to_string(&d1.log).unwrap();
+    assert!(
+        log1.contains("cleaned up after its death (HBEAT_CLEANUP=1)"),
+        "{log1}"
+    );
+    assert!(
+        log1.contains("address removed"),
+        "the cleanup run of fakeip said what it did: {log1}"
+    );
+    drop((d1, d2));
+    t.down().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_healed_split_brain_leaves_one_holder_and_the_lan_follows_the_keeper() {
+    let t = Topology::up(&["--hb", "--no-http"]);
+    let (dir, key) = setup("split");
     let (m1, m2) = (mac(&t, "d1"), mac(&t, "d2"));
 
     let d1 = start(&t, &dir, "d1", "d2", &key, false);

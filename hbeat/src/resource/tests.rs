@@ -999,3 +999,35 @@ async fn an_armed_command_that_died_is_armed_again_and_one_never_armed_starts_at
     drop(g);
     wait_gone(again).await;
 }
+
+#[tokio::test]
+async fn a_fakeip_hold_that_dies_while_settling_is_cleaned_up_before_the_rollback() {
+    // A stand-in named `fakeip`: the hold adds nothing and dies at once (as when killed while
+    // settling); the cleanup run (HBEAT_CLEANUP=1) is recorded.
+    let dir = TempDir::new("settle-cleanup");
+    let log = dir.path("log");
+    let fakeip = dir.script(
+        "fakeip",
+        &format!(
+            "echo \"$1 cleanup=${{HBEAT_CLEANUP:-0}}\" >> {}; [ \"${{HBEAT_CLEANUP:-0}}\" = 1 ] && exit 0; kill -KILL $$",
+            log.display()
+        ),
+    );
+    let a = dir.recording_script("a");
+    let (mut g, _rx) = runner(
+        &[
+            &format!("script:{a}"),
+            &format!("{fakeip} hold 192.0.2.100/24 dev eth0"),
+        ],
+        fast(),
+    );
+    let e = g.acquire(&Cause::default()).await.unwrap_err();
+    assert!(matches!(e.error, RunError::ExitedEarly { .. }), "{e}");
+    assert!(e.rollback.is_empty(), "{e}");
+    // The dead hold's cleanup first, then the resources before it, right to left.
+    assert_eq!(
+        dir.log(),
+        ["a start", "hold cleanup=0", "hold cleanup=1", "a stop"]
+    );
+    assert!(!g.is_held());
+}
