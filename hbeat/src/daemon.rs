@@ -718,6 +718,9 @@ impl Daemon {
                 let state = self.machine.state();
                 self.run_notify(state, state, &reason, Some((group.as_deref(), &reason)));
             }
+            Action::OldFrame { peer, link, behind } => {
+                tracing::warn!(%peer, link, behind, "a frame of the dead peer set aside: written long before it arrived (a hung disk write?); its next frame is believed")
+            }
             Action::Reannounce(g) => {
                 tracing::info!(group = %g, "the group is mine alone again: announcing it");
                 if let Some(tx) = self.runners.get(&g) {

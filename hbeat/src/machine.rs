@@ -39,6 +39,11 @@
 //!   once on `Leave`. A frame whose sequence is not newer than the last one acted on (the same
 //!   frame on another link) only refreshes liveness. A larger incarnation is a restart: it holds
 //!   nothing now. `warntime` without a frame on a link reports that link late.
+//! - **Old frames**: a peer that is down and comes back in the same incarnation must have stamped
+//!   a message per keepalive while silent; a frame whose sequence advanced less than a quarter of
+//!   that was written long ago and delivered late (a write that hung in a suspended disk path, a
+//!   node stopped with SIGSTOP) and says what the peer held then. It is set aside
+//!   ([`Action::OldFrame`]), once: the next frame is believed.
 //! - **Evidence**: I never acquire a group that a live peer says it holds (held includes groups
 //!   being acquired or released), nor one that a peer not yet heard since my start may hold
 //!   (during `initdead`); a node that hears nobody by `initdead` takes what it may hold.
@@ -234,6 +239,13 @@ pub enum Action {
     /// A split brain ended with me keeping the group: announce it again (the VIP's neighbours may
     /// have learnt the other node's MAC).
     Reannounce(String),
+    /// A frame of a dead peer was set aside: its sequence is at least `behind` messages older than
+    /// the time it was silent allows (written long ago, delivered late).
+    OldFrame {
+        peer: String,
+        link: u8,
+        behind: u64,
+    },
 }
 
 /// A peer's liveness in my view.
@@ -312,6 +324,10 @@ struct Peer {
     seq: Option<u64>,
     last_seen: Option<Duration>,
     up_since: Duration,
+    /// A frame of it was set aside as old since it was last up: the next one is believed.
+    doubted: bool,
+    /// The groups that set-aside frame listed: a copy may still run there until the next frame.
+    doubted_held: BTreeSet<String>,
     links: BTreeMap<u8, LinkSeen>,
     state: NodeState,
     held: BTreeSet<String>,
@@ -419,6 +435,8 @@ impl Machine {
                     seq: None,
                     last_seen: None,
                     up_since: Duration::ZERO,
+                    doubted: false,
+                    doubted_held: BTreeSet::new(),
                     links,
                     state: NodeState::Down,
                     held: BTreeSet::new(),
@@ -759,8 +777,42 @@ impl Machine {
         if p.live == Liveness::Left {
             return; // a copy of its last frames; it comes back with a new incarnation
         }
+        // A peer found dead comes back in the same life. A live node stamps at least one message
+        // per keepalive, so its sequence advanced with the time it was silent; a frame that did
+        // not (by a quarter of that, for slow ticks) was written long ago and delivered late — a
+        // write that hung in a suspended disk path lands when the path returns, saying what the
+        // peer held then. It is set aside, once: the next frame is believed, so a peer whose
+        // keepalive differs from mine is at most one frame late in coming up.
+        if p.live == Liveness::Down
+            && !p.doubted
+            && let (Some(seq), Some(seen)) = (p.seq, p.last_seen)
+        {
+            let silent = t.saturating_sub(seen).as_nanos();
+            let per = (self.s.keepalive.as_nanos() * 4).max(1);
+            let expected = u64::try_from(silent / per).unwrap_or(u64::MAX);
+            if msg.seq < seq.saturating_add(expected) {
+                p.doubted = true;
+                p.doubted_held = msg.held.iter().cloned().collect();
+                p.last_seen = Some(t);
+                p.seq = Some(p.seq.map_or(msg.seq, |s| s.max(msg.seq)));
+                out.push(Action::OldFrame {
+                    peer: name.clone(),
+                    link,
+                    behind: seq.saturating_add(expected) - msg.seq,
+                });
+                // Mine that it listed: announced again once it is believed to have let go.
+                for slot in &mut self.slots {
+                    if slot.hold.occupied() && msg.held.contains(&slot.name) {
+                        slot.conflict_since.get_or_insert(t);
+                    }
+                }
+                return;
+            }
+        }
         p.last_seen = Some(t);
         if p.live != Liveness::Up {
+            p.doubted = false;
+            p.doubted_held.clear();
             p.live = Liveness::Up;
             p.up_since = t;
             for l in p.links.values_mut() {
@@ -989,6 +1041,13 @@ impl Machine {
         self.peers.get(n).is_some_and(|p| p.live == Liveness::Up)
     }
 
+    /// Whether a down peer's set-aside frame listed group `g` (no later frame yet).
+    fn doubted_claim(&self, g: &str) -> bool {
+        self.peers
+            .values()
+            .any(|p| p.live == Liveness::Down && p.doubted && p.doubted_held.contains(g))
+    }
+
     fn peer_holds(&self, n: &str, g: &str) -> bool {
         self.peers
             .get(n)
@@ -1171,8 +1230,13 @@ impl Machine {
                             }
                         }
                     } else if self.slots[i].hold == Hold::Held
-                        && self.slots[i].conflict_since.take().is_some()
+                        && self.slots[i].conflict_since.is_some_and(|c| {
+                            // An old frame's claim: announce once its sender's next frame is
+                            // believed (its copy gone by then), or after deadtime without one.
+                            !self.doubted_claim(&name) || t - c >= self.s.deadtime
+                        })
                     {
+                        self.slots[i].conflict_since = None;
                         self.reason = format!("{name} is mine alone again: announcing it");
                         out.push(Action::Reannounce(name.clone()));
                     }

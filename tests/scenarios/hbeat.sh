@@ -269,23 +269,26 @@ grep -hE 'peer dead|group=web' "$T/d2.log" | tail -3 | sed 's/^/    d2: /'
 sleep 2
 expect_eq "one holder 2 s later (d1, d2)" "0 1" "$(vips d1) $(vips d2)"
 
-# Which node ends up with web is not asserted: the write that hung in d1's suspended path lands
-# on the disk when it resumes, carrying d1's frame from before the suspension ("holding web"), and
-# d2 may yield web to d1 on it (d1 comes first). One holder is what matters (see the issue note).
-echo "== the disk and the cables back: one holder, both nodes agree on it"
+# The write that hung in d1's suspended path lands when it resumes, carrying d1's frame from
+# before the suspension ("holding web"): d2 sets it aside (its sequence number did not advance with
+# d1's silence), and d1's next write carries its newest frame, not those queued during the hang.
+echo "== the disk and the cables back: d2 keeps web, both nodes agree"
 dmsetup resume qd1 || fail "dmsetup resume qd1"
 topo exec sw ip link set d1 up
 topo exec sw ip link set hb-d1 up
 wait_for "d1 sees its writes on the quorum disk again" 10 qdisk d1 true
-one_holder() {
-    local h1 h2
-    h1=$(held d1) h2=$(held d2)
-    [ "$h1$h2" = web ] && [ "$(($(vips d1) + $(vips d2)))" = 1 ] \
-        && sees d1 "$([ "$h1" = web ] && echo d1 || echo d2)" && sees d2 "$([ "$h1" = web ] && echo d1 || echo d2)"
+d2_keeps() {
+    [ "$(held d1)" = "" ] && [ "$(held d2)" = web ] && [ "$(vips d1) $(vips d2)" = "0 1" ] \
+        && sees d1 d2 && sees d2 d2
 }
-wait_for "one holder of web and of the VIP, seen by both" 15 one_holder
+wait_for "d2 holds web and the VIP, seen by both" 15 d2_keeps
 sleep 2
-one_holder || fail "not one holder 2 s later: d1 holds '$(held d1)', d2 '$(held d2)', VIP $(vips d1)x on d1, $(vips d2)x on d2"
+d2_keeps || fail "d2 did not keep web: d1 holds '$(held d1)', d2 '$(held d2)', VIP $(vips d1)x on d1, $(vips d2)x on d2"
+if grep -q "set aside" "$T/d2.log"; then
+    grep -h "set aside" "$T/d2.log" | sed 's/^/    d2: /'
+else
+    echo "    (d2 read no old frame: d1's fresh write came before d2's next read)"
+fi
 for n in d1 d2; do
     kill -TERM "${PID[$n]}"
     wait "${PID[$n]}" || fail "$n exited with $? after TERM"

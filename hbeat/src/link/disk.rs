@@ -46,6 +46,8 @@ use std::time::Duration;
 
 use nix::fcntl::{OFlag, PosixFadviseAdvice, posix_fadvise};
 
+use tokio::sync::mpsc;
+
 use super::{Ctx, LinkError, MAX_FRAME, Setup, Shared, Stop};
 
 /// One node's slot size in bytes (and the alignment of every disk I/O).
@@ -282,10 +284,35 @@ async fn run_inner(path: &Path, setup: &Setup, ctx: &mut Ctx) -> Result<Stop, St
     // A write completed in this run: from then on `wbuf` holds my slot as I last wrote it (before,
     // what the slot holds is from an earlier run).
     let mut written = false;
+    // The newest frame not written yet. Frames that arrive while a read or write is under way are
+    // taken in here at once, each replacing the one before: after a write that hung (a suspended
+    // path), the next one carries the latest frame, not those queued during the hang.
+    let mut pending: Option<Arc<[u8]>> = None;
     loop {
+        if let Some(f) = pending.take() {
+            counter = counter.wrapping_add(1).max(1);
+            let mut w = wbuf.take().unwrap_or_else(|| Aligned::new(SLOT));
+            encode_slot(counter, &f, w.get_mut());
+            let fl = file.clone();
+            let offset = (mine * SLOT) as u64;
+            let write = blocking(&ctx.shared, "write", move || {
+                let r = fl.write_all_at(w.get(), offset);
+                (w, r)
+            });
+            let (w, r) = absorbing(write, &mut ctx.out, &mut pending, &ctx.shared).await??;
+            wbuf = Some(w);
+            match r {
+                Ok(()) => {
+                    ctx.shared.sent(f.len());
+                    written = true;
+                }
+                Err(e) => return Err(LinkError::io(format!("write {name} slot {mine}"), e).into()),
+            }
+            continue;
+        }
         tokio::select! {
             _ = tick.tick() => {
-                buf = read(buf, &ctx.shared).await?;
+                buf = absorbing(read(buf, &ctx.shared), &mut ctx.out, &mut pending, &ctx.shared).await??;
                 for (i, s) in buf.get().chunks(SLOT).enumerate() {
                     if i == mine {
                         // Reads and writes take turns: the slot must hold my last write.
@@ -313,31 +340,40 @@ async fn run_inner(path: &Path, setup: &Setup, ctx: &mut Ctx) -> Result<Stop, St
                 }
             }
             f = ctx.out.recv() => {
-                let Some(mut f) = f else { return Ok(Stop::Closed) };
+                let Some(f) = f else { return Ok(Stop::Closed) };
+                keep_newest(&mut pending, f, &ctx.shared);
                 // Only the newest frame matters in a slot: skip those it supersedes.
                 while let Ok(newer) = ctx.out.try_recv() {
-                    ctx.shared.lock().send_dropped += 1;
-                    f = newer;
-                }
-                counter = counter.wrapping_add(1).max(1);
-                let mut w = wbuf.take().unwrap_or_else(|| Aligned::new(SLOT));
-                encode_slot(counter, &f, w.get_mut());
-                let fl = file.clone();
-                let offset = (mine * SLOT) as u64;
-                let (w, r) = blocking(&ctx.shared, "write", move || {
-                    let r = fl.write_all_at(w.get(), offset);
-                    (w, r)
-                })
-                .await?;
-                wbuf = Some(w);
-                match r {
-                    Ok(()) => {
-                        ctx.shared.sent(f.len());
-                        written = true;
-                    }
-                    Err(e) => return Err(LinkError::io(format!("write {name} slot {mine}"), e).into()),
+                    keep_newest(&mut pending, newer, &ctx.shared);
                 }
             }
+        }
+    }
+}
+
+/// Makes `f` the frame to write next; one it replaces is counted as dropped.
+fn keep_newest(pending: &mut Option<Arc<[u8]>>, f: Arc<[u8]>, shared: &Shared) {
+    if pending.replace(f).is_some() {
+        shared.lock().send_dropped += 1;
+    }
+}
+
+/// Awaits `io` while taking in the frames the daemon queues meanwhile ([`keep_newest`]), so that
+/// a slow or hung device never leaves old frames in the queue. The daemon gone: `Stop::Closed`.
+async fn absorbing<T>(
+    io: impl Future<Output = T>,
+    out: &mut mpsc::Receiver<Arc<[u8]>>,
+    pending: &mut Option<Arc<[u8]>>,
+    shared: &Shared,
+) -> Result<T, Stop> {
+    tokio::pin!(io);
+    loop {
+        tokio::select! {
+            r = &mut io => return Ok(r),
+            f = out.recv() => match f {
+                Some(f) => keep_newest(pending, f, shared),
+                None => return Err(Stop::Closed),
+            },
         }
     }
 }

@@ -814,6 +814,153 @@ fn a_frame_repeated_on_another_link_is_acted_on_once() {
     assert_eq!(acks(&repeat), 1);
 }
 
+/// b, alone with a, holds `web` after a (first in its nodes, holding it) fell silent; then
+/// 3 s pass. Returns the machine, the time and a's last sequence number.
+fn b_took_web_from_a_silent_peer() -> (Machine, Instant, u64) {
+    let start = Instant::now();
+    let st = settings("b", &["a", "b"], &[("web", &["a", "b"])], false, &[0]);
+    let mut m = Machine::new(st, start);
+    let mut t = start;
+    for seq in 1..=10 {
+        m.handle(
+            t,
+            Event::Frame {
+                link: 0,
+                msg: alive_of_a(seq, &["web"]),
+            },
+        );
+        m.handle(t, Event::Tick);
+        t += KA;
+    }
+    assert_eq!(m.holder("web").as_deref(), Some("a"));
+    let mut acquired = false;
+    for _ in 0..100 {
+        t += KA;
+        if m.handle(t, Event::Tick)
+            .contains(&Action::Acquire("web".into()))
+        {
+            m.handle(
+                t,
+                Event::Acquired {
+                    group: "web".into(),
+                    ok: true,
+                },
+            );
+            acquired = true;
+            break;
+        }
+    }
+    assert!(acquired, "b never took web over");
+    for _ in 0..150 {
+        t += KA;
+        assert!(
+            !m.handle(t, Event::Tick)
+                .iter()
+                .any(|a| matches!(a, Action::Release(_)))
+        );
+    }
+    assert_eq!(m.held(), ["web"]);
+    (m, t, 10)
+}
+
+fn alive_of_a(seq: u64, held: &[&str]) -> Message {
+    Message {
+        cluster: "lab".into(),
+        sender: "a".into(),
+        incarnation: 1,
+        seq,
+        kind: Kind::Alive,
+        state: NodeState::Normal,
+        held: held.iter().map(|s| s.to_string()).collect(),
+        groups_hash: 7,
+        link: 0,
+        to: None,
+        groups: vec![],
+        health: Default::default(),
+    }
+}
+
+/// Feeds a frame of a, then a tick; returns both answers.
+fn frame_of_a(m: &mut Machine, t: Instant, seq: u64, held: &[&str]) -> Vec<Action> {
+    let mut acts = m.handle(
+        t,
+        Event::Frame {
+            link: 0,
+            msg: alive_of_a(seq, held),
+        },
+    );
+    acts.extend(m.handle(t, Event::Tick));
+    acts
+}
+
+#[test]
+fn a_dead_peers_frame_written_long_ago_is_set_aside_and_the_group_stays() {
+    // a let go of web while cut off, but a write of its that hung in a suspended disk path lands
+    // now, 3 s late, with the sequence number after its last one and web in its held list.
+    let (mut m, t, last) = b_took_web_from_a_silent_peer();
+    let acts = frame_of_a(&mut m, t, last + 1, &["web"]);
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::OldFrame { peer, link: 0, behind } if peer == "a" && *behind > 30)),
+        "{acts:?}"
+    );
+    assert!(
+        !acts
+            .iter()
+            .any(|a| matches!(a, Action::Release(_) | Action::PeerUp { .. })),
+        "{acts:?}"
+    );
+    assert_eq!(m.peers()[0].liveness, Liveness::Down);
+    // Its current frame (its sequence went on while it was cut off) says it holds nothing.
+    let acts = frame_of_a(&mut m, t + KA, last + 160, &[]);
+    assert!(
+        acts.contains(&Action::PeerUp { peer: "a".into() }),
+        "{acts:?}"
+    );
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::Release(_))),
+        "{acts:?}"
+    );
+    // The old frame said a held web: b announces it again, once a is believed to have let go.
+    assert!(acts.contains(&Action::Reannounce("web".into())), "{acts:?}");
+    assert_eq!(m.held(), ["web"]);
+    assert_eq!(m.holder("web").as_deref(), Some("b"));
+}
+
+#[test]
+fn a_peer_back_from_a_partition_still_holding_the_group_gets_it_at_once() {
+    // The control: a held web all along behind a partition; its frames' sequence went on.
+    let (mut m, t, last) = b_took_web_from_a_silent_peer();
+    let acts = frame_of_a(&mut m, t, last + 150, &["web"]);
+    assert!(
+        acts.contains(&Action::PeerUp { peer: "a".into() }),
+        "{acts:?}"
+    );
+    assert!(acts.contains(&Action::Release("web".into())), "{acts:?}");
+    assert!(
+        !acts.iter().any(|a| matches!(a, Action::OldFrame { .. })),
+        "{acts:?}"
+    );
+}
+
+#[test]
+fn only_one_old_frame_is_set_aside() {
+    // A peer that was stopped (SIGSTOP) resumes with its sequence where it was: its first frame
+    // is set aside, the next one is believed (a peer whose keepalive differs from mine is thus
+    // at most one frame late).
+    let (mut m, t, last) = b_took_web_from_a_silent_peer();
+    let acts = frame_of_a(&mut m, t, last + 1, &["web"]);
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::OldFrame { .. })),
+        "{acts:?}"
+    );
+    let acts = frame_of_a(&mut m, t + KA, last + 2, &["web"]);
+    assert!(
+        acts.contains(&Action::PeerUp { peer: "a".into() }),
+        "{acts:?}"
+    );
+    assert!(acts.contains(&Action::Release("web".into())), "{acts:?}");
+}
+
 #[test]
 fn frames_of_an_earlier_incarnation_are_ignored_and_a_new_one_means_restarted() {
     let now = Instant::now();
