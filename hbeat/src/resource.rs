@@ -505,7 +505,14 @@ pub struct GroupRunner {
     held: Vec<Held>,
     /// Per resource: the armed command waiting for its go ([`ARMED`]).
     armed: Vec<Option<Armed>>,
+    /// Per resource: `status` checks in a row that did not answer within the script timeout.
+    late: Vec<u32>,
 }
+
+/// How many `status` checks in a row may be late (killed at the script timeout) before that counts
+/// as a failure: a check that is late once, on a loaded machine, is not a reason to fail over
+/// (keepalived's forked track scripts time out spuriously and cause failovers).
+pub const LATE_CHECKS: u32 = 3;
 
 /// An armed command: running, prepared, waiting for one byte on its standard input.
 struct Armed {
@@ -527,6 +534,7 @@ impl GroupRunner {
         events: mpsc::UnboundedSender<Event>,
     ) -> GroupRunner {
         let armed = resources.iter().map(|_| None).collect();
+        let late = vec![0; resources.len()];
         GroupRunner {
             node: node.to_owned(),
             group: group.to_owned(),
@@ -535,6 +543,7 @@ impl GroupRunner {
             events,
             held: Vec::new(),
             armed,
+            late,
         }
     }
 
@@ -685,14 +694,30 @@ impl GroupRunner {
 
     /// The monitor: runs `status` of every started script resource (commands are watched by
     /// their supervisors) and returns the first failure, `None` when all run. A script that
-    /// reports "not running" (3) while held has failed too.
-    pub async fn check_scripts(&self) -> Option<String> {
-        for (index, held) in self.held.iter().enumerate() {
-            if !matches!(held, Held::Script) {
+    /// reports "not running" (3) while held has failed too. A `status` that does not answer
+    /// within the script timeout is killed and only warned about; [`LATE_CHECKS`] such in a row
+    /// are a failure.
+    pub async fn check_scripts(&mut self) -> Option<String> {
+        for index in 0..self.held.len() {
+            if !matches!(self.held[index], Held::Script) {
                 continue;
             }
             let cause = Cause::new(None, "monitor");
-            let failure = match self.run_script(index, "status", &cause).await {
+            let result = self.run_script(index, "status", &cause).await;
+            if let Err(RunError::TimedOut { timeout, .. }) = result {
+                self.late[index] += 1;
+                let late = self.late[index];
+                if late < LATE_CHECKS {
+                    warn!(group = %self.group, resource = %self.resources[index], ?timeout, late, "`status` did not answer in time: not a failure by itself");
+                    continue;
+                }
+                return Some(format!(
+                    "resource {index} (`{}`): `status` did not answer within {timeout:?} {late} times in a row",
+                    self.resources[index]
+                ));
+            }
+            self.late[index] = 0;
+            let failure = match result {
                 Ok(status) if status.success() => continue,
                 Ok(status) if status.code() == Some(LSB_NOT_RUNNING) => {
                     "`status` says it is not running".to_string()
@@ -813,6 +838,7 @@ impl GroupRunner {
         let mut errors = Vec::new();
         while let Some(held) = self.held.pop() {
             let index = self.held.len();
+            self.late[index] = 0;
             let resource = &self.resources[index];
             info!(group = %self.group, %resource, reason = %cause.reason, "stopping resource");
             let result = match held {

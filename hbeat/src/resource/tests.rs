@@ -1031,3 +1031,41 @@ async fn a_fakeip_hold_that_dies_while_settling_is_cleaned_up_before_the_rollbac
     );
     assert!(!g.is_held());
 }
+
+#[tokio::test]
+async fn a_late_status_check_is_not_a_failure_until_it_is_late_three_times_in_a_row() {
+    let dir = TempDir::new("late-status");
+    let slow = dir.path("slow");
+    let s = dir.script(
+        "svc",
+        &format!(
+            "[ \"$1\" = status ] && [ -e {f} ] && exec sleep 1000; exit 0",
+            f = slow.display()
+        ),
+    );
+    let timings = Timings {
+        script_timeout: Duration::from_millis(200),
+        ..fast()
+    };
+    let (mut g, _rx) = runner(&[&format!("script:{s}")], timings);
+    g.acquire(&Cause::default()).await.unwrap();
+    std::fs::write(&slow, "").unwrap();
+    assert_eq!(g.check_scripts().await, None, "late once");
+    assert_eq!(g.check_scripts().await, None, "late twice");
+    // An answer in time in between starts the count again.
+    std::fs::remove_file(&slow).unwrap();
+    assert_eq!(g.check_scripts().await, None);
+    std::fs::write(&slow, "").unwrap();
+    assert_eq!(g.check_scripts().await, None);
+    assert_eq!(g.check_scripts().await, None);
+    let failure = g.check_scripts().await.expect("late three times in a row");
+    assert!(
+        failure.starts_with("resource 0 (`script:")
+            && failure.contains(&format!(
+                "did not answer within 200ms {LATE_CHECKS} times in a row"
+            )),
+        "{failure}"
+    );
+    std::fs::remove_file(&slow).unwrap();
+    g.release(&Cause::default()).await.unwrap();
+}
