@@ -514,6 +514,12 @@ pub struct GroupRunner {
 /// (keepalived's forked track scripts time out spuriously and cause failovers).
 pub const LATE_CHECKS: u32 = 3;
 
+/// How many times a script's `stop` is called before the release counts as failed (the group then
+/// stays here: both nodes running it is worse than neither).
+pub const STOP_TRIES: u32 = 3;
+/// The pause between two calls of a failing `stop`.
+pub const STOP_PAUSE: Duration = Duration::from_millis(500);
+
 /// An armed command: running, prepared, waiting for one byte on its standard input.
 struct Armed {
     child: Child,
@@ -856,14 +862,7 @@ impl GroupRunner {
                         Err(_) => Err(RunError::Supervisor(format!("no answer within {limit:?}"))),
                     }
                 }
-                Held::Script => match self.run_script(index, "stop", cause).await {
-                    Ok(status) if status.success() => Ok(Stopped::Script),
-                    Ok(status) => Err(RunError::Failed {
-                        action: "stop",
-                        status: describe_status(status),
-                    }),
-                    Err(e) => Err(e),
-                },
+                Held::Script => self.stop_script(index, cause).await,
             };
             match result {
                 Ok(how) => {
@@ -883,6 +882,28 @@ impl GroupRunner {
             }
         }
         errors
+    }
+
+    /// Calls the script's `stop` until it succeeds, [`STOP_TRIES`] times at most, [`STOP_PAUSE`]
+    /// apart (a service that is slow to go often stops at the second try).
+    async fn stop_script(&self, index: usize, cause: &Cause) -> Result<Stopped, RunError> {
+        let mut tries = 1;
+        loop {
+            let error = match self.run_script(index, "stop", cause).await {
+                Ok(status) if status.success() => return Ok(Stopped::Script),
+                Ok(status) => RunError::Failed {
+                    action: "stop",
+                    status: describe_status(status),
+                },
+                Err(e) => e,
+            };
+            if tries >= STOP_TRIES {
+                return Err(error);
+            }
+            warn!(group = %self.group, resource = %self.resources[index], %error, tries, "`stop` failed: trying again");
+            tokio::time::sleep(STOP_PAUSE).await;
+            tries += 1;
+        }
     }
 
     /// A `fakeip hold` that died (SIGKILL, a crash) could not remove its addresses: the same

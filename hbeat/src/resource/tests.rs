@@ -780,7 +780,19 @@ async fn a_failed_stop_is_reported_and_the_rest_still_stop() {
         e.errors[0].contains("resource 1") && e.errors[0].contains("`stop` failed (exit status 1)"),
         "{e}"
     );
-    assert_eq!(dir.log(), ["a start", "bad start", "bad stop", "a stop"]);
+    // `stop` is tried STOP_TRIES times before the release counts as failed.
+    assert_eq!(
+        dir.log(),
+        [
+            "a start",
+            "bad start",
+            "bad stop",
+            "bad stop",
+            "bad stop",
+            "a stop"
+        ]
+    );
+    assert_eq!(STOP_TRIES, 3);
     assert!(!g.is_held());
     let _ = next_event(&mut rx).await; // acquired
     let _ = next_event(&mut rx).await; // a stopped
@@ -1068,4 +1080,24 @@ async fn a_late_status_check_is_not_a_failure_until_it_is_late_three_times_in_a_
     );
     std::fs::remove_file(&slow).unwrap();
     g.release(&Cause::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stop_that_fails_once_is_tried_again_and_the_release_succeeds() {
+    let dir = TempDir::new("stop-again");
+    let log = dir.path("log");
+    let once = dir.path("failed-once");
+    let slow = dir.script(
+        "slow",
+        &format!(
+            "echo \"slow $1\" >> {log}; [ \"$1\" = stop ] && [ ! -e {once} ] && touch {once} && exit 1; exit 0",
+            log = log.display(),
+            once = once.display()
+        ),
+    );
+    let (mut g, _rx) = runner(&[&format!("script:{slow}")], fast());
+    g.acquire(&Cause::default()).await.unwrap();
+    g.release(&Cause::default()).await.unwrap();
+    assert_eq!(dir.log(), ["slow start", "slow stop", "slow stop"]);
+    assert!(!g.is_held());
 }
