@@ -137,24 +137,17 @@ fn run(path: &std::path::Path) -> Exit {
                 }
             }
         });
-        // The daemon runs as a task, not as block_on's own future: waking that future (a timer, a
-        // frame) writes the runtime's eventfd and costs one more pass through epoll every time,
-        // while a task woken on the runtime's thread is queued in place (50 fewer wake-ups a
-        // second at a 20 ms keepalive).
-        let daemon = tokio::spawn(hbeat::daemon::run(
+        match hbeat::daemon::run(
             config,
             path.to_path_buf(),
             keys,
             Arc::new(SdNotifier::from_env()),
             rx,
-        ));
-        match daemon.await {
-            Ok(Ok(())) => Exit::Ok,
+        )
+        .await
+        {
+            Ok(()) => Exit::Ok,
             Err(e) => {
-                tracing::error!(error = %e, "the daemon task failed");
-                Exit::TempFail
-            }
-            Ok(Err(e)) => {
                 tracing::error!(error = %e, "hbeat cannot run");
                 Exit::TempFail
             }

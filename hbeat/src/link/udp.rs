@@ -8,10 +8,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
-use std::net::UdpSocket;
-
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
+use tokio::net::UdpSocket;
 
 use super::{Ctx, LinkError, MAX_FRAME, Stop};
 
@@ -40,20 +37,9 @@ impl Accept {
 }
 
 pub(super) async fn unicast(bind: SocketAddr, peer: SocketAddr, ctx: &mut Ctx) -> Stop {
-    let what = format!("udp {bind}");
-    let sock = match Socket::new(
-        Domain::for_address(bind),
-        Type::DGRAM.nonblocking().cloexec(),
-        Some(Protocol::UDP),
-    )
-    .and_then(|s| s.bind(&bind.into()).map(|()| s))
-    {
+    let sock = match UdpSocket::bind(bind).await {
         Ok(s) => s,
         Err(e) => return LinkError::io(format!("bind {bind}"), e).into(),
-    };
-    let sock = match register(sock, &what) {
-        Ok(s) => s,
-        Err(e) => return e.into(),
     };
     serve(sock, peer, Accept::Only(peer), None, ctx).await
 }
@@ -93,15 +79,8 @@ fn new_socket(domain: Domain, what: &str) -> Result<Socket, LinkError> {
     Ok(s)
 }
 
-/// Registers a non-blocking socket with the runtime for reading only. Sends go straight to the
-/// socket and never wait (a full buffer drops the frame): with write interest registered too, every
-/// datagram sent wakes the runtime once more when the kernel frees it (EPOLLOUT, edge-triggered),
-/// a third of the daemon's wake-ups at a 20 ms keepalive.
-fn register(s: Socket, what: &str) -> Result<AsyncFd<UdpSocket>, LinkError> {
-    // SAFETY: the UdpSocket owns its descriptor; it stays open and the same while the AsyncFd
-    // owns the socket (nothing here replaces or closes it).
-    unsafe { AsyncFd::register_with_interest(UdpSocket::from(s), Interest::READABLE) }
-        .map_err(|e| LinkError::io(format!("{what}: register"), e.into()))
+fn into_tokio(s: Socket, what: &str) -> Result<UdpSocket, LinkError> {
+    UdpSocket::from_std(s.into()).map_err(|e| LinkError::io(format!("{what}: register"), e))
 }
 
 /// A socket bound to the group's address and port on `dev`, member of the group there; returns
@@ -110,7 +89,7 @@ fn mcast_socket(
     dev: &str,
     group: SocketAddr,
     ttl: u8,
-) -> Result<(AsyncFd<UdpSocket>, SocketAddr, u32), LinkError> {
+) -> Result<(UdpSocket, SocketAddr, u32), LinkError> {
     let what = format!("mcast {group} on {dev}");
     if !group.ip().is_multicast() {
         return Err(LinkError::Other(format!(
@@ -159,13 +138,13 @@ fn mcast_socket(
         .map_err(ctx("SO_BINDTODEVICE"))?;
     // Bound to the group's address: datagrams to other groups or unicast on this port stay out.
     sock.bind(&bind.into()).map_err(ctx("bind"))?;
-    Ok((register(sock, &what)?, dest, index))
+    Ok((into_tokio(sock, &what)?, dest, index))
 }
 
 /// A broadcast socket on `dev` bound to `port`; returns it, where to send (the interface's
 /// broadcast address), our own addresses on `dev` (whose datagrams come back to us) and `dev`'s
 /// index.
-type Bcast = (AsyncFd<UdpSocket>, SocketAddr, Vec<SocketAddr>, u32);
+type Bcast = (UdpSocket, SocketAddr, Vec<SocketAddr>, u32);
 fn bcast_socket(dev: &str, port: u16) -> Result<Bcast, LinkError> {
     let what = format!("bcast port {port} on {dev}");
     let index = ifindex(dev)?;
@@ -196,7 +175,7 @@ fn bcast_socket(dev: &str, port: u16) -> Result<Bcast, LinkError> {
     sock.bind(&SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port).into())
         .map_err(ctx("bind"))?;
     Ok((
-        register(sock, &what)?,
+        into_tokio(sock, &what)?,
         SocketAddr::new(IpAddr::V4(broadcast), port),
         own,
         index,
@@ -243,7 +222,7 @@ fn same_interface(dev: &str, index: u32) -> Result<(), LinkError> {
 /// Carries datagrams until the daemon goes away or the socket breaks. `iface` is the device and
 /// index a multicast or broadcast socket is tied to, checked after every failed send.
 async fn serve(
-    sock: AsyncFd<UdpSocket>,
+    sock: UdpSocket,
     dest: SocketAddr,
     accept: Accept,
     iface: Option<(&str, u32)>,
@@ -253,7 +232,7 @@ async fn serve(
     let mut buf = vec![0u8; MAX_FRAME + 1];
     loop {
         tokio::select! {
-            r = recv_from(&sock, &mut buf) => match r {
+            r = sock.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     if !accept.allows(&from) {
                         ctx.shared.rejected_source();
@@ -269,7 +248,7 @@ async fn serve(
             },
             f = ctx.out.recv() => {
                 let Some(f) = f else { return Stop::Closed };
-                match sock.get_ref().send_to(&f, dest) {
+                match sock.try_send_to(&f, dest) {
                     Ok(n) => ctx.shared.sent(n),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         ctx.shared.lock().send_dropped += 1;
@@ -283,17 +262,6 @@ async fn serve(
                     }
                 }
             }
-        }
-    }
-}
-
-/// Waits for a datagram and reads it (the socket is non-blocking).
-async fn recv_from(sock: &AsyncFd<UdpSocket>, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-    loop {
-        let mut ready = sock.readable().await?;
-        match ready.try_io(|s| s.get_ref().recv_from(buf)) {
-            Ok(r) => return r,
-            Err(_would_block) => continue,
         }
     }
 }
