@@ -2,10 +2,12 @@
 //!
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
 //! So far: [`probe`], the `monitor probe` command (every probe kind of `common::probe`, one line per
-//! target, for the shell). The daemon (schedules, alerts, state) arrives with its issue; nothing is
-//! stubbed.
+//! target, for the shell), and [`rules`], the alert rules of the coming daemon (mon's suppression
+//! rules as a pure state machine). The daemon itself (schedules, alert commands, state file) is not
+//! built yet; nothing is stubbed.
 
 pub mod probe;
+pub mod rules;
 
 /// One line saying what the tool is for, shown by `monitor --help`.
 pub const ABOUT: &str = "Probes hosts and services on schedules and runs alerts; one-shot probes for shell pipelines and cron";
