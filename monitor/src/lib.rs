@@ -6,6 +6,7 @@
 //! rules as a pure state machine). The daemon itself (schedules, alert commands, state file) is not
 //! built yet; nothing is stubbed.
 
+pub mod alert;
 pub mod config;
 pub mod probe;
 pub mod rules;
