@@ -10,6 +10,7 @@ pub mod alert;
 pub mod config;
 pub mod probe;
 pub mod rules;
+pub mod state;
 
 /// One line saying what the tool is for, shown by `monitor --help`.
 pub const ABOUT: &str = "Probes hosts and services on schedules and runs alerts; one-shot probes for shell pipelines and cron";

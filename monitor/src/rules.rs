@@ -390,6 +390,10 @@ impl Engine {
         self.services.get(id).map(|(_, s)| s)
     }
 
+    pub(crate) fn state_mut(&mut self, id: &ServiceId) -> Option<&mut ServiceState> {
+        self.services.get_mut(id).map(|(_, s)| s)
+    }
+
     /// Every service and its state, by name.
     pub fn states(&self) -> impl Iterator<Item = (&ServiceId, &ServiceState)> {
         self.services.iter().map(|(id, (_, s))| (id, s))
