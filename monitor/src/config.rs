@@ -26,7 +26,7 @@
 //!
 //! The probe table is `common::probe`'s spec with `type` for its kind (as in ldir's `[check]`);
 //! a mon monitor script is `type = "external"` with mon's calling convention. Hosts are IP
-//! addresses (names are not resolved). Alert commands are command lines split like a shell's
+//! addresses or names, resolved when the file is read (the first address, IPv4 first). Alert commands are command lines split like a shell's
 //! (`shlex`); their program is looked up in the alert directories at alert time.
 //! Top-level settings besides the example's: `alert_dirs` (default `/etc/monitor/alert.d`, then
 //! mon's `/usr/lib/mon/alert.d`), `socket` and `state_file`.
@@ -183,6 +183,30 @@ fn probe_spec(t: &toml::Table) -> Result<Spec, (String, String)> {
     Ok(spec)
 }
 
+/// A host as written: an IP address, or a name resolved now (the system's resolver:
+/// `/etc/hosts`, DNS), its first address (IPv4 before IPv6). Probes need addresses; mon's host
+/// groups usually hold names.
+fn resolve_host(host: &str) -> Result<std::net::IpAddr, String> {
+    if let Ok(ip) = host.parse() {
+        return Ok(ip);
+    }
+    if host.is_empty() || host.contains([' ', '/', ':']) {
+        return Err(format!("{host:?} is neither an IP address nor a host name"));
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::IpAddr> = (host, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("the host name {host:?} does not resolve ({e})"))?
+        .map(|a| a.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("the host name {host:?} has no address"))
+}
+
 fn argv(line: &str) -> Result<Vec<String>, String> {
     match shlex::split(line) {
         Some(words) if !words.is_empty() => Ok(words),
@@ -196,14 +220,16 @@ impl Validate for File {
         v.field("hostgroup", |v| {
             for (name, hosts) in &self.hostgroup {
                 if hosts.get_ref().is_empty() {
-                    v.error(name, hosts, "an empty host group: list at least one address");
+                    v.error(
+                        name,
+                        hosts,
+                        "an empty host group: list at least one address",
+                    );
                 }
                 v.field(name, |v| {
                     for (i, h) in hosts.get_ref().iter().enumerate() {
-                        if h.get_ref().parse::<std::net::IpAddr>().is_err() {
-                            v.index(i, |v| {
-                                v.error("", h, "not an IP address (host names are not resolved: write the address)")
-                            });
+                        if let Err(e) = resolve_host(h.get_ref()) {
+                            v.index(i, |v| v.error("", h, e));
                         }
                     }
                 });
@@ -430,7 +456,7 @@ fn compile(file: File) -> Config {
             .map(|h| {
                 h.get_ref()
                     .iter()
-                    .filter_map(|h| h.get_ref().parse().ok())
+                    .filter_map(|h| resolve_host(h.get_ref()).ok())
                     .collect()
             })
             .unwrap_or_default();

@@ -8,6 +8,7 @@
 
 pub mod alert;
 pub mod config;
+pub mod import;
 pub mod probe;
 pub mod rules;
 pub mod state;

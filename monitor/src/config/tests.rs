@@ -170,10 +170,11 @@ alert = ["mail.alert ops@example.com"]
             "{ type = \"http\", colour = 1 }",
             "colour",
         ),
+        // (No unresolvable name here: resolving one would ask a DNS server off this machine.)
         (
             "[\"192.0.2.13\"]",
-            "[\"www.example.com\"]",
-            "hostgroup.web[0]: not an IP address",
+            "[\"a b\"]",
+            "hostgroup.web[0]: \"a b\" is neither an IP address nor a host name",
         ),
         (
             "[\"192.0.2.13\"]",
@@ -248,4 +249,20 @@ probe = { type = "external", command = "/usr/lib/mon/mon.d/tcp.monitor -p 80" }
         c.services[0].probe.check,
         common::probe::Check::External(_)
     ));
+}
+
+#[test]
+fn host_names_are_resolved_when_the_file_is_read() {
+    let text = EXAMPLE.replace(
+        "[\"192.0.2.13\", \"192.0.2.14\"]",
+        "[\"localhost\", \"192.0.2.14\"]",
+    );
+    let c = parse("m.toml", &text).unwrap();
+    assert_eq!(
+        c.services[0].hosts,
+        [
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            "192.0.2.14".parse().unwrap()
+        ]
+    );
 }
