@@ -22,7 +22,8 @@
 //! - `ping ip...` and the members of `ping_group name ip...`: `[ping] targets` (hbeat asks whether any target answers, which is what a group was); `auto_failback on|off|legacy` (legacy behaves as on).
 //! - haresources groups (`preferred-node res...`, `\` continues a line): one `[[group]]` each, named
 //!   after its first resource (heartbeat's group key). `IPaddr`/`IPaddr2` (and a bare address)
-//!   become `fakeip hold ADDR/PREFIX dev NIC`; without a NIC or prefix the resource is written with
+//!   become `armed:fakeip hold ADDR/PREFIX dev NIC` (started ahead, told to go at the takeover:
+//!   no process start on the failover path); without a NIC or prefix the resource is written with
 //!   a leading `FIXME` word so that `hbeat check` refuses it until it is filled in (heartbeat's
 //!   `findif` guessed them from the routing table; a wrong guess would be a silently wrong VIP).
 //!   `ldirectord[::cfg]` is dropped: ldir runs on both nodes all the time (DESIGN.md); convert its
@@ -804,7 +805,7 @@ fn resource(
             }
         });
         return Some(match (prefix, nic) {
-            (Some(p), Some(nic)) => (format!("fakeip hold {ip}/{p} dev {nic}"), None),
+            (Some(p), Some(nic)) => (format!("armed:fakeip hold {ip}/{p} dev {nic}"), None),
             (prefix, nic) => {
                 let missing = match (prefix.is_none(), nic.is_none()) {
                     (true, true) => "no NIC and no prefix length",
@@ -812,7 +813,7 @@ fn resource(
                     _ => "no NIC",
                 };
                 let text = format!(
-                    "{FIXME} fakeip hold {ip}/{} dev {}",
+                    "{FIXME} armed:fakeip hold {ip}/{} dev {}",
                     prefix.map_or("PREFIX".to_owned(), |p| p.to_string()),
                     nic.as_deref().unwrap_or("NIC")
                 );

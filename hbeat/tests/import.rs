@@ -215,7 +215,7 @@ fn debian_example_uncommented_converts_and_passes_check() {
         "mcast = { dev = \"eth0\", group = \"225.0.0.1:694\", ttl = 1 }",
         "udp = { bind = \"192.168.1.1:694\", peer = \"192.168.1.2:694\" }",
         "targets = [\"10.10.10.254\"]",
-        "\"fakeip hold 135.9.216.3/28 dev eth0\"",
+        "\"armed:fakeip hold 135.9.216.3/28 dev eth0\"",
     ] {
         assert!(toml.contains(want), "{want}\n{toml}");
     }
@@ -308,7 +308,10 @@ fn lvs_pair_converts_for_both_nodes_and_passes_check() {
         t1.contains("udp = { bind = \"192.0.2.11:694\", peer = \"192.0.2.12:694\" }"),
         "{t1}"
     );
-    assert!(t1.contains("\"fakeip hold 192.0.2.3/24 dev eth0\""), "{t1}");
+    assert!(
+        t1.contains("\"armed:fakeip hold 192.0.2.3/24 dev eth0\""),
+        "{t1}"
+    );
     assert!(
         t1.contains("serial = { device = \"/dev/ttyS0\", baud = 38400 }"),
         "{t1}"
@@ -368,8 +371,8 @@ fn the_seed_line_without_prefix_and_nic_is_refused_by_check_until_filled_in() {
     assert!(cerr.contains("`FIXME` not found"), "{cerr}");
     // Filled in as the note says: accepted.
     let toml = std::fs::read_to_string(&out).unwrap().replace(
-        "FIXME fakeip hold 192.0.2.3/PREFIX dev NIC",
-        "fakeip hold 192.0.2.3/24 dev eth0",
+        "FIXME armed:fakeip hold 192.0.2.3/PREFIX dev NIC",
+        "armed:fakeip hold 192.0.2.3/24 dev eth0",
     );
     std::fs::write(&out, toml).unwrap();
     check_passes(&out, &bin);

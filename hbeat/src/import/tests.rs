@@ -390,10 +390,10 @@ fn ipaddr_resources_become_fakeip_hold() {
     assert_eq!(
         resources(&cfg),
         [[
-            "fakeip hold 192.0.2.100/24 dev eth0",
-            "fakeip hold 192.0.2.101/25 dev eth1",
-            "fakeip hold 192.0.2.102/24 dev eth0",
-            "fakeip hold 192.0.2.103/24 dev eth0",
+            "armed:fakeip hold 192.0.2.100/24 dev eth0",
+            "armed:fakeip hold 192.0.2.101/25 dev eth1",
+            "armed:fakeip hold 192.0.2.102/24 dev eth0",
+            "armed:fakeip hold 192.0.2.103/24 dev eth0",
         ]]
     );
     assert_eq!(cfg.groups[0].name, "ip-192.0.2.100");
@@ -419,12 +419,15 @@ fn ipaddr_without_nic_or_prefix_is_a_fixme_check_refuses() {
     for (spec, want) in [
         (
             "IPaddr::192.0.2.3",
-            "FIXME fakeip hold 192.0.2.3/PREFIX dev NIC",
+            "FIXME armed:fakeip hold 192.0.2.3/PREFIX dev NIC",
         ),
-        ("192.0.2.3/24", "FIXME fakeip hold 192.0.2.3/24 dev NIC"),
+        (
+            "192.0.2.3/24",
+            "FIXME armed:fakeip hold 192.0.2.3/24 dev NIC",
+        ),
         (
             "IPaddr2::192.0.2.3/24/192.0.2.255",
-            "FIXME fakeip hold 192.0.2.3/24 dev NIC",
+            "FIXME armed:fakeip hold 192.0.2.3/24 dev NIC",
         ),
     ] {
         let c = conv(TWO_NODES, &format!("lb1 {spec} httpd\n"));
@@ -468,7 +471,7 @@ fn scripts_keep_their_arguments_and_are_found_by_name_or_in_a_dir() {
     assert_eq!(
         resources(&config(&c)),
         [[
-            "fakeip hold 192.0.2.100/24 dev eth0",
+            "armed:fakeip hold 192.0.2.100/24 dev eth0",
             "script:Filesystem::/dev/sda1::/data1::ext2",
             "script:httpd",
         ]]
@@ -526,7 +529,10 @@ fn ldirectord_is_dropped_with_a_pointer_to_ldir_import() {
         c.toml
     );
     let cfg = config(&c);
-    assert_eq!(resources(&cfg), [["fakeip hold 192.0.2.3/24 dev eth0"]]);
+    assert_eq!(
+        resources(&cfg),
+        [["armed:fakeip hold 192.0.2.3/24 dev eth0"]]
+    );
 }
 
 #[test]
@@ -542,7 +548,7 @@ fn groups_continue_over_backslashes_and_get_unique_names() {
         resources(&cfg)[0],
         [
             "script:httpd",
-            "fakeip hold 192.0.2.5/24 dev eth0",
+            "armed:fakeip hold 192.0.2.5/24 dev eth0",
             "script:mysql"
         ]
     );
