@@ -83,7 +83,6 @@ pub fn import(name: &str, text: &str) -> Imported {
     fn close_period(
         period: &mut Option<PeriodBlock>,
         svc: Option<&mut Service>,
-        line: usize,
         warn: &mut dyn FnMut(usize, &str, String),
     ) {
         let (Some(p), Some(s)) = (period.take(), svc) else {
@@ -121,7 +120,6 @@ pub fn import(name: &str, text: &str) -> Imported {
         if p.num_alerts != s.num_alerts {
             warn(at, "numalerts", why());
         }
-        let _ = line;
     }
 
     let mut logical: Vec<(usize, String)> = Vec::new();
@@ -190,7 +188,7 @@ pub fn import(name: &str, text: &str) -> Imported {
             }
             "watch" => {
                 let last = watches.last_mut().and_then(|w| w.services.last_mut());
-                close_period(&mut period, last, n, &mut warn);
+                close_period(&mut period, last, &mut warn);
                 watches.push(Watch {
                     group: words.get(1).unwrap_or(&"").to_string(),
                     services: Vec::new(),
@@ -201,7 +199,7 @@ pub fn import(name: &str, text: &str) -> Imported {
                     warn(n, "service", "outside a watch: left out".into());
                     continue;
                 };
-                close_period(&mut period, w.services.last_mut(), n, &mut warn);
+                close_period(&mut period, w.services.last_mut(), &mut warn);
                 w.services.push(Service {
                     name: words.get(1).unwrap_or(&"").to_string(),
                     line: n,
@@ -213,7 +211,7 @@ pub fn import(name: &str, text: &str) -> Imported {
                     warn(n, "period", "outside a service: left out".into());
                     continue;
                 };
-                close_period(&mut period, Some(&mut *s), n, &mut warn);
+                close_period(&mut period, Some(&mut *s), &mut warn);
                 // An optional `label:` first.
                 let spec = match rest.split_once(':') {
                     Some((label, spec)) if !label.contains(['{', ' ']) => spec.trim(),
@@ -350,7 +348,7 @@ pub fn import(name: &str, text: &str) -> Imported {
         }
     }
     let last = watches.last_mut().and_then(|w| w.services.last_mut());
-    close_period(&mut period, last, 0, &mut warn);
+    close_period(&mut period, last, &mut warn);
 
     // The text.
     let q = |s: &str| toml::Value::String(s.to_string()).to_string();

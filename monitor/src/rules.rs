@@ -406,26 +406,13 @@ impl Engine {
             if !rules.startupalert {
                 continue;
             }
-            let why = if state.disabled {
-                Some(Suppressed::Disabled)
-            } else if rules.period.as_ref().is_some_and(|p| !p.contains(local)) {
-                Some(Suppressed::OutsidePeriod)
-            } else {
-                None
-            };
-            out.push(match why {
-                Some(why) => Decision::Suppressed {
-                    id: id.clone(),
-                    kind: AlertKind::Startup,
-                    why,
-                },
-                None => Decision::Alert {
-                    id: id.clone(),
-                    kind: AlertKind::Startup,
-                    summary: String::new(),
-                    detail: String::new(),
-                },
-            });
+            out.push(decision(
+                id,
+                AlertKind::Startup,
+                quiet(rules, state, local),
+                "",
+                "",
+            ));
         }
         out
     }
@@ -466,13 +453,7 @@ impl Engine {
                     to: OpStatus::Ok,
                 });
                 if rules.upalert && state.alerts_sent > 0 {
-                    let why = if state.disabled {
-                        Some(Suppressed::Disabled)
-                    } else if rules.period.as_ref().is_some_and(|p| !p.contains(local)) {
-                        Some(Suppressed::OutsidePeriod)
-                    } else {
-                        None
-                    };
+                    let why = quiet(&rules, state, local);
                     out.push(decision(id, AlertKind::Up, why, summary, detail));
                 }
             } else if from == OpStatus::Untested {
@@ -574,6 +555,17 @@ impl Engine {
             return Err(RequestError::NoService(name));
         }
         Ok(n)
+    }
+}
+
+/// Why an up or startup alert is not sent now: the service is disabled, or outside its period.
+fn quiet(rules: &Rules, state: &ServiceState, local: LocalTime) -> Option<Suppressed> {
+    if state.disabled {
+        Some(Suppressed::Disabled)
+    } else if rules.period.as_ref().is_some_and(|p| !p.contains(local)) {
+        Some(Suppressed::OutsidePeriod)
+    } else {
+        None
     }
 }
 
