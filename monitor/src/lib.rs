@@ -2,15 +2,18 @@
 //!
 //! This crate holds the tool's logic as modules; `main.rs` only parses the command line and calls in.
 //! So far: [`probe`], the `monitor probe` command (every probe kind of `common::probe`, one line per
-//! target, for the shell), and [`rules`], the alert rules of the coming daemon (mon's suppression
-//! rules as a pure state machine). The daemon itself (schedules, alert commands, state file) is not
-//! built yet; nothing is stubbed.
+//! target, for the shell), and the parts of the coming daemon: [`config`] (`monitor.toml`,
+//! `monitor check`), [`rules`] (mon's suppression rules as a pure state machine), [`service`] (a
+//! service's result from its hosts'), [`alert`] (alert calls as mon makes them), [`state`] (the
+//! state file) and [`import`] (`monitor import mon.cf`). The daemon itself (`monitor run`: the
+//! schedules, the control socket) is not built yet; nothing is stubbed.
 
 pub mod alert;
 pub mod config;
 pub mod import;
 pub mod probe;
 pub mod rules;
+pub mod service;
 pub mod state;
 
 /// One line saying what the tool is for, shown by `monitor --help`.
