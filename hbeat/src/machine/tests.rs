@@ -967,18 +967,8 @@ fn frames_of_an_earlier_incarnation_are_ignored_and_a_new_one_means_restarted() 
     let st = settings("b", &["a", "b"], &[("web", &["a", "b"])], false, &[0]);
     let mut m = Machine::new(st, now);
     let msg = |inc: u64, seq: u64, held: &[&str]| Message {
-        cluster: "lab".into(),
-        sender: "a".into(),
         incarnation: inc,
-        seq,
-        kind: Kind::Alive,
-        state: NodeState::Normal,
-        held: held.iter().map(|s| s.to_string()).collect(),
-        groups_hash: 7,
-        link: 0,
-        to: None,
-        groups: vec![],
-        health: Default::default(),
+        ..alive_of_a(seq, held)
     };
     m.handle(
         now,
