@@ -794,7 +794,7 @@ impl Machine {
                 p.doubted = true;
                 p.doubted_held = msg.held.iter().cloned().collect();
                 p.last_seen = Some(t);
-                p.seq = Some(p.seq.map_or(msg.seq, |s| s.max(msg.seq)));
+                p.seq = Some(seq.max(msg.seq));
                 out.push(Action::OldFrame {
                     peer: name.clone(),
                     link,
