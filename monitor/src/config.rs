@@ -29,7 +29,9 @@
 //! addresses or names, resolved when the file is read (the first address, IPv4 first). Alert commands are command lines split like a shell's
 //! (`shlex`); their program is looked up in the alert directories at alert time.
 //! Top-level settings besides the example's: `alert_dirs` (default `/etc/monitor/alert.d`, then
-//! mon's `/usr/lib/mon/alert.d`), `socket` and `state_file`.
+//! mon's `/usr/lib/mon/alert.d`), `socket` (default `/run/monitor/monitor.sock`), `socket_group`
+//! (may ack, disable and enable; root's group by default), `read_group` (may also read the
+//! status) and `state_file` (default `/var/lib/monitor/state.json`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,6 +47,10 @@ use crate::rules::{AlertAfter, Period, Rules, ServiceId};
 pub const DEFAULT_PATH: &str = "/etc/monitor/monitor.toml";
 /// Where alert commands are looked up when `alert_dirs` is not set: ours, then mon's.
 pub const DEFAULT_ALERT_DIRS: [&str; 2] = ["/etc/monitor/alert.d", "/usr/lib/mon/alert.d"];
+/// The control socket when `socket` is not set.
+pub const DEFAULT_SOCKET: &str = "/run/monitor/monitor.sock";
+/// The state file when `state_file` is not set.
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/monitor/state.json";
 /// A service's interval when it sets none (mon's examples use 1m–5m).
 pub const DEFAULT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -57,6 +63,8 @@ struct File {
     watch: Vec<Spanned<Watch>>,
     alert_dirs: Option<Vec<String>>,
     socket: Option<PathBuf>,
+    socket_group: Option<String>,
+    read_group: Option<String>,
     state_file: Option<PathBuf>,
 }
 
@@ -103,8 +111,15 @@ enum AfterValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub alert_dirs: Vec<PathBuf>,
-    pub socket: Option<PathBuf>,
-    pub state_file: Option<PathBuf>,
+    /// The control socket ([`DEFAULT_SOCKET`] unless set).
+    pub socket: PathBuf,
+    /// The group that may change state through the socket (ack, disable, enable); root's when
+    /// unset.
+    pub socket_group: Option<String>,
+    /// A group that may also read (`status`, `list failures`).
+    pub read_group: Option<String>,
+    /// The state file ([`DEFAULT_STATE_FILE`] unless set).
+    pub state_file: PathBuf,
     /// Every service, in file order.
     pub services: Vec<ServiceConfig>,
 }
@@ -517,8 +532,12 @@ fn compile(file: File) -> Config {
             .into_iter()
             .map(PathBuf::from)
             .collect(),
-        socket: file.socket,
-        state_file: file.state_file,
+        socket: file.socket.unwrap_or_else(|| DEFAULT_SOCKET.into()),
+        socket_group: file.socket_group,
+        read_group: file.read_group,
+        state_file: file
+            .state_file
+            .unwrap_or_else(|| DEFAULT_STATE_FILE.into()),
         services,
     }
 }

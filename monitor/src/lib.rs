@@ -10,6 +10,8 @@
 
 pub mod alert;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod import;
 pub mod probe;
 pub mod rules;

@@ -420,7 +420,6 @@ impl State {
         };
         if let Some(&slot) = self.index.get(&probe) {
             self.by_sub.insert(id, slot);
-            let spread = self.spread;
             let Some(e) = self.slots[slot as usize].as_mut() else {
                 return;
             };
@@ -430,9 +429,13 @@ impl State {
             e.subs.push(sub);
             let old = e.interval;
             e.recompute_interval();
-            // A shorter interval takes effect now, not after the old, longer one.
+            // A shorter interval takes effect from the last planned run, not after the old,
+            // longer one: the next run comes the new interval after it (at once if that is past).
+            // So monitor's `failure_interval` reprobes a failing service a failure interval after
+            // the failed run, as mon does, instead of at once or at a random point.
             if e.interval < old && e.next_due > now + e.interval {
-                let due = now + first_offset(e.interval, spread);
+                let last = e.next_due.checked_sub(old).unwrap_or(now);
+                let due = (last + e.interval).max(now);
                 self.schedule(slot, due);
             }
             return;
@@ -883,11 +886,13 @@ mod tests {
         // The last report arrives at once: it is the one from before the user joined.
         let first = fast.recv().await.unwrap();
         assert!(first.at < joined);
-        // The shorter interval applies at once (the next run is not 9 s away), then every 2 s.
+        // The shorter interval applies from the last run (the next run is not 9 s away but 2 s
+        // after the first), then every 2 s.
         tokio::time::sleep(9 * S + Duration::from_millis(500)).await;
         let runs = fake.runs("192.0.2.13");
         assert_eq!(runs.len(), 1 + 5, "{runs:?}");
-        assert_eq!(runs[1], joined);
+        assert_eq!(runs[1], runs[0] + 2 * S);
+        assert!(runs[1] > joined);
         // When the fast user leaves, the slow interval is back.
         drop(fast);
         tokio::time::sleep(Duration::from_millis(1)).await;
