@@ -535,9 +535,7 @@ fn compile(file: File) -> Config {
         socket: file.socket.unwrap_or_else(|| DEFAULT_SOCKET.into()),
         socket_group: file.socket_group,
         read_group: file.read_group,
-        state_file: file
-            .state_file
-            .unwrap_or_else(|| DEFAULT_STATE_FILE.into()),
+        state_file: file.state_file.unwrap_or_else(|| DEFAULT_STATE_FILE.into()),
         services,
     }
 }

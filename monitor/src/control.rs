@@ -109,7 +109,12 @@ fn failing_note(r: &StatusReport, s: &ServiceStatus) -> String {
 
 /// `monitor status`: one line per service, its failing hosts' reasons below it.
 pub fn status_text(r: &StatusReport) -> String {
-    let width = r.services.iter().map(|s| s.service.len()).max().unwrap_or(0);
+    let width = r
+        .services
+        .iter()
+        .map(|s| s.service.len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for s in &r.services {
         let mut line = format!("{:<width$}  {:<8}", s.service, status_word(s.status));
@@ -135,7 +140,13 @@ pub fn status_text(r: &StatusReport) -> String {
 pub fn failures_text(r: &StatusReport) -> String {
     let mut out = String::new();
     for s in r.services.iter().filter(|s| s.status == Status::Fail) {
-        let _ = writeln!(out, "{}  {}  ({})", s.service, s.summary, failing_note(r, s));
+        let _ = writeln!(
+            out,
+            "{}  {}  ({})",
+            s.service,
+            s.summary,
+            failing_note(r, s)
+        );
     }
     out
 }

@@ -361,16 +361,18 @@ impl Monitor {
             }
         };
         match req {
-            Request::Status => serde_json::to_value(self.status(clock, false)).map_err(|e| e.to_string()),
-            Request::Failures => serde_json::to_value(self.status(clock, true)).map_err(|e| e.to_string()),
+            Request::Status => {
+                serde_json::to_value(self.status(clock, false)).map_err(|e| e.to_string())
+            }
+            Request::Failures => {
+                serde_json::to_value(self.status(clock, true)).map_err(|e| e.to_string())
+            }
             Request::Ack { service, comment } => {
                 let Some((g, s)) = service.split_once('/') else {
                     return Err(format!("{service:?}: write GROUP/SERVICE"));
                 };
                 let id = ServiceId::new(g, s);
-                self.engine
-                    .ack(&id, comment)
-                    .map_err(|e| e.to_string())?;
+                self.engine.ack(&id, comment).map_err(|e| e.to_string())?;
                 Ok(json!({ "service": id.to_string() }))
             }
             Request::Disable { target: t } | Request::Enable { target: t } => {
@@ -493,8 +495,12 @@ impl Alerter {
                 Ok(path) => {
                     inv.argv[0] = path.display().to_string();
                     match alert::run(&inv, alert::DEFAULT_TIMEOUT).await {
-                        Ok(out) => tracing::info!(service = %id, kind = kind.as_str(), alert = %inv.argv[0], output = %out, "alert ran"),
-                        Err(e) => tracing::error!(service = %id, kind = kind.as_str(), error = %e, "alert failed"),
+                        Ok(out) => {
+                            tracing::info!(service = %id, kind = kind.as_str(), alert = %inv.argv[0], output = %out, "alert ran")
+                        }
+                        Err(e) => {
+                            tracing::error!(service = %id, kind = kind.as_str(), error = %e, "alert failed")
+                        }
                     }
                 }
             }
@@ -535,7 +541,10 @@ impl EventOut {
         if tx.try_send(v.to_string()).is_err() {
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
-                tracing::warn!(dropped = self.dropped, "the --events reader does not keep up (or is gone): events dropped");
+                tracing::warn!(
+                    dropped = self.dropped,
+                    "the --events reader does not keep up (or is gone): events dropped"
+                );
             }
         }
     }

@@ -120,7 +120,7 @@ fn socket_of(client: &Client) -> PathBuf {
 }
 
 fn call<Rep: serde::de::DeserializeOwned>(client: &Client, req: &Request) -> Result<Rep, Exit> {
-    common::control::request_blocking(&socket_of(client), req, CLIENT_TIMEOUT).map_err(|e| {
+    common::control::request_blocking(socket_of(client), req, CLIENT_TIMEOUT).map_err(|e| {
         eprintln!("monitor: {e}");
         e.exit()
     })
@@ -157,9 +157,7 @@ fn client(command: Command) -> Exit {
             Ok(_) => Exit::Ok,
             Err(code) => code,
         },
-        Command::Disable { target, client } => {
-            toggle(&client, Request::Disable { target })
-        }
+        Command::Disable { target, client } => toggle(&client, Request::Disable { target }),
         Command::Enable { target, client } => toggle(&client, Request::Enable { target }),
         _ => Exit::Usage,
     }

@@ -95,7 +95,13 @@ fn a_round_is_every_host_once_and_a_report_seen_twice_counts_once() {
     m.report(0, 0, &down("refused"), at(6), &clock(4));
     let r = m.report(0, 1, &down("refused"), at(7), &clock(4)).unwrap();
     assert!(
-        matches!(&r.decisions[..], [Decision::Alert { kind: AlertKind::Failure, .. }]),
+        matches!(
+            &r.decisions[..],
+            [Decision::Alert {
+                kind: AlertKind::Failure,
+                ..
+            }]
+        ),
         "{:?}",
         r.decisions
     );
@@ -107,13 +113,21 @@ fn a_failing_dependency_suppresses_and_the_status_shows_the_failure_interval() {
     let t0 = Instant::now();
     let r = m.report(1, 0, &down("refused"), t0, &clock(1)).unwrap();
     assert!(matches!(&r.decisions[1], Decision::Alert { .. }));
+    let mut rounds = Vec::new();
     for (i, ms) in [(0usize, 1u64), (1, 2), (0, 3), (1, 4)] {
-        if let Some(r) = m.report(0, i, &down("refused"), t0 + Duration::from_millis(ms), &clock(2)) {
-            if let Some(Decision::Suppressed { why, .. }) = r.decisions.last() {
-                assert_eq!(*why, Suppressed::Dependency(ServiceId::new("db", "tcp")));
-            }
-        }
+        let at = t0 + Duration::from_millis(ms);
+        rounds.extend(m.report(0, i, &down("refused"), at, &clock(2)));
     }
+    assert_eq!(rounds.len(), 2);
+    // The second failed round reaches alert_after = 2, and db/tcp fails.
+    assert_eq!(
+        rounds[1].decisions,
+        vec![Decision::Suppressed {
+            id: ServiceId::new("web", "http"),
+            kind: AlertKind::Failure,
+            why: Suppressed::Dependency(ServiceId::new("db", "tcp"))
+        }]
+    );
     let s = m.status(&clock(10), false);
     assert_eq!(s.services[0].service, "web/http");
     assert_eq!(s.services[0].interval_ms, 2000);
@@ -132,7 +146,13 @@ fn alert_calls_carry_mons_arguments_and_environment() {
     let t0 = Instant::now();
     m.report(0, 0, &up(), t0, &clock(1));
     m.report(0, 1, &up(), t0, &clock(1));
-    m.report(0, 0, &down("refused"), t0 + Duration::from_millis(1), &clock(5));
+    m.report(
+        0,
+        0,
+        &down("refused"),
+        t0 + Duration::from_millis(1),
+        &clock(5),
+    );
     m.report(0, 1, &up(), t0 + Duration::from_millis(1), &clock(5));
     let id = ServiceId::new("web", "http");
     let invs = m.invocations(
@@ -197,7 +217,10 @@ fn requests_ack_disable_and_enable() {
         Ok(json!({"service": "db/tcp"}))
     );
     assert_eq!(
-        m.engine().state(&ServiceId::new("db", "tcp")).unwrap().acked,
+        m.engine()
+            .state(&ServiceId::new("db", "tcp"))
+            .unwrap()
+            .acked,
         Some("on it".into())
     );
     let dis = |t: &str| Request::Disable { target: t.into() };
@@ -206,7 +229,12 @@ fn requests_ack_disable_and_enable() {
     assert_eq!(m.request(&dis("nope"), &c), Err("no service nope".into()));
     assert!(m.status(&c, false).services[0].disabled);
     assert_eq!(
-        m.request(&Request::Enable { target: "web".into() }, &c),
+        m.request(
+            &Request::Enable {
+                target: "web".into()
+            },
+            &c
+        ),
         Ok(json!({"services": 1}))
     );
     assert!(!m.status(&c, false).services[0].disabled);
