@@ -521,3 +521,38 @@ fn a_broken_configuration_is_refused_at_start_and_kept_out_on_reload() {
     assert!(err.contains("a dependency cycle: g/s -> g/s"), "{err}");
     s.remove();
 }
+
+#[test]
+fn the_service_manager_hears_ready_status_and_stopping() {
+    let s = Scratch::new("notify");
+    let sock_path = s.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let port = closed_port();
+    let config = s.config(&format!(
+        "[hostgroup]\ng = [\"127.0.0.1\"]\n[[watch]]\ngroup = \"g\"\n[[watch.service]]\nname = \"s\"\nprobe = {{ type = \"tcp\", port = {port} }}\ninterval = \"100ms\"\n"
+    ));
+    let mut d = Daemon::start_with(&s, &config, &[("NOTIFY_SOCKET", &sock_path)]);
+    let mut heard = String::new();
+    let mut buf = [0u8; 4096];
+    let mut next = |heard: &mut String| {
+        let n = sock.recv(&mut buf).expect("a notification");
+        heard.push_str(&String::from_utf8_lossy(&buf[..n]));
+    };
+    while !heard.contains("READY=1") {
+        next(&mut heard);
+    }
+    d.wait("g/s fails", WAIT, |v| {
+        is(v, "change", "g/s") && v["to"] == "fail"
+    });
+    // The status line follows the state (written with the state file).
+    while !heard.contains("STATUS=0 ok, 1 failing, 0 untested") {
+        next(&mut heard);
+    }
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    while !heard.contains("STOPPING=1") {
+        next(&mut heard);
+    }
+    s.remove();
+}

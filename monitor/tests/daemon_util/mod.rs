@@ -192,6 +192,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(scratch: &Scratch, config: &Path) -> Daemon {
+        Daemon::start_with(scratch, config, &[])
+    }
+
+    /// With these environment variables too.
+    pub fn start_with(scratch: &Scratch, config: &Path, env: &[(&str, &Path)]) -> Daemon {
         let mut child = monitor()
             .args([
                 "run",
@@ -204,6 +209,7 @@ impl Daemon {
             .arg(config)
             .env("REC_DIR", scratch.dir.join("calls"))
             .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
