@@ -111,32 +111,19 @@ fn run(path: &std::path::Path) -> Exit {
             return Exit::Usage;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match common::daemon::runtime("hbeat") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("hbeat: cannot start the async runtime: {e}");
-            return Exit::TempFail;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
-        let mut signals = match common::daemon::signals() {
-            Ok(s) => s,
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        match common::daemon::signals() {
+            Ok(s) => s.forward(tx, |e| e),
             Err(e) => {
                 tracing::error!(error = %e, "cannot install signal handlers");
                 return Exit::TempFail;
             }
-        };
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
-            while let Some(s) = signals.recv().await {
-                if tx.send(s).await.is_err() {
-                    return;
-                }
-            }
-        });
+        }
         match hbeat::daemon::run(
             config,
             path.to_path_buf(),

@@ -358,7 +358,7 @@ pub async fn run(
     metrics: Option<SocketAddr>,
     notifier: Arc<dyn Notifier>,
 ) -> Exit {
-    raise_nofile();
+    common::daemon::raise_nofile();
     let kernel = match NetlinkIpvs::connect() {
         Ok(k) => k,
         Err(e) => {
@@ -367,21 +367,13 @@ pub async fn run(
         }
     };
     let (events_tx, events) = mpsc::channel(64);
-    let mut sigs = match common::daemon::signals() {
-        Ok(s) => s,
+    match common::daemon::signals() {
+        Ok(s) => s.forward(events_tx.clone(), Event::Signal),
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers");
             return Exit::TempFail;
         }
-    };
-    let tx = events_tx.clone();
-    tokio::spawn(async move {
-        while let Some(ev) = sigs.recv().await {
-            if tx.send(Event::Signal(ev)).await.is_err() {
-                return;
-            }
-        }
-    });
+    }
     let group = match &c.global.socket_group {
         Some(name) => match Group::lookup(name) {
             Ok(g) => Some(g),
@@ -432,19 +424,6 @@ pub async fn run(
         Err(e) => {
             tracing::error!(error = %e, "stopped");
             Exit::TempFail
-        }
-    }
-}
-
-/// Many checks hold many sockets: the soft open-file limit goes up to the hard one.
-fn raise_nofile() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-    {
-        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
-            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
         }
     }
 }

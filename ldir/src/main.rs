@@ -138,15 +138,9 @@ fn main() -> Exit {
                 Err(code) => return code,
             };
             // One thread: checks are I/O-bound; the kernel calls run on the blocking pool.
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match daemon::runtime("ldir") {
                 Ok(r) => r,
-                Err(e) => {
-                    eprintln!("ldir: cannot start the async runtime: {e}");
-                    return Exit::TempFail;
-                }
+                Err(code) => return code,
             };
             runtime.block_on(async move {
                 tokio::spawn(cli::run(

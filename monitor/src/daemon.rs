@@ -42,8 +42,14 @@ pub const ALERTS_AT_ONCE: usize = 32;
 pub const ALERTS_QUEUED: usize = 10_000;
 /// `--events json` lines waiting for the writer, at most; more are dropped (and counted).
 pub const EVENTS_QUEUED: usize = 65_536;
-/// How long after a change the state file is written (changes in a burst make one write).
+/// How long after a change of state or an alert the state file is written (changes in a burst
+/// make one write).
 const SAVE_DELAY: Duration = Duration::from_secs(1);
+/// How long after a result that only counts (another failed round of a failing service) it is
+/// written: the count matters for `alert_after` across a restart, but rewriting every service's
+/// state each second while anything fails is the daemon's largest cost with thousands of
+/// services.
+const SAVE_LATER: Duration = Duration::from_secs(60);
 /// Probe results taken from the queue in one go, at most.
 const MAX_BATCH: usize = 4096;
 
@@ -596,7 +602,11 @@ impl Daemon {
                     detail,
                 } => {
                     let invs = self.m.invocations(&id, kind, &summary, &detail, clock);
-                    tracing::info!(service = %id, kind = kind.as_str(), summary = %summary, commands = invs.len(), "alerting");
+                    if invs.is_empty() {
+                        tracing::debug!(service = %id, kind = kind.as_str(), summary = %summary, "alert due, no commands");
+                    } else {
+                        tracing::info!(service = %id, kind = kind.as_str(), summary = %summary, commands = invs.len(), "alerting");
+                    }
                     self.events.emit(json!({
                         "time": clock.wall, "event": "alert", "service": id.to_string(),
                         "kind": kind.as_str(), "summary": summary,
@@ -616,10 +626,10 @@ impl Daemon {
         }
     }
 
-    fn changed(&mut self) {
-        if self.save_at.is_none() {
-            self.save_at = Some(Instant::now() + SAVE_DELAY);
-        }
+    /// The state file is to be written within `within`.
+    fn changed(&mut self, within: Duration) {
+        let at = Instant::now() + within;
+        self.save_at = Some(self.save_at.map_or(at, |s| s.min(at)));
     }
 
     /// Writes the state file (on the blocking pool) and tells the service manager the summary.
@@ -729,22 +739,15 @@ pub async fn run<R: Runner>(
     runner: Arc<R>,
     notifier: Arc<dyn Notifier>,
 ) -> Exit {
+    common::daemon::raise_nofile();
     let (events_tx, mut events) = mpsc::channel(64);
-    let mut sigs = match common::daemon::signals() {
-        Ok(s) => s,
+    match common::daemon::signals() {
+        Ok(s) => s.forward(events_tx.clone(), Event::Signal),
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers");
             return Exit::TempFail;
         }
-    };
-    let tx = events_tx.clone();
-    tokio::spawn(async move {
-        while let Some(ev) = sigs.recv().await {
-            if tx.send(Event::Signal(ev)).await.is_err() {
-                return;
-            }
-        }
-    });
+    }
     let lookup = |name: &Option<String>, field: &str| -> Result<Option<Group>, Exit> {
         match name {
             None => Ok(None),
@@ -788,10 +791,10 @@ pub async fn run<R: Runner>(
     let engine = ProbeEngine::spawn(
         runner,
         EngineOptions {
-            // Every first probe at once (a fresh start knows its state within one timeout), the
-            // second ones spread so the probes do not stay in one burst.
-            spread: false,
-            stagger: true,
+            // First probes spread over their first interval (mon's `randstart`): thousands of
+            // probes started at once are a burst of replies that the sockets and the CPU take
+            // badly (pings timed out, hosts falsely down, in tests/bench/monitor.sh).
+            spread: true,
             ..EngineOptions::default()
         },
     );
@@ -843,7 +846,7 @@ pub async fn run<R: Runner>(
                             feed = engine.feed(capacity);
                             d.watches = Watches::start(&mut feed, &m);
                             d.m = m;
-                            d.changed();
+                            d.changed(SAVE_DELAY);
                             tracing::info!(services = d.m.config.services.len(), "reloaded");
                             let _ = d.notifier.ready();
                         }
@@ -859,19 +862,24 @@ pub async fn run<R: Runner>(
                 let clock = Clock::read();
                 let mut next = Some(first);
                 let mut taken = 0;
-                let mut any = false;
+                let (mut changed, mut counted) = (false, false);
                 while let Some((tag, report)) = next {
                     if let Some(&(svc, host)) = d.watches.by_tag.get(&tag)
                         && let Some(round) = d.m.report(svc, host, &report.outcome, report.at, &clock)
                     {
-                        any |= !round.result.ok || !round.decisions.is_empty();
+                        counted |= !round.result.ok;
+                        changed |= round.decisions.iter().any(|d| {
+                            matches!(d, Decision::Changed { .. } | Decision::Alert { .. })
+                        });
                         d.decide(&mut feed, round.decisions, &clock);
                     }
                     taken += 1;
                     next = if taken < MAX_BATCH { feed.try_recv() } else { None };
                 }
-                if any {
-                    d.changed();
+                if changed {
+                    d.changed(SAVE_DELAY);
+                } else if counted {
+                    d.changed(SAVE_LATER);
                 }
             }
             _ = sleep_until(d.save_at) => d.save().await,

@@ -183,15 +183,9 @@ fn run(config_path: &Path, events: Option<EventFormat>) -> Exit {
             return Exit::Usage;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match daemon::runtime("monitor") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("monitor: cannot start the async runtime: {e}");
-            return Exit::TempFail;
-        }
+        Err(code) => return code,
     };
     let opts = monitor::daemon::Options {
         config_path: config_path.to_path_buf(),
@@ -257,15 +251,9 @@ fn main() -> Exit {
     }
     // One thread: checks are I/O-bound and cheap, and cross-thread wake-ups (futexes) cost more CPU
     // than they save here (tests/bench/probe-keepalived.sh measured it). Nothing in a check blocks.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match daemon::runtime("monitor") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("monitor: cannot start the async runtime: {e}");
-            return Exit::TempFail;
-        }
+        Err(code) => return code,
     };
     match cli.command {
         // Handled above.

@@ -72,3 +72,29 @@ pub use notify::{
     spawn_watchdog,
 };
 pub use signals::{SignalError, SignalEvent, Signals, signals};
+
+/// Many checks hold many sockets: the soft open-file limit goes up to the hard one.
+pub fn raise_nofile() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open-file limit"),
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        }
+    }
+}
+
+/// The single-threaded tokio runtime the tools run on (their work is I/O and small; cross-thread
+/// wake-ups cost more than they save). On failure it says so on standard error as `TOOL: ...`
+/// and gives the exit status.
+pub fn runtime(tool: &str) -> Result<tokio::runtime::Runtime, Exit> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("{tool}: cannot start the async runtime: {e}");
+            Exit::TempFail
+        })
+}

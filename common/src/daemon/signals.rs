@@ -143,6 +143,25 @@ impl Signals {
         self.rx.recv().await
     }
 
+    /// Hands every event on to a daemon's own event queue, as `wrap(event)`, from a task on the
+    /// current tokio runtime; the task ends when the queue's receiver is gone.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn forward<E: Send + 'static>(
+        mut self,
+        tx: mpsc::Sender<E>,
+        wrap: impl Fn(SignalEvent) -> E + Send + 'static,
+    ) {
+        tokio::spawn(async move {
+            while let Some(ev) = self.recv().await {
+                if tx.send(wrap(ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
     /// Waits for [`SignalEvent::Shutdown`], for tools that neither reload nor dump: other events
     /// are logged at info and dropped. Also returns if the event stream ends, so that a broken
     /// signal thread stops the daemon rather than making it unkillable by TERM.

@@ -56,6 +56,22 @@ pub(super) struct Pingers {
     ident: AtomicU16,
 }
 
+/// The shared ICMP socket's receive buffer: room for a burst of replies. Thousands of pings sent
+/// together (a monitor with 2,500 ping services starting) get their replies together, and the
+/// default buffer (about 200 KiB, some 300 replies) dropped the rest: those pings timed out and
+/// their hosts were falsely down. As root the system limit (`net.core.rmem_max`) is passed
+/// (SO_RCVBUFFORCE); otherwise the buffer grows up to it.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+fn grow_receive_buffer(fd: std::os::fd::RawFd) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // SAFETY: `fd` is the socket of a surge-ping client the caller holds, open for this call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if setsockopt(&fd, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = setsockopt(&fd, sockopt::RcvBuf, &RECEIVE_BUFFER);
+    }
+}
+
 impl Pingers {
     fn client(&self, v6: bool, source: Option<IpAddr>) -> Result<Client, Down> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
@@ -73,6 +89,7 @@ impl Pingers {
                 super::io_reason("cannot open an ICMP socket", &e)
             }
         })?;
+        grow_receive_buffer(client.get_socket().get_native_sock());
         clients.insert((v6, source), client.clone());
         Ok(client)
     }
