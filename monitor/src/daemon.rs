@@ -60,6 +60,9 @@ pub struct Clock {
     pub now: Duration,
     /// `time(2)`.
     pub wall: u64,
+    /// The time since the epoch, to the nanosecond: times converted between the two clocks with
+    /// it come out the same at every conversion (whole seconds on both sides gave ±1 s).
+    pub wall_exact: Duration,
     /// Local weekday and time of day, for periods.
     pub local: LocalTime,
 }
@@ -70,20 +73,23 @@ impl Clock {
         let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
             .map(Duration::from)
             .unwrap_or_default();
-        let wall = std::time::SystemTime::now()
+        let wall_exact = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .unwrap_or_default();
+        let wall = wall_exact.as_secs();
         Clock {
             now,
             wall,
+            wall_exact,
             local: local_time(wall),
         }
     }
 
     /// An engine time as `time(2)`.
     pub fn wall_of(&self, t: Duration) -> u64 {
-        self.wall
-            .saturating_sub(self.now.saturating_sub(t).as_secs())
+        self.wall_exact
+            .saturating_sub(self.now.saturating_sub(t))
+            .as_secs()
     }
 }
 
@@ -191,12 +197,12 @@ impl Monitor {
 
     /// The state for the state file.
     pub fn export(&self, clock: &Clock) -> StateFile {
-        self.engine.export(clock.now, clock.wall)
+        self.engine.export(clock.now, clock.wall_exact)
     }
 
     /// Takes over a state file's services; returns those no longer configured.
     pub fn restore(&mut self, file: &StateFile, clock: &Clock) -> Vec<String> {
-        self.engine.restore(file, clock.now, clock.wall)
+        self.engine.restore(file, clock.now, clock.wall_exact)
     }
 
     /// A report of host `host` of service `svc`, made at `at`; the round's result and the rules'

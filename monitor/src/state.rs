@@ -164,20 +164,25 @@ pub fn save(path: &Path, state: &StateFile) -> Result<(), StateError> {
 }
 
 /// A monotonic time `t` (the engine's) as `time(2)`, given both clocks now.
-fn to_wall(t: Duration, now: Duration, wall: u64) -> u64 {
-    wall.saturating_sub(now.saturating_sub(t).as_secs())
+fn to_wall(t: Duration, now: Duration, wall: Duration) -> u64 {
+    wall.saturating_sub(now.saturating_sub(t)).as_secs()
 }
 
 /// A `time(2)` as the engine's monotonic time, given both clocks now (a time before the
 /// monotonic clock's start, or in the future, is clamped).
-fn to_mono(w: u64, now: Duration, wall: u64) -> Duration {
-    now.saturating_sub(Duration::from_secs(wall.saturating_sub(w)))
+///
+/// The time is placed in the middle of its second: the file keeps whole seconds, and a time placed
+/// at the start of its second was read back a second early whenever the clocks were read a few
+/// microseconds apart (the `failing_since` shown after a restart was a second off).
+fn to_mono(w: u64, now: Duration, wall: Duration) -> Duration {
+    (now.saturating_sub(wall.saturating_sub(Duration::from_secs(w))) + Duration::from_millis(500))
+        .min(now)
 }
 
 impl Engine {
     /// The state of every service, for the state file (`now`: the engine's clock; `wall`:
     /// `time(2)` now).
-    pub fn export(&self, now: Duration, wall: u64) -> StateFile {
+    pub fn export(&self, now: Duration, wall: Duration) -> StateFile {
         StateFile {
             version: VERSION,
             services: self
@@ -207,7 +212,7 @@ impl Engine {
 
     /// Takes over the saved state of the services still configured; returns the names of the
     /// saved services that are not (dropped).
-    pub fn restore(&mut self, file: &StateFile, now: Duration, wall: u64) -> Vec<String> {
+    pub fn restore(&mut self, file: &StateFile, now: Duration, wall: Duration) -> Vec<String> {
         let mut dropped = Vec::new();
         for (name, saved) in &file.services {
             let id = name.split_once('/').map(|(g, s)| ServiceId::new(g, s));

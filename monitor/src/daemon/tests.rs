@@ -36,6 +36,7 @@ fn clock(secs: u64) -> Clock {
     Clock {
         now: Duration::from_secs(secs),
         wall: 1_700_000_000 + secs,
+        wall_exact: Duration::from_secs(1_700_000_000 + secs),
         local: LocalTime {
             weekday: 2,
             minute: 720,
