@@ -65,7 +65,11 @@ fn a_restart_keeps_failures_alert_counts_acks_and_disabled_services() {
     let st = after.state(&web()).unwrap();
     assert_eq!(st.status, OpStatus::Fail);
     // Kept to its second (placed in the middle of it).
-    assert_eq!(st.failing_since, Some(ms(1_000_500)), "the episode's start kept");
+    assert_eq!(
+        st.failing_since,
+        Some(ms(1_000_500)),
+        "the episode's start kept"
+    );
     assert_eq!(st.alerts_sent, 1);
     assert_eq!(st.last_alert, Some((ms(1_000_500), "refused".to_string())));
     assert_eq!(st.acked.as_deref(), Some("on it"));
