@@ -1,10 +1,10 @@
 //! hbeat's configuration: `/etc/hbeat/hbeat.toml`, read and validated into a [`Config`] in one step.
 //!
-//! The schema (fields, defaults, rules) is documented on [`File`] and in
-//! `contrib/examples/pair/hbeat.toml`, the issue's example, which must parse as written. Loading goes
-//! through `common::config`, so every problem of the file is reported at once as
-//! `file:line:col: field: message`, unknown keys with a "did you mean". A [`Config`] exists only
-//! when there is no problem at all.
+//! The schema (fields, defaults, rules) is documented on [`File`] and in the pair example
+//! `contrib/examples/pair/lb1/hbeat.toml`; `config/fixtures/issue-12-example.toml` is issue 12's
+//! example, which must parse as written. Loading goes through `common::config`, so every problem
+//! of the file is reported at once as `file:line:col: field: message`, unknown keys with a "did you
+//! mean". A [`Config`] exists only when there is no problem at all.
 //!
 //! [`Config::groups_hash`] is the hash of the group definitions that every heartbeat carries, so
 //! that nodes whose groups differ notice it (heartbeat wanted identical haresources by hand).

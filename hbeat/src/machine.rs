@@ -352,6 +352,9 @@ struct Slot {
     /// This peer agreed to give it to me: acquire once its frames no longer list it.
     pending_from: Option<(String, Duration)>,
     conflict_since: Option<Duration>,
+    /// Since when nothing of the policy keeps me from serving it (`None` while something does;
+    /// zero: from the start): a failback waits `failback_holdoff` from here.
+    ready_since: Option<Duration>,
     /// My acquire failed: skip myself while another allowed node is up.
     failed: bool,
     /// I handed my home group away on request: no failback for it.
@@ -462,6 +465,7 @@ impl Machine {
                 handing_to: None,
                 pending_from: None,
                 conflict_since: None,
+                ready_since: Some(Duration::ZERO),
                 failed: false,
                 waived: false,
                 intent: None,
@@ -1139,6 +1143,20 @@ impl Machine {
         if !self.quorum() || self.cut_off().is_some() {
             return false; // a minority, or cut off from everything: cannot tell who is dead
         }
+        if self.no_carrier(i).is_some() {
+            return false; // it cannot be served through a dead interface
+        }
+        if self.slots[i]
+            .ready_since
+            .is_some_and(|r| r > Duration::ZERO && self.t - r < self.s.deadtime)
+            && self.slots[i]
+                .nodes
+                .iter()
+                .any(|n| self.peers.get(n).is_some_and(|p| p.live != Liveness::Up))
+        {
+            // Just able to serve it again (a cable back): a peer not heard yet may hold it.
+            return false;
+        }
         if self
             .quorum_back
             .is_some_and(|q| self.t - q < self.s.deadtime)
@@ -1198,6 +1216,11 @@ impl Machine {
             if holder.is_some() || self.slots[i].hold.occupied() {
                 self.slots[i].offer_since = None;
             }
+            if self.unready_policy(i).is_some() {
+                self.slots[i].ready_since = None;
+            } else if self.slots[i].ready_since.is_none() {
+                self.slots[i].ready_since = Some(t);
+            }
 
             match self.slots[i].hold {
                 Hold::Acquiring | Hold::Held => {
@@ -1210,6 +1233,17 @@ impl Machine {
                         why = Some("no quorum".to_string());
                     } else if let Some(c) = self.cut_off() {
                         why = Some(c.to_string());
+                    } else if let Some(iface) = self.no_carrier(i) {
+                        // It cannot be served through a dead interface: let it go at once, rather
+                        // than wait for a handshake a pulled cable may never carry, or meet the
+                        // peer's copy when the cable returns. Handed to a ready peer, if any: not
+                        // taken again here until that peer holds it, is down, or let it be.
+                        why = Some(format!("{iface} has no carrier"));
+                        if self.slots[i].handing_to.is_none()
+                            && let Some(p) = self.best_other(i)
+                        {
+                            self.slots[i].handing_to = Some((p, t));
+                        }
                     } else if let Some((h, _)) = &self.slots[i].handing_to {
                         why = Some(format!("handing over to {h}"));
                     } else if let Some(h) = &holder {
@@ -1307,8 +1341,14 @@ impl Machine {
                     }
                 }
                 Hold::Free if s.pending_from.is_none() => {
-                    // Here a live peer holds it (the arm above took the other case).
-                    let failback = self.wants_home(i) && t >= self.s.failback_holdoff;
+                    // Here a live peer holds it (the arm above took the other case). A failback
+                    // waits failback_holdoff after this process started and after I last became
+                    // able to serve the group (a cable back: time for state the holder sends, as
+                    // IPVS connection sync, to reach me first).
+                    let holdoff = self.s.failback_holdoff;
+                    let failback = self.wants_home(i)
+                        && t >= holdoff
+                        && s.ready_since.is_some_and(|r| t - r >= holdoff);
                     if let Some(holder) = holder.clone()
                         && (s.intent.is_some() || failback)
                     {

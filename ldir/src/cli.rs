@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use common::control::{self, Access, Group, Listener, Reply};
 use common::daemon::{Exit, Notifier};
-use common::ipvs::{self, DaemonRole, NetlinkIpvs, Op, Table};
+use common::ipvs::{self, DaemonRole, Ipvs, NetlinkIpvs, Op, Table};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{self, CheckMode, Config};
-use crate::daemon::{self, Deps, Event};
+use crate::daemon::{self, Deps, Event, SyncDaemons};
 use crate::{state, status};
 
 /// How long a client waits for the daemon.
@@ -130,10 +130,46 @@ pub fn apply(dir: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Exit {
     }
 }
 
-/// `ldir sync master|backup|stop`: makes the kernel's sync daemons match the role, from `[sync]`.
+/// What `ldir sync` leaves running. The backup daemon runs on every node (`ldir run` starts it),
+/// so that the node that becomes active already has the connections; the active node runs the
+/// master daemon beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncTarget {
+    /// Backup and master.
+    Master,
+    /// Backup only.
+    Backup,
+    /// Neither.
+    Stop,
+}
+
+impl SyncTarget {
+    /// The roles wanted, in the order they are started.
+    pub fn roles(self) -> &'static [DaemonRole] {
+        match self {
+            SyncTarget::Master => &[DaemonRole::Backup, DaemonRole::Master],
+            SyncTarget::Backup => &[DaemonRole::Backup],
+            SyncTarget::Stop => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for SyncTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncTarget::Master => "master",
+            SyncTarget::Backup => "backup",
+            SyncTarget::Stop => "stopped",
+        })
+    }
+}
+
+/// `ldir sync master|backup|stop`: makes the kernel's sync daemons match `target`, with the
+/// settings of `[sync]`; before starting any, writes `[sync]`'s sysctls under `sysctl_dir`.
 pub fn sync(
     dir: &Path,
-    role: Option<DaemonRole>,
+    target: SyncTarget,
+    sysctl_dir: &Path,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Exit {
@@ -156,6 +192,18 @@ pub fn sync(
             return Exit::TempFail;
         }
     };
+    sync_kernel(sync, target, &mut kernel, sysctl_dir, out, err)
+}
+
+/// [`sync`] once `[sync]` is read, against `kernel`.
+pub fn sync_kernel<I: Ipvs + SyncDaemons>(
+    sync: &config::SyncConfig,
+    target: SyncTarget,
+    kernel: &mut I,
+    sysctl_dir: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Exit {
     let running = match kernel.daemons() {
         Ok(d) => d,
         Err(e) => {
@@ -163,45 +211,215 @@ pub fn sync(
             return Exit::TempFail;
         }
     };
-    let ops = sync_ops(&running, role.map(|r| sync.daemon(r)));
-    if let Err(e) = kernel.apply(&ops) {
+    let want: Vec<ipvs::SyncDaemon> = target.roles().iter().map(|r| sync.daemon(*r)).collect();
+    let sysctls = if want.is_empty() {
+        Vec::new()
+    } else {
+        sync.sysctls.pairs()
+    };
+    // Read before anything changes: a sysctl that cannot be read will not be written either, and
+    // the daemons must not be stopped for nothing.
+    let mut current = Vec::new();
+    for (name, _) in &sysctls {
+        if config::START_TIME_SYSCTLS.contains(name) {
+            match daemon::read_sysctl(sysctl_dir, name) {
+                Ok(v) => current.push((*name, v)),
+                Err(e) => {
+                    let _ = writeln!(err, "ldir: {e}");
+                    return Exit::TempFail;
+                }
+            }
+        }
+    }
+    let plan = sync_plan(&running, &want, sysctls, &current);
+    let write = |sysctls: &[(&str, String)], err: &mut dyn Write| {
+        for (name, value) in sysctls {
+            if let Err(e) = daemon::write_sysctl(sysctl_dir, name, value) {
+                let _ = writeln!(err, "ldir: {e}");
+                return false;
+            }
+        }
+        true
+    };
+    if !write(&plan.sysctls, err) {
+        return Exit::TempFail;
+    }
+    if let Err(e) = kernel.apply(&plan.stop) {
+        let _ = writeln!(err, "ldir: {e}");
+        return Exit::TempFail;
+    }
+    if !write(&plan.start_sysctls, err) {
+        return Exit::TempFail;
+    }
+    if let Err(e) = kernel.apply(&plan.start) {
         let _ = writeln!(err, "ldir: {e}");
         return Exit::TempFail;
     }
     let _ = writeln!(
         out,
-        "sync: {} ({} changes)",
-        role.map_or("stopped".to_string(), |r| r.to_string()),
-        ops.len()
+        "sync: {target} ({} changes)",
+        plan.stop.len() + plan.start.len()
     );
     Exit::Ok
 }
 
-/// The operations that leave exactly `want` running (or nothing).
-pub fn sync_ops(running: &[ipvs::SyncDaemon], want: Option<ipvs::SyncDaemon>) -> Vec<Op> {
+/// `ldir sync status`: prints the running daemons, one a line; [`Exit::Ok`] while a master
+/// runs, [`Exit::NotRunning`] when none does (LSB, for hbeat's heartbeat-style scripts).
+pub fn sync_status(out: &mut dyn Write, err: &mut dyn Write) -> Exit {
+    let running = match NetlinkIpvs::connect().and_then(|mut k| NetlinkIpvs::daemons(&mut k)) {
+        Ok(d) => d,
+        // Without IPVS in the kernel no daemon can run: that is an answer, not a failure.
+        Err(ipvs::IpvsError::Unavailable) => Vec::new(),
+        Err(e) => {
+            let _ = writeln!(err, "ldir: cannot read the sync daemons: {e}");
+            return Exit::TempFail;
+        }
+    };
+    let (text, code) = sync_status_text(&running);
+    let _ = out.write_all(text.as_bytes());
+    code
+}
+
+/// [`sync_status`]'s output and exit code for `running`.
+pub fn sync_status_text(running: &[ipvs::SyncDaemon]) -> (String, Exit) {
+    let mut daemons: Vec<&ipvs::SyncDaemon> = running.iter().collect();
+    daemons.sort_by_key(|d| d.role);
+    let mut text = String::new();
+    for d in &daemons {
+        text += &format!("{} interface {} sync_id {}", d.role, d.interface, d.sync_id);
+        if let Some(g) = d.group {
+            text += &format!(" group {g}");
+        }
+        if let Some(p) = d.port {
+            text += &format!(" port {p}");
+        }
+        if let Some(t) = d.ttl {
+            text += &format!(" ttl {t}");
+        }
+        if let Some(m) = d.max_len {
+            text += &format!(" max_len {m}");
+        }
+        text.push('\n');
+    }
+    if daemons.is_empty() {
+        text += "no sync daemon running\n";
+    }
+    let code = if daemons.iter().any(|d| d.role == DaemonRole::Master) {
+        Exit::Ok
+    } else {
+        Exit::NotRunning
+    };
+    (text, code)
+}
+
+/// What `ldir sync` does, in this order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncPlan {
+    /// First the sysctls a running daemon follows (file name, value): one the kernel refuses
+    /// stops `ldir sync` before any daemon is stopped.
+    pub sysctls: Vec<(&'static str, String)>,
+    /// Then the daemons to stop, master before backup.
+    pub stop: Vec<Op>,
+    /// Then, with no daemon running, the [`config::START_TIME_SYSCTLS`] that differ.
+    pub start_sysctls: Vec<(&'static str, String)>,
+    /// Then the daemons to start, backup before master.
+    pub start: Vec<Op>,
+}
+
+/// Plans `ldir sync`: leave exactly `want` running with `sysctls` written. `current` holds the
+/// kernel's values of the [`config::START_TIME_SYSCTLS`] among `sysctls`: a running daemon does
+/// not follow those (the kernel reads them when a daemon starts), so when one differs every
+/// running daemon is stopped before it is written and the wanted ones start again after; one
+/// equal to the kernel's value is not written at all.
+pub fn sync_plan(
+    running: &[ipvs::SyncDaemon],
+    want: &[ipvs::SyncDaemon],
+    sysctls: Vec<(&'static str, String)>,
+    current: &[(&str, String)],
+) -> SyncPlan {
+    let differs = |name: &str, value: &str| {
+        current
+            .iter()
+            .find(|(n, _)| *n == name)
+            .is_none_or(|(_, v)| v.trim() != value.trim())
+    };
+    let (start_sysctls, sysctls): (Vec<_>, Vec<_>) = sysctls
+        .into_iter()
+        .partition(|(name, _)| config::START_TIME_SYSCTLS.contains(name));
+    let start_sysctls: Vec<(&'static str, String)> = start_sysctls
+        .into_iter()
+        .filter(|(name, value)| differs(name, value))
+        .collect();
+    let restart = !running.is_empty() && !start_sysctls.is_empty();
+    let ops = if restart {
+        let mut ops = sync_ops(running, &[]);
+        ops.extend(sync_ops(&[], want));
+        ops
+    } else {
+        sync_ops(running, want)
+    };
+    let (stop, start) = ops
+        .into_iter()
+        .partition(|op| matches!(op, Op::StopDaemon(_)));
+    SyncPlan {
+        sysctls,
+        stop,
+        start_sysctls,
+        start,
+    }
+}
+
+/// The operations that leave exactly `want` running: stops first (master, then backup), then
+/// starts (backup, then master). A running daemon whose settings differ from its wanted one's is
+/// stopped and started again; one that matches is left alone, so a second call plans nothing.
+pub fn sync_ops(running: &[ipvs::SyncDaemon], want: &[ipvs::SyncDaemon]) -> Vec<Op> {
+    const STOP_ORDER: [DaemonRole; 2] = [DaemonRole::Master, DaemonRole::Backup];
+    const START_ORDER: [DaemonRole; 2] = [DaemonRole::Backup, DaemonRole::Master];
+    let wanted = |role: DaemonRole| want.iter().find(|w| w.role == role);
     let mut ops = Vec::new();
-    for d in running {
-        let same = want.as_ref().is_some_and(|w| {
-            w.role == d.role
-                && w.interface == d.interface
-                && w.sync_id == d.sync_id
-                && w.group.is_none_or(|g| Some(g) == d.group)
-                && w.port.is_none_or(|p| Some(p) == d.port)
-                && w.ttl.is_none_or(|t| Some(t) == d.ttl)
-                && w.max_len.is_none_or(|m| Some(m) == d.max_len)
-        });
-        if !same {
-            ops.push(Op::StopDaemon(d.role));
+    let mut kept = Vec::new();
+    for role in STOP_ORDER {
+        let mut have = running.iter().filter(|d| d.role == role).peekable();
+        if have.peek().is_none() {
+            continue;
+        }
+        match wanted(role) {
+            Some(w) if have.all(|d| same_settings(w, d)) => kept.push(role),
+            _ => ops.push(Op::StopDaemon(role)),
         }
     }
-    if let Some(w) = want
-        && !running
-            .iter()
-            .any(|d| d.role == w.role && !ops.contains(&Op::StopDaemon(d.role)))
-    {
-        ops.push(Op::StartDaemon(w));
+    for role in START_ORDER {
+        if let Some(w) = wanted(role)
+            && !kept.contains(&role)
+        {
+            ops.push(Op::StartDaemon(w.clone()));
+        }
     }
     ops
+}
+
+/// Whether the running daemon `have` has the settings of `want`. What `want` leaves to the
+/// kernel is compared with the kernel's default (`ip_vs_sync.c`: `start_sync_thread`), except the
+/// message length, which depends on the interface's MTU; what the kernel did not report is taken
+/// to match.
+fn same_settings(want: &ipvs::SyncDaemon, have: &ipvs::SyncDaemon) -> bool {
+    /// `ip_vs.h`: `IP_VS_SYNC_GROUP` (224.0.0.81), `IP_VS_SYNC_PORT`; the TTL defaults to 1.
+    const GROUP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(224, 0, 0, 81));
+    const PORT: u16 = 8848;
+    const TTL: u8 = 1;
+    fn same<T: PartialEq>(want: Option<T>, default: Option<T>, have: Option<T>) -> bool {
+        match (want.or(default), have) {
+            (Some(w), Some(h)) => w == h,
+            _ => true,
+        }
+    }
+    want.role == have.role
+        && want.interface == have.interface
+        && want.sync_id == have.sync_id
+        && same(want.group, Some(GROUP), have.group)
+        && same(want.port, Some(PORT), have.port)
+        && same(want.ttl, Some(TTL), have.ttl)
+        && same(want.max_len, None, have.max_len)
 }
 
 /// A control request.
@@ -416,7 +634,7 @@ pub async fn run(
         ipvs: ipvs::AsyncIpvs::new(kernel),
         runner: Arc::new(common::probe::Prober::new()),
         notifier,
-        sysctl_dir: "/proc/sys/net/ipv4/vs".into(),
+        sysctl_dir: daemon::SYSCTL_DIR.into(),
         watcher,
     };
     match daemon::run(c, cache, deps, events).await {
@@ -450,40 +668,385 @@ pub fn call<Rep: serde::de::DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::ipvs::SyncDaemon;
+    use common::ipvs::{RecordingIpvs, SyncDaemon};
+
+    fn daemon(role: DaemonRole) -> SyncDaemon {
+        SyncDaemon::new(role, "eth1", 1)
+    }
+
+    /// Both roles from `[sync]` as the target asks, in start order.
+    fn want(target: SyncTarget) -> Vec<SyncDaemon> {
+        target.roles().iter().map(|r| daemon(*r)).collect()
+    }
+
+    /// A daemon as the kernel reports it: the defaults filled in.
+    fn reported(role: DaemonRole) -> SyncDaemon {
+        SyncDaemon {
+            group: Some("224.0.0.81".parse().unwrap()),
+            port: Some(8848),
+            ttl: Some(1),
+            max_len: Some(1472),
+            ..daemon(role)
+        }
+    }
+
+    /// Applies `ops` to the recording fake holding `running`, as the kernel would; the result.
+    fn after(running: &[SyncDaemon], ops: &[Op]) -> Vec<SyncDaemon> {
+        let mut k = RecordingIpvs {
+            daemons: running.to_vec(),
+            ..Default::default()
+        };
+        k.apply(ops).unwrap();
+        k.daemons
+    }
 
     #[test]
-    fn sync_switches_roles_and_is_idempotent() {
-        let master = SyncDaemon::new(DaemonRole::Master, "eth1", 1);
-        let backup = SyncDaemon::new(DaemonRole::Backup, "eth1", 1);
+    fn sync_roles_are_backup_everywhere_and_master_on_top() {
+        use DaemonRole::{Backup, Master};
+        assert_eq!(SyncTarget::Master.roles(), [Backup, Master]);
+        assert_eq!(SyncTarget::Backup.roles(), [Backup]);
+        assert!(SyncTarget::Stop.roles().is_empty());
+        assert_eq!(SyncTarget::Stop.to_string(), "stopped");
+    }
+
+    #[test]
+    fn sync_ops_reach_each_target_from_each_state_and_then_do_nothing() {
+        use DaemonRole::{Backup, Master};
+        let (m, b) = (daemon(Master), daemon(Backup));
+        let states: [Vec<SyncDaemon>; 5] = [
+            vec![],
+            vec![b.clone()],
+            vec![m.clone()],
+            vec![m.clone(), b.clone()],
+            vec![reported(Backup), reported(Master)],
+        ];
+        for target in [SyncTarget::Master, SyncTarget::Backup, SyncTarget::Stop] {
+            for running in &states {
+                let ops = sync_ops(running, &want(target));
+                // Stops come first, then starts, backup before master.
+                let first_start = ops
+                    .iter()
+                    .position(|o| matches!(o, Op::StartDaemon(_)))
+                    .unwrap_or(ops.len());
+                assert!(
+                    ops[first_start..]
+                        .iter()
+                        .all(|o| matches!(o, Op::StartDaemon(_))),
+                    "{ops:?}"
+                );
+                let now = after(running, &ops);
+                let mut roles: Vec<DaemonRole> = now.iter().map(|d| d.role).collect();
+                roles.sort();
+                let mut wanted = target.roles().to_vec();
+                wanted.sort();
+                assert_eq!(roles, wanted, "{target} from {running:?}: {ops:?}");
+                assert_eq!(
+                    sync_ops(&now, &want(target)),
+                    vec![],
+                    "a second call changes nothing"
+                );
+            }
+        }
+        // The exact plans.
         assert_eq!(
-            sync_ops(&[], Some(master.clone())),
-            vec![Op::StartDaemon(master.clone())]
+            sync_ops(&[], &want(SyncTarget::Master)),
+            vec![Op::StartDaemon(b.clone()), Op::StartDaemon(m.clone())]
         );
         assert_eq!(
-            sync_ops(std::slice::from_ref(&master), Some(master.clone())),
+            sync_ops(std::slice::from_ref(&b), &want(SyncTarget::Master)),
+            vec![Op::StartDaemon(m.clone())]
+        );
+        assert_eq!(
+            sync_ops(&[b.clone(), m.clone()], &want(SyncTarget::Backup)),
+            vec![Op::StopDaemon(Master)]
+        );
+        assert_eq!(
+            sync_ops(std::slice::from_ref(&m), &want(SyncTarget::Backup)),
+            vec![Op::StopDaemon(Master), Op::StartDaemon(b.clone())]
+        );
+        assert_eq!(
+            sync_ops(&[b.clone(), m.clone()], &want(SyncTarget::Stop)),
+            vec![Op::StopDaemon(Master), Op::StopDaemon(Backup)]
+        );
+        // The kernel's report of defaults matches a [sync] that leaves them out.
+        assert_eq!(
+            sync_ops(
+                &[reported(Master), reported(Backup)],
+                &want(SyncTarget::Master)
+            ),
             vec![]
         );
+    }
+
+    #[test]
+    fn sync_ops_restart_only_the_daemon_whose_settings_differ() {
+        use DaemonRole::{Backup, Master};
+        let (m, b) = (daemon(Master), daemon(Backup));
+        let target = want(SyncTarget::Master);
+        let cases = [
+            SyncDaemon {
+                interface: "eth2".into(),
+                ..daemon(Master)
+            },
+            SyncDaemon {
+                sync_id: 2,
+                ..daemon(Master)
+            },
+            SyncDaemon {
+                port: Some(8849),
+                ..reported(Master)
+            },
+            SyncDaemon {
+                ttl: Some(2),
+                ..reported(Master)
+            },
+            SyncDaemon {
+                group: Some("224.0.0.82".parse().unwrap()),
+                ..reported(Master)
+            },
+        ];
+        for other in cases {
+            assert_eq!(
+                sync_ops(&[other.clone(), b.clone()], &target),
+                vec![Op::StopDaemon(Master), Op::StartDaemon(m.clone())],
+                "{other:?}"
+            );
+        }
+        // A configured value differs from the running one: just that role restarts.
+        let configured: Vec<SyncDaemon> = target
+            .iter()
+            .map(|d| SyncDaemon {
+                max_len: Some(1400),
+                ..d.clone()
+            })
+            .collect();
         assert_eq!(
-            sync_ops(std::slice::from_ref(&backup), Some(master.clone())),
+            sync_ops(&[reported(Master), reported(Backup)], &configured),
             vec![
-                Op::StopDaemon(DaemonRole::Backup),
-                Op::StartDaemon(master.clone())
+                Op::StopDaemon(Master),
+                Op::StopDaemon(Backup),
+                Op::StartDaemon(configured[0].clone()),
+                Op::StartDaemon(configured[1].clone())
+            ]
+        );
+        let backup_other = SyncDaemon {
+            port: Some(9000),
+            ..reported(Backup)
+        };
+        assert_eq!(
+            sync_ops(&[reported(Master), backup_other], &target),
+            vec![Op::StopDaemon(Backup), Op::StartDaemon(b)]
+        );
+    }
+
+    #[test]
+    fn sync_plan_restarts_running_daemons_around_a_new_sync_ports() {
+        use DaemonRole::{Backup, Master};
+        let (m, b) = (daemon(Master), daemon(Backup));
+        let sysctls = || {
+            vec![
+                ("sync_version", "1".to_string()),
+                ("sync_ports", "4".to_string()),
+            ]
+        };
+        // Daemons run with 1 port: both stop, the sysctls are written, both start again.
+        let plan = sync_plan(
+            &[b.clone(), m.clone()],
+            &want(SyncTarget::Master),
+            sysctls(),
+            &[("sync_ports", "1".into())],
+        );
+        assert_eq!(
+            plan,
+            SyncPlan {
+                sysctls: vec![("sync_version", "1".to_string())],
+                stop: vec![Op::StopDaemon(Master), Op::StopDaemon(Backup)],
+                start_sysctls: vec![("sync_ports", "4".to_string())],
+                start: vec![Op::StartDaemon(b.clone()), Op::StartDaemon(m.clone())],
+            }
+        );
+        // Already 4: sync_ports is not written, the daemons stay.
+        let same = sync_plan(
+            &[b.clone(), m.clone()],
+            &want(SyncTarget::Master),
+            sysctls(),
+            &[("sync_ports", "4".into())],
+        );
+        assert_eq!(
+            same,
+            SyncPlan {
+                sysctls: vec![("sync_version", "1".to_string())],
+                ..SyncPlan::default()
+            }
+        );
+        // Nothing runs: written, then started.
+        let cold = sync_plan(
+            &[],
+            &want(SyncTarget::Backup),
+            sysctls(),
+            &[("sync_ports", "1".into())],
+        );
+        assert_eq!(
+            cold,
+            SyncPlan {
+                sysctls: vec![("sync_version", "1".to_string())],
+                stop: vec![],
+                start_sysctls: vec![("sync_ports", "4".to_string())],
+                start: vec![Op::StartDaemon(b.clone())],
+            }
+        );
+        // To backup with a new sock_size while the master runs: both stop, the backup starts.
+        let to_backup = sync_plan(
+            &[m.clone(), b.clone()],
+            &want(SyncTarget::Backup),
+            vec![("sync_sock_size", "65536".to_string())],
+            &[("sync_sock_size", "0".into())],
+        );
+        assert_eq!(
+            to_backup.stop,
+            vec![Op::StopDaemon(Master), Op::StopDaemon(Backup)]
+        );
+        assert_eq!(to_backup.start, vec![Op::StartDaemon(b.clone())]);
+        // Other sysctls never restart anything.
+        let plain = sync_plan(
+            &[m.clone(), b.clone()],
+            &want(SyncTarget::Master),
+            vec![("sync_threshold", "3 50".to_string())],
+            &[],
+        );
+        assert_eq!(
+            plain,
+            SyncPlan {
+                sysctls: vec![("sync_threshold", "3 50".to_string())],
+                ..SyncPlan::default()
+            }
+        );
+    }
+
+    #[test]
+    fn ldir_sync_writes_sysctls_before_starting_and_is_idempotent() {
+        use DaemonRole::{Backup, Master};
+        let d = std::env::temp_dir().join(format!("ldir-cli-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, value) in [("sync_ports", "1\n"), ("sync_retries", "0\n")] {
+            std::fs::write(d.join(name), value).unwrap();
+        }
+        let c = config::build(
+            Path::new("/etc/ldir"),
+            Some((
+                "/etc/ldir/ldir.toml".into(),
+                Ok("[sync]\ninterface = \"eth1\"\nsync_id = 1\nports = 2\nretries = 3\n".into()),
+            )),
+            vec![("/etc/ldir/web.toml".into(), Ok(config::tests::WEB.into()))],
+        )
+        .unwrap();
+        let sync = c.sync.unwrap();
+        let mut k = RecordingIpvs {
+            daemons: vec![daemon(Backup)],
+            ..Default::default()
+        };
+        let run = |k: &mut RecordingIpvs, target, dir: &Path| {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = sync_kernel(&sync, target, k, dir, &mut out, &mut err);
+            (
+                code,
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(err).unwrap(),
+            )
+        };
+        // The backup runs with 1 port: stopped, sysctls written, backup and master started.
+        let (code, out, err) = run(&mut k, SyncTarget::Master, &d);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (Exit::Ok, "sync: master (3 changes)\n", "")
+        );
+        assert_eq!(
+            k.applied,
+            vec![
+                Op::StopDaemon(Backup),
+                Op::StartDaemon(daemon(Backup)),
+                Op::StartDaemon(daemon(Master))
             ]
         );
         assert_eq!(
-            sync_ops(&[master.clone(), backup.clone()], None),
-            vec![
-                Op::StopDaemon(DaemonRole::Master),
-                Op::StopDaemon(DaemonRole::Backup)
-            ]
+            std::fs::read_to_string(d.join("sync_ports")).unwrap(),
+            "2\n"
         );
-        // Another interface: restarted with the configured one.
-        let other = SyncDaemon::new(DaemonRole::Master, "eth2", 1);
         assert_eq!(
-            sync_ops(&[other], Some(master.clone())),
-            vec![Op::StopDaemon(DaemonRole::Master), Op::StartDaemon(master)]
+            std::fs::read_to_string(d.join("sync_retries")).unwrap(),
+            "3\n"
         );
+        // Again: nothing to do.
+        let (code, out, _) = run(&mut k, SyncTarget::Master, &d);
+        assert_eq!(
+            (code, out.as_str()),
+            (Exit::Ok, "sync: master (0 changes)\n")
+        );
+        let (_, out, _) = run(&mut k, SyncTarget::Backup, &d);
+        assert_eq!(out, "sync: backup (1 changes)\n");
+        assert_eq!(k.daemons, vec![daemon(Backup)]);
+        let (_, out, _) = run(&mut k, SyncTarget::Stop, &d);
+        assert_eq!(out, "sync: stopped (1 changes)\n");
+        assert!(k.daemons.is_empty());
+        // A sysctl that cannot be written: temporary failure naming the file, nothing started.
+        std::fs::remove_file(d.join("sync_retries")).unwrap();
+        let (code, out, err) = run(&mut k, SyncTarget::Master, &d);
+        assert_eq!((code, out.as_str()), (Exit::TempFail, ""));
+        assert!(
+            err.starts_with(&format!(
+                "ldir: cannot write \"3\" to {}: no such sysctl",
+                d.join("sync_retries").display()
+            )),
+            "{err}"
+        );
+        assert!(k.daemons.is_empty());
+        // Refused while the daemons run and sync_ports differs: written before any stop, so they
+        // stay as they are.
+        std::fs::write(d.join("sync_retries"), "0\n").unwrap();
+        assert_eq!(run(&mut k, SyncTarget::Master, &d).0, Exit::Ok);
+        std::fs::write(d.join("sync_ports"), "1\n").unwrap();
+        std::fs::remove_file(d.join("sync_retries")).unwrap();
+        let (code, ..) = run(&mut k, SyncTarget::Master, &d);
+        assert_eq!(code, Exit::TempFail);
+        assert_eq!(k.daemons, vec![daemon(Backup), daemon(Master)]);
+        assert_eq!(
+            std::fs::read_to_string(d.join("sync_ports")).unwrap(),
+            "1\n"
+        );
+        // sync_ports unreadable: nothing is stopped for it.
+        std::fs::write(d.join("sync_retries"), "0\n").unwrap();
+        std::fs::remove_file(d.join("sync_ports")).unwrap();
+        let (code, _, err) = run(&mut k, SyncTarget::Backup, &d);
+        assert_eq!(code, Exit::TempFail);
+        assert!(
+            err.contains(&format!("cannot read {}", d.join("sync_ports").display())),
+            "{err}"
+        );
+        assert_eq!(
+            k.daemons,
+            vec![daemon(Backup), daemon(Master)],
+            "left as it was"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn sync_status_lists_daemons_and_says_whether_a_master_runs() {
+        use DaemonRole::{Backup, Master};
+        let (text, code) = sync_status_text(&[reported(Backup), reported(Master)]);
+        assert_eq!(
+            text,
+            "master interface eth1 sync_id 1 group 224.0.0.81 port 8848 ttl 1 max_len 1472\n\
+             backup interface eth1 sync_id 1 group 224.0.0.81 port 8848 ttl 1 max_len 1472\n"
+        );
+        assert_eq!(code, Exit::Ok);
+        let (text, code) = sync_status_text(&[daemon(Backup)]);
+        assert_eq!(text, "backup interface eth1 sync_id 1\n");
+        assert_eq!(code, Exit::NotRunning);
+        let (text, code) = sync_status_text(&[]);
+        assert_eq!(text, "no sync daemon running\n");
+        assert_eq!(code, Exit::NotRunning);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! to tokio's blocking pool ([`AsyncIpvs`]); commands (fallback command, alert mails) run as
 //! child processes with a time limit, in their own tasks. Nothing here blocks the runtime.
 //!
+//! At start it writes the IPVS sysctls the configuration sets and, with `[sync]`, starts the
+//! backup sync daemon when no sync daemon runs ([`sync_at_start`]); it never stops one: the
+//! master role is hbeat's to switch (`ldir sync`).
+//!
 //! Deliberately not here: deciding weights (the director does), reading files (the config
 //! module), the control socket's wire format (`main.rs` turns requests into [`Event`]s).
 
@@ -17,12 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::daemon::{Notifier, SignalEvent, WatchdogTicker};
-use common::ipvs::{AsyncIpvs, IpvsError, Op, Table};
+use common::ipvs::{
+    AsyncIpvs, DaemonRole, IpvsError, NetlinkIpvs, Op, RecordingIpvs, SyncDaemon, Table,
+};
 use common::probe::{Engine, EngineOptions, Feed, Probe, Runner};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::config::{self, CheckMode, Config};
+use crate::config::{self, CheckMode, Config, SyncConfig};
 use crate::director::{Director, Drain, Effects, RealId, State};
 use crate::state;
 use crate::status::{self, KernelStats, Report};
@@ -79,6 +85,135 @@ pub struct Deps<I, R> {
     pub watcher: Watcher,
 }
 
+/// Where the IPVS sysctls are.
+pub const SYSCTL_DIR: &str = "/proc/sys/net/ipv4/vs";
+/// The most read from one sysctl file (they hold a number or two).
+const MAX_SYSCTL_READ: u64 = 4096;
+
+/// The kernel's running connection sync daemons, beside the table (a trait, so that the daemon
+/// runs on the recording fake in tests).
+pub trait SyncDaemons {
+    /// The running daemons (at most a master and a backup).
+    fn daemons(&mut self) -> Result<Vec<SyncDaemon>, IpvsError>;
+}
+
+impl SyncDaemons for NetlinkIpvs {
+    fn daemons(&mut self) -> Result<Vec<SyncDaemon>, IpvsError> {
+        NetlinkIpvs::daemons(self)
+    }
+}
+
+impl SyncDaemons for RecordingIpvs {
+    fn daemons(&mut self) -> Result<Vec<SyncDaemon>, IpvsError> {
+        Ok(self.daemons.clone())
+    }
+}
+
+/// A sysctl file that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SysctlError {
+    /// Writing failed.
+    #[error("cannot write {value:?} to {}: {}", path.display(), io_words(source))]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// Reading failed.
+    #[error("cannot read {}: {}", path.display(), io_words(source))]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// An I/O error on a sysctl in words: what the errno means there.
+fn io_words(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound => {
+            "no such sysctl: the ip_vs module is not loaded, or this kernel does not have it".into()
+        }
+        ErrorKind::PermissionDenied => "permission denied: needs root".into(),
+        ErrorKind::InvalidInput => "invalid argument: the kernel refused the value".into(),
+        _ => {
+            let s = e.to_string().replace("(os error", "(errno");
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().chain(c).collect(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// Writes `value` to the sysctl `name` under `dir` (an existing file: it is never created).
+pub fn write_sysctl(dir: &Path, name: &str, value: &str) -> Result<(), SysctlError> {
+    use std::io::Write;
+    let path = dir.join(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()))
+        .map_err(|source| SysctlError::Write {
+            path,
+            value: value.to_string(),
+            source,
+        })
+}
+
+/// The value of the sysctl `name` under `dir`, its numbers separated by single spaces (the
+/// kernel separates a vector's with tabs).
+pub fn read_sysctl(dir: &Path, name: &str) -> Result<String, SysctlError> {
+    use std::io::Read;
+    let path = dir.join(name);
+    let mut text = String::new();
+    match std::fs::File::open(&path).and_then(|f| f.take(MAX_SYSCTL_READ).read_to_string(&mut text))
+    {
+        Ok(_) => Ok(text.split_whitespace().collect::<Vec<_>>().join(" ")),
+        Err(source) => Err(SysctlError::Read { path, source }),
+    }
+}
+
+/// What `ldir run` does about connection sync when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncAtStart {
+    /// The `[sync]` sysctls to write.
+    pub sysctls: Vec<(&'static str, String)>,
+    /// Sysctls left unwritten because sync daemons run: a running daemon keeps the value it
+    /// started with, and `ldir sync` restarts the daemons only when the value differs.
+    pub held: Vec<&'static str>,
+    /// The backup daemon to start: no sync daemon runs.
+    pub start: Option<SyncDaemon>,
+}
+
+/// Decides [`SyncAtStart`] from `[sync]` and the running daemons (`None`: they could not be
+/// read). The backup daemon runs on every node, so that the node that becomes active already
+/// has the connections; the master role is hbeat's to give (`ldir sync master`), and nothing
+/// here ever stops a daemon.
+pub fn sync_at_start(sync: Option<&SyncConfig>, running: Option<&[SyncDaemon]>) -> SyncAtStart {
+    let Some(sync) = sync else {
+        return SyncAtStart::default();
+    };
+    let idle = running.is_some_and(|r| r.is_empty());
+    let (sysctls, held) = sync
+        .sysctls
+        .pairs()
+        .into_iter()
+        .partition::<Vec<_>, _>(|(name, _)| idle || !config::START_TIME_SYSCTLS.contains(name));
+    SyncAtStart {
+        sysctls,
+        held: held.into_iter().map(|(name, _)| name).collect(),
+        start: idle.then(|| sync.daemon(DaemonRole::Backup)),
+    }
+}
+
 /// Time to wait after a file change before reloading, so that an editor's several writes make one
 /// reload.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -97,7 +232,7 @@ pub async fn run<I, R>(
     mut events: mpsc::Receiver<Event>,
 ) -> Result<(), DaemonError>
 where
-    I: KernelStats + Send + 'static,
+    I: KernelStats + SyncDaemons + Send + 'static,
     R: Runner,
 {
     let dir = config.dir.clone();
@@ -109,7 +244,33 @@ where
             state::State::default()
         }
     };
-    set_sysctls(&config, &deps.sysctl_dir);
+    let running = match &config.sync {
+        Some(_) => match deps.ipvs.with(|i| i.daemons()).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the sync daemons: none started");
+                None
+            }
+        },
+        None => None,
+    };
+    let sync = sync_at_start(config.sync.as_ref(), running.as_deref());
+    let mut sysctls = global_sysctls(&config);
+    sysctls.extend(sync.sysctls);
+    set_sysctls(&deps.sysctl_dir, &sysctls);
+    for name in &sync.held {
+        tracing::info!(
+            sysctl = name,
+            reason = "sync daemons run",
+            "not set: a running sync daemon keeps its value; ldir sync restarts them when it differs"
+        );
+    }
+    if let Some(backup) = sync.start {
+        tracing::info!(interface = %backup.interface, sync_id = backup.sync_id, reason = "no sync daemon running", "starting the connection sync backup daemon");
+        if let Err(e) = deps.ipvs.apply(vec![Op::StartDaemon(backup)]).await {
+            tracing::warn!(error = %e, "cannot start the connection sync backup daemon");
+        }
+    }
     let kernel = deps
         .ipvs
         .table()
@@ -670,20 +831,26 @@ impl Watches {
     }
 }
 
-/// Sets the IPVS sysctls `[global]` asks for; failures are logged, not fatal.
-fn set_sysctls(config: &Config, dir: &Path) {
-    for (name, value) in [
+/// The IPVS sysctls `[global]` asks for.
+fn global_sysctls(config: &Config) -> Vec<(&'static str, String)> {
+    [
         ("expire_nodest_conn", config.global.expire_nodest_conn),
         (
             "expire_quiescent_template",
             config.global.expire_quiescent_template,
         ),
-    ] {
-        let Some(on) = value else { continue };
-        let path = dir.join(name);
-        match std::fs::write(&path, if on { "1\n" } else { "0\n" }) {
-            Ok(()) => tracing::info!(sysctl = %path.display(), value = u8::from(on), "set"),
-            Err(e) => tracing::warn!(sysctl = %path.display(), error = %e, "cannot set"),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| Some((name, u8::from(on?).to_string())))
+    .collect()
+}
+
+/// Writes the sysctls; failures are logged, not fatal.
+fn set_sysctls(dir: &Path, sysctls: &[(&'static str, String)]) {
+    for (name, value) in sysctls {
+        match write_sysctl(dir, name, value) {
+            Ok(()) => tracing::info!(sysctl = %dir.join(name).display(), value = %value, "set"),
+            Err(e) => tracing::warn!(error = %e, "cannot set a sysctl"),
         }
     }
 }
@@ -746,4 +913,233 @@ fn spawn_mail(alert: config::Alert, subject: String, body: String) {
     }
     mail += &format!("Subject: {subject}\n\n{body}");
     spawn_command(alert.command.clone(), Some(mail));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::daemon::RecordingNotifier;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("ldir-daemon-unit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A sysctl directory holding the sync sysctls at the kernel's defaults.
+    fn sysctl_dir(d: &Path) -> PathBuf {
+        let sys = d.join("sys");
+        std::fs::create_dir_all(&sys).unwrap();
+        for (name, value) in [
+            ("sync_version", "1"),
+            ("sync_threshold", "3\t50"),
+            ("sync_ports", "1"),
+            ("sync_sock_size", "0"),
+            ("sync_retries", "0"),
+        ] {
+            std::fs::write(sys.join(name), format!("{value}\n")).unwrap();
+        }
+        sys
+    }
+
+    fn sync_config(extra: &str) -> Config {
+        config::build(
+            Path::new("/etc/ldir"),
+            Some((
+                "/etc/ldir/ldir.toml".into(),
+                Ok(format!(
+                    "[sync]\ninterface = \"eth1\"\nsync_id = 4\n{extra}"
+                )),
+            )),
+            vec![("/etc/ldir/web.toml".into(), Ok(config::tests::WEB.into()))],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn run_starts_the_backup_only_when_no_sync_daemon_runs() {
+        let c = sync_config("ports = 2\nretries = 1\n");
+        let sync = c.sync.as_ref();
+        let backup = sync.unwrap().daemon(DaemonRole::Backup);
+        let all = vec![
+            ("sync_retries", "1".to_string()),
+            ("sync_ports", "2".to_string()),
+        ];
+        // Nothing runs: every sysctl, then the backup.
+        assert_eq!(
+            sync_at_start(sync, Some(&[])),
+            SyncAtStart {
+                sysctls: all.clone(),
+                held: vec![],
+                start: Some(backup.clone()),
+            }
+        );
+        // A daemon runs (either role): none started, none stopped, sync_ports left for `ldir sync`.
+        for role in [DaemonRole::Master, DaemonRole::Backup] {
+            let running = [sync.unwrap().daemon(role)];
+            assert_eq!(
+                sync_at_start(sync, Some(&running)),
+                SyncAtStart {
+                    sysctls: vec![("sync_retries", "1".to_string())],
+                    held: vec!["sync_ports"],
+                    start: None,
+                }
+            );
+        }
+        // The daemons could not be read: nothing started, the start-time sysctls left alone.
+        assert_eq!(sync_at_start(sync, None).start, None);
+        assert_eq!(sync_at_start(sync, None).held, vec!["sync_ports"]);
+        // No [sync]: nothing at all.
+        let plain = config::build(
+            Path::new("/etc/ldir"),
+            None,
+            vec![("/etc/ldir/web.toml".into(), Ok(config::tests::WEB.into()))],
+        )
+        .unwrap();
+        assert_eq!(
+            sync_at_start(plain.sync.as_ref(), Some(&[])),
+            SyncAtStart::default()
+        );
+    }
+
+    #[test]
+    fn sysctls_are_written_and_read_back_and_failures_name_the_file() {
+        let d = tempdir("sysctl");
+        let sys = sysctl_dir(&d);
+        write_sysctl(&sys, "sync_threshold", "5 100").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(sys.join("sync_threshold")).unwrap(),
+            "5 100\n"
+        );
+        // The kernel separates a vector's numbers with a tab.
+        std::fs::write(sys.join("sync_threshold"), "5\t100\n").unwrap();
+        assert_eq!(read_sysctl(&sys, "sync_threshold").unwrap(), "5 100");
+        // A sysctl this kernel does not have is never created.
+        let e = write_sysctl(&sys, "sync_nosuch", "1").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot write \"1\" to {}: no such sysctl: the ip_vs module is not loaded, or this kernel does not have it",
+                sys.join("sync_nosuch").display()
+            )
+        );
+        assert!(!sys.join("sync_nosuch").exists());
+        let e = read_sysctl(&sys, "sync_nosuch").unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "cannot read {}: no such sysctl",
+                sys.join("sync_nosuch").display()
+            )),
+            "{e}"
+        );
+        // A directory instead of a file: an error in words, with the path.
+        std::fs::create_dir(sys.join("odd")).unwrap();
+        let e = write_sysctl(&sys, "odd", "1").unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "cannot write \"1\" to {}: ",
+                sys.join("odd").display()
+            )),
+            "{e}"
+        );
+        // Reads are bounded: a huge file yields at most MAX_SYSCTL_READ bytes.
+        std::fs::write(sys.join("big"), "1 ".repeat(10_000)).unwrap();
+        assert!(read_sysctl(&sys, "big").unwrap().len() <= MAX_SYSCTL_READ as usize);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn global_sysctls_are_only_those_set() {
+        let c = sync_config("");
+        assert!(global_sysctls(&c).is_empty());
+        let mut c = c;
+        c.global.expire_nodest_conn = Some(true);
+        c.global.expire_quiescent_template = Some(false);
+        assert_eq!(
+            global_sysctls(&c),
+            vec![
+                ("expire_nodest_conn", "1".to_string()),
+                ("expire_quiescent_template", "0".to_string())
+            ]
+        );
+    }
+
+    /// Runs the daemon on the recording fake from `kernel` with `ldir.toml`'s `[sync]` extra
+    /// lines, stops it, and returns the kernel and the sysctl directory.
+    async fn run_once(name: &str, kernel: RecordingIpvs, extra: &str) -> (RecordingIpvs, PathBuf) {
+        let d = tempdir(name);
+        let sys = sysctl_dir(&d);
+        let conf = d.join("conf");
+        std::fs::create_dir_all(&conf).unwrap();
+        std::fs::write(
+            conf.join("ldir.toml"),
+            format!(
+                "[global]\nstate_dir = \"{}\"\nreconcile_interval = \"1h\"\n[sync]\ninterface = \"eth1\"\n{extra}",
+                d.join("state").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            conf.join("web.toml"),
+            "[virtual]\naddress = \"192.0.2.100:80\"\n[check]\ntype = \"on\"\n[[real]]\naddress = \"192.0.2.13\"\n",
+        )
+        .unwrap();
+        let watcher = Watcher::start(&conf);
+        let mut cache = config::Cache::default();
+        let config = config::load_cached(&conf, &mut cache).unwrap();
+        let ipvs = AsyncIpvs::new(kernel);
+        let (tx, rx) = mpsc::channel(4);
+        let deps = Deps {
+            ipvs: ipvs.clone(),
+            runner: Arc::new(common::probe::Prober::new()),
+            notifier: Arc::new(RecordingNotifier::default()),
+            sysctl_dir: sys.clone(),
+            watcher,
+        };
+        let task = tokio::spawn(run(config, cache, deps, rx));
+        tx.send(Event::Signal(SignalEvent::Shutdown)).await.unwrap();
+        task.await.unwrap().unwrap();
+        let k = ipvs.with(|k| k.clone()).await;
+        (k, sys)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_with_sync_writes_sysctls_starts_the_backup_and_leaves_it_at_exit() {
+        let (k, sys) = run_once(
+            "run-cold",
+            RecordingIpvs::default(),
+            "ports = 2\nthreshold = 4\n",
+        )
+        .await;
+        let roles: Vec<DaemonRole> = k.daemons.iter().map(|d| d.role).collect();
+        assert_eq!(
+            roles,
+            [DaemonRole::Backup],
+            "started, and not stopped at exit"
+        );
+        assert_eq!(k.daemons[0].interface, "eth1");
+        assert_eq!(read_sysctl(&sys, "sync_ports").unwrap(), "2");
+        assert_eq!(read_sysctl(&sys, "sync_threshold").unwrap(), "4 50");
+        let _ = std::fs::remove_dir_all(sys.parent().unwrap());
+
+        // A master runs already (hbeat made this node active): nothing started or stopped, and
+        // sync_ports waits for `ldir sync`.
+        let master = SyncDaemon::new(DaemonRole::Master, "eth1", 0);
+        let kernel = RecordingIpvs {
+            daemons: vec![master.clone()],
+            ..Default::default()
+        };
+        let (k, sys) = run_once("run-master", kernel, "ports = 2\nthreshold = 4\n").await;
+        assert_eq!(k.daemons, vec![master]);
+        assert!(
+            !k.applied
+                .iter()
+                .any(|o| matches!(o, Op::StartDaemon(_) | Op::StopDaemon(_)))
+        );
+        assert_eq!(read_sysctl(&sys, "sync_ports").unwrap(), "1");
+        assert_eq!(read_sysctl(&sys, "sync_threshold").unwrap(), "4 50");
+        let _ = std::fs::remove_dir_all(sys.parent().unwrap());
+    }
 }

@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use common::daemon::{self, Exit, LogArgs, LogEnv, SdNotifier};
-use common::ipvs::DaemonRole;
-use ldir::cli::{self, Request};
+use ldir::cli::{self, Request, SyncTarget};
 use ldir::status::Report;
 
 #[derive(Parser)]
@@ -65,9 +64,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
-    /// Switch the kernel's connection sync daemons (settings from ldir.toml's [sync]).
+    /// Switch the kernel's connection sync daemons (settings from ldir.toml's [sync]): master runs
+    /// the backup and master daemons, backup the backup daemon only, stop none; status lists them
+    /// and exits 0 while a master runs, 3 when none does.
     Sync {
-        /// master, backup or stop.
+        /// master, backup, stop or status.
         role: SyncRole,
     },
 }
@@ -77,6 +78,7 @@ enum SyncRole {
     Master,
     Backup,
     Stop,
+    Status,
 }
 
 fn main() -> Exit {
@@ -94,12 +96,14 @@ fn main() -> Exit {
         }
         Command::Apply => cli::apply(&dir, &mut out, &mut err),
         Command::Sync { role } => {
-            let role = match role {
-                SyncRole::Master => Some(DaemonRole::Master),
-                SyncRole::Backup => Some(DaemonRole::Backup),
-                SyncRole::Stop => None,
+            let target = match role {
+                SyncRole::Master => SyncTarget::Master,
+                SyncRole::Backup => SyncTarget::Backup,
+                SyncRole::Stop => SyncTarget::Stop,
+                SyncRole::Status => return cli::sync_status(&mut out, &mut err),
             };
-            cli::sync(&dir, role, &mut out, &mut err)
+            let sysctl_dir = std::path::Path::new(ldir::daemon::SYSCTL_DIR);
+            cli::sync(&dir, target, sysctl_dir, &mut out, &mut err)
         }
         Command::Status { json } => {
             let socket = cli::socket_path(&dir);

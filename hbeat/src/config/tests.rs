@@ -3,8 +3,8 @@ use std::time::Duration;
 
 use super::*;
 
-/// The issue's example, shipped as the pair example: it must parse as written.
-const EXAMPLE: &str = include_str!("../../../contrib/examples/pair/hbeat.toml");
+/// Issue 12's example, as written (the pair example of `contrib/examples/pair/` is newer): it must parse.
+const EXAMPLE: &str = include_str!("fixtures/issue-12-example.toml");
 
 /// A minimal valid file to vary.
 const BASE: &str = r#"node = "lb1"
@@ -711,4 +711,35 @@ fn a_disk_link_may_be_the_quorum_disk_and_only_one() {
             && e[0].contains("link[2].disk.quorum: only one disk link can be the quorum disk"),
         "{e:?}"
     );
+}
+
+/// The pair example of `contrib/examples/pair/`: both nodes' files parse, name each other, use
+/// mirrored link addresses, and define the same groups (the nodes compare this hash).
+#[test]
+fn the_pair_examples_agree() {
+    let lb1 = ok(include_str!(
+        "../../../contrib/examples/pair/lb1/hbeat.toml"
+    ));
+    let lb2 = ok(include_str!(
+        "../../../contrib/examples/pair/lb2/hbeat.toml"
+    ));
+    assert_eq!((lb1.node.as_str(), lb2.node.as_str()), ("lb1", "lb2"));
+    assert_eq!(lb1.peers, ["lb2"]);
+    assert_eq!(lb2.peers, ["lb1"]);
+    assert_eq!(lb1.groups_hash(), lb2.groups_hash());
+    assert_eq!(lb1.links.len(), lb2.links.len());
+    for (a, b) in lb1.links.iter().zip(&lb2.links) {
+        match (a, b) {
+            (Link::Udp { bind: b1, peer: p1 }, Link::Udp { bind: b2, peer: p2 }) => {
+                assert_eq!((b1, p1), (p2, b2), "udp links must mirror each other");
+            }
+            _ => assert_eq!(a, b),
+        }
+    }
+    for c in [&lb1, &lb2] {
+        assert!(c.auto_failback);
+        assert_eq!(c.deadtime, Duration::from_millis(100));
+        assert_eq!(c.groups.len(), 1);
+        assert_eq!(c.groups[0].preferred(), "lb1");
+    }
 }

@@ -195,7 +195,6 @@ impl Machine {
 
     /// Why I am not ready for slot `i` apart from standby and eligibility, if I am not.
     pub(super) fn unready_policy(&self, i: usize) -> Option<String> {
-        let s = &self.slots[i];
         if !self.quorum() {
             return Some("no quorum".into());
         }
@@ -205,10 +204,16 @@ impl Machine {
         if let Some(c) = self.cut_off() {
             return Some(c.into());
         }
-        s.interfaces
+        self.no_carrier(i).map(|n| format!("{n} has no carrier"))
+    }
+
+    /// The first of slot `i`'s needed interfaces that has no carrier.
+    pub(super) fn no_carrier(&self, i: usize) -> Option<&str> {
+        self.slots[i]
+            .interfaces
             .iter()
-            .find(|i| self.carrier_down.contains(*i))
-            .map(|i| format!("{i} has no carrier"))
+            .find(|n| self.carrier_down.contains(*n))
+            .map(String::as_str)
     }
 
     /// The first allowed live peer that says it is ready for slot `i`.

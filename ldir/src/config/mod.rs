@@ -80,6 +80,80 @@ pub struct Global {
 pub struct SyncConfig {
     /// A daemon for `role` with these settings.
     pub template: SyncDaemon,
+    /// The `net.ipv4.vs.sync_*` sysctls to write before a daemon starts.
+    pub sysctls: SyncSysctls,
+}
+
+/// `sync_threshold`'s kernel defaults (`ip_vs.h`: `DEFAULT_SYNC_THRESHOLD`, `DEFAULT_SYNC_PERIOD`):
+/// the one of the pair `[sync]` leaves out keeps this value.
+pub const DEFAULT_SYNC_THRESHOLD: (u32, u32) = (3, 50);
+/// The most sync threads per daemon (`ip_vs.h`: `IPVS_SYNC_PORTS_MAX`, 1 << 6).
+pub const MAX_SYNC_PORTS: i64 = 64;
+/// The longest `sync_refresh_period` every kernel can hold: it is kept in jiffies in an `int`,
+/// and `HZ` is at most 1000 (`proc_dointvec_jiffies`).
+pub const MAX_SYNC_REFRESH_SECS: u64 = i32::MAX as u64 / 1000;
+/// The sysctl the kernel reads only when a sync daemon starts: the number of sync threads.
+pub const SYSCTL_SYNC_PORTS: &str = "sync_ports";
+/// The sysctl the kernel reads only when a sync daemon starts: its sockets' buffer size.
+pub const SYSCTL_SYNC_SOCK_SIZE: &str = "sync_sock_size";
+/// The sysctls a running sync daemon does not follow: a daemon started before a change keeps the
+/// old value until it is started again.
+pub const START_TIME_SYSCTLS: [&str; 2] = [SYSCTL_SYNC_PORTS, SYSCTL_SYNC_SOCK_SIZE];
+
+/// The `net.ipv4.vs.sync_*` sysctls `[sync]` sets (`Documentation/networking/ipvs-sysctl.rst`);
+/// `None` leaves the kernel's value alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncSysctls {
+    /// `sync_version`: 1 (the kernel's default) or 0, the old message format, which carries IPv4
+    /// connections only.
+    pub version: Option<u8>,
+    /// `sync_threshold`: (threshold, period), the one not configured at its kernel default.
+    pub threshold: Option<(u32, u32)>,
+    /// `sync_refresh_period`, in seconds.
+    pub refresh_period: Option<u32>,
+    /// `sync_retries` (0..=3).
+    pub retries: Option<u8>,
+    /// `sync_qlen_max` (messages).
+    pub qlen_max: Option<u64>,
+    /// `sync_sock_size` (bytes; 0: the system's default).
+    pub sock_size: Option<u32>,
+    /// `sync_ports` (1, 2, 4 … 64).
+    pub ports: Option<u8>,
+    /// `sync_persist_mode`.
+    pub persist_mode: Option<bool>,
+}
+
+impl SyncSysctls {
+    /// The (file name under `/proc/sys/net/ipv4/vs`, value) pairs to write, only those set, in
+    /// a fixed order.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(v) = self.version {
+            out.push(("sync_version", v.to_string()));
+        }
+        if let Some((t, p)) = self.threshold {
+            out.push(("sync_threshold", format!("{t} {p}")));
+        }
+        if let Some(v) = self.refresh_period {
+            out.push(("sync_refresh_period", v.to_string()));
+        }
+        if let Some(v) = self.retries {
+            out.push(("sync_retries", v.to_string()));
+        }
+        if let Some(v) = self.qlen_max {
+            out.push(("sync_qlen_max", v.to_string()));
+        }
+        if let Some(v) = self.sock_size {
+            out.push((SYSCTL_SYNC_SOCK_SIZE, v.to_string()));
+        }
+        if let Some(v) = self.ports {
+            out.push((SYSCTL_SYNC_PORTS, v.to_string()));
+        }
+        if let Some(v) = self.persist_mode {
+            out.push(("sync_persist_mode", u8::from(v).to_string()));
+        }
+        out
+    }
 }
 
 impl SyncConfig {
@@ -692,10 +766,11 @@ fn sync_config(
     p: &mut Problems,
 ) -> Option<SyncConfig> {
     let s = s.get_ref();
+    let mut ok = true;
     let iface = s.interface.get_ref();
     if let Err(e) = iface.parse::<common::config::IfName>() {
         p.at(src, Some(s.interface.span()), "sync.interface", e);
-        return None;
+        ok = false;
     }
     if let Some(g) = &s.group {
         let ip: IpAddr = (*g.get_ref()).into();
@@ -706,15 +781,180 @@ fn sync_config(
                 "sync.group",
                 format!("{ip} is not a multicast address"),
             );
-            return None;
+            ok = false;
         }
+    }
+    let sysctls = sync_sysctls(s, src, p);
+    if !ok {
+        return None;
     }
     let mut template = SyncDaemon::new(DaemonRole::Master, iface, u32::from(s.sync_id));
     template.group = s.group.as_ref().map(|g| (*g.get_ref()).into());
     template.port = s.port;
     template.ttl = s.ttl;
     template.max_len = s.max_len;
-    Some(SyncConfig { template })
+    Some(SyncConfig {
+        template,
+        sysctls: sysctls?,
+    })
+}
+
+/// The sysctls of `[sync]`, each checked against what the kernel accepts (`ip_vs_ctl.c`'s
+/// handlers), so that a value the kernel would refuse is a configuration error and not a failed
+/// write at failover time.
+fn sync_sysctls(s: &schema::SyncSection, src: &Src, p: &mut Problems) -> Option<SyncSysctls> {
+    let mut ok = true;
+    // An integer field within `range`; `what` says what the kernel takes.
+    let mut int = |v: &Option<Spanned<i64>>,
+                   field: &str,
+                   range: std::ops::RangeInclusive<i64>,
+                   what: &str,
+                   p: &mut Problems|
+     -> Option<i64> {
+        let v = v.as_ref()?;
+        if range.contains(v.get_ref()) {
+            Some(*v.get_ref())
+        } else {
+            p.at(
+                src,
+                Some(v.span()),
+                field,
+                format!("must be {what}, got {}", v.get_ref()),
+            );
+            ok = false;
+            None
+        }
+    };
+    let int_max = i64::from(i32::MAX);
+    let version = int(&s.version, "sync.version", 0..=1, "0 or 1", p);
+    let threshold = int(
+        &s.threshold,
+        "sync.threshold",
+        0..=int_max,
+        &format!("0..={int_max}"),
+        p,
+    );
+    let period = int(
+        &s.period,
+        "sync.period",
+        0..=int_max,
+        &format!("0..={int_max}"),
+        p,
+    );
+    let retries = int(&s.retries, "sync.retries", 0..=3, "0..=3", p);
+    let qlen_max = int(
+        &s.qlen_max,
+        "sync.qlen_max",
+        1..=i64::from(u32::MAX),
+        &format!("1..={} (messages)", u32::MAX),
+        p,
+    );
+    let sock_size = int(
+        &s.sock_size,
+        "sync.sock_size",
+        0..=int_max,
+        &format!("0..={int_max} (bytes; 0: the system's default)"),
+        p,
+    );
+    let ports = match &s.ports {
+        Some(v) if !(1..=MAX_SYNC_PORTS).contains(v.get_ref()) || v.get_ref().count_ones() != 1 => {
+            p.at(
+                src,
+                Some(v.span()),
+                "sync.ports",
+                format!(
+                    "must be a power of two from 1 to {MAX_SYNC_PORTS} (1, 2, 4, 8, 16, 32 or 64), got {}",
+                    v.get_ref()
+                ),
+            );
+            ok = false;
+            None
+        }
+        Some(v) => Some(*v.get_ref()),
+        None => None,
+    };
+    // The kernel refuses a threshold at or above a non-zero period (`proc_do_sync_threshold`).
+    let pair = match (&s.threshold, &s.period) {
+        (None, None) => None,
+        _ => {
+            let t = threshold.map_or(DEFAULT_SYNC_THRESHOLD.0, |t| t as u32);
+            let per = period.map_or(DEFAULT_SYNC_THRESHOLD.1, |x| x as u32);
+            let valid = (s.threshold.is_none() || threshold.is_some())
+                && (s.period.is_none() || period.is_some());
+            if valid && per != 0 && t >= per {
+                let complaint = match (&s.threshold, &s.period) {
+                    (Some(_), Some(pv)) => Some((
+                        pv.span(),
+                        "sync.period",
+                        format!("must be more than threshold ({t}), or 0 to sync once, got {per}"),
+                    )),
+                    (Some(tv), None) => Some((
+                        tv.span(),
+                        "sync.threshold",
+                        format!(
+                            "must be less than period, which is the kernel's default {per} when not set, got {t}"
+                        ),
+                    )),
+                    (None, Some(pv)) => Some((
+                        pv.span(),
+                        "sync.period",
+                        format!(
+                            "must be more than threshold, which is the kernel's default {t} when not set, or 0 to sync once, got {per}"
+                        ),
+                    )),
+                    (None, None) => None,
+                };
+                if let Some((span, field, msg)) = complaint {
+                    p.at(src, Some(span), field, msg);
+                    ok = false;
+                }
+            }
+            Some((t, per))
+        }
+    };
+    let refresh_period = match &s.refresh_period {
+        None => None,
+        Some(d) => {
+            let std = d.get_ref().as_std();
+            if std.subsec_nanos() != 0 {
+                p.at(
+                    src,
+                    Some(d.span()),
+                    "sync.refresh_period",
+                    "must be whole seconds (the kernel counts it in seconds)",
+                );
+                ok = false;
+                None
+            } else if std.as_secs() > MAX_SYNC_REFRESH_SECS {
+                p.at(
+                    src,
+                    Some(d.span()),
+                    "sync.refresh_period",
+                    format!(
+                        "must be at most {MAX_SYNC_REFRESH_SECS}s (the kernel keeps it in jiffies), got {}s",
+                        std.as_secs()
+                    ),
+                );
+                ok = false;
+                None
+            } else {
+                Some(std.as_secs() as u32)
+            }
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(SyncSysctls {
+        version: version.map(|v| v as u8),
+        threshold: pair,
+        refresh_period,
+        retries: retries.map(|v| v as u8),
+        qlen_max: qlen_max.map(|v| v as u64),
+        sock_size: sock_size.map(|v| v as u32),
+        ports: ports.map(|v| v as u8),
+        persist_mode: s.persist_mode,
+    })
 }
 
 fn alert(

@@ -68,6 +68,29 @@ pub struct SyncSection {
     pub port: Option<u16>,
     pub ttl: Option<u8>,
     pub max_len: Option<u16>,
+    /// `sync_version`: 1 (the kernel's default) or 0, the old message format, which carries IPv4
+    /// connections only (for a peer whose kernel predates 2.6.39).
+    pub version: Option<Spanned<i64>>,
+    /// `sync_threshold`'s first number: a connection is synced once it has this many incoming
+    /// packets (kernel default 3).
+    pub threshold: Option<Spanned<i64>>,
+    /// `sync_threshold`'s second number: … and again every this many packets (kernel default 50;
+    /// 0: only once).
+    pub period: Option<Spanned<i64>>,
+    /// `sync_refresh_period`: a connection whose state did not change is not synced again before
+    /// this long (whole seconds; 0, the default, turns it off).
+    pub refresh_period: Option<Spanned<Duration>>,
+    /// `sync_retries`: sync messages resent this many times, every `refresh_period`/8 (0..=3).
+    pub retries: Option<Spanned<i64>>,
+    /// `sync_qlen_max`: sync messages queued, at most.
+    pub qlen_max: Option<Spanned<i64>>,
+    /// `sync_sock_size`: the sync sockets' buffer size in bytes (0: the system's default).
+    pub sock_size: Option<Spanned<i64>>,
+    /// `sync_ports`: threads (and UDP ports from `port` on) per daemon, a power of two up to 64.
+    pub ports: Option<Spanned<i64>>,
+    /// `sync_persist_mode`: for persistent services, sync the persistence templates only, not
+    /// each connection.
+    pub persist_mode: Option<bool>,
 }
 
 /// One virtual service's file.

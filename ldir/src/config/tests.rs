@@ -762,3 +762,219 @@ fn a_load_told_what_changed_reads_only_those_names() {
     assert!(e.to_string().contains("no virtual service files"), "{e}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `ldir.toml` with `[sync]` and `extra` lines in it, and the web example.
+fn sync_files(extra: &str) -> Result<Config, ConfigErrors> {
+    files(
+        Some(&format!("[sync]\ninterface = \"eth1\"\n{extra}")),
+        &[("web.toml", WEB)],
+    )
+}
+
+fn sync_pairs(extra: &str) -> Vec<(&'static str, String)> {
+    match sync_files(extra) {
+        Ok(c) => c.sync.unwrap().sysctls.pairs(),
+        Err(e) => panic!("{extra:?} refused: {e}"),
+    }
+}
+
+/// The errors of `[sync]` with `extra` (its first line is line 3 of ldir.toml).
+fn sync_errors(extra: &str) -> Vec<String> {
+    match sync_files(extra) {
+        Ok(c) => panic!("accepted: {extra:?}: {:?}", c.sync),
+        Err(e) => e.errors().iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn sync_sysctls_are_read_in_order() {
+    let all = "version = 0\nthreshold = 5\nperiod = 100\nrefresh_period = \"10s\"\nretries = 2\n\
+               qlen_max = 4096\nsock_size = 1048576\nports = 4\npersist_mode = true\n";
+    let pairs = sync_pairs(all);
+    let want: Vec<(&str, String)> = [
+        ("sync_version", "0"),
+        ("sync_threshold", "5 100"),
+        ("sync_refresh_period", "10"),
+        ("sync_retries", "2"),
+        ("sync_qlen_max", "4096"),
+        ("sync_sock_size", "1048576"),
+        ("sync_ports", "4"),
+        ("sync_persist_mode", "1"),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n, v.to_string()))
+    .collect();
+    assert_eq!(pairs, want);
+    // Nothing set: nothing written; the daemon's settings are as before.
+    let c = sync_files("sync_id = 7\n").unwrap();
+    let sync = c.sync.unwrap();
+    assert!(sync.sysctls.pairs().is_empty());
+    assert_eq!(sync.sysctls, SyncSysctls::default());
+    assert_eq!(sync.daemon(DaemonRole::Master).sync_id, 7);
+    assert_eq!(
+        sync_pairs("persist_mode = false\n"),
+        [("sync_persist_mode", "0".to_string())]
+    );
+}
+
+#[test]
+fn sync_values_at_the_edges_of_their_ranges_are_taken() {
+    for (extra, name, value) in [
+        ("version = 0\n", "sync_version", "0"),
+        ("version = 1\n", "sync_version", "1"),
+        ("retries = 0\n", "sync_retries", "0"),
+        ("retries = 3\n", "sync_retries", "3"),
+        ("qlen_max = 1\n", "sync_qlen_max", "1"),
+        ("sock_size = 0\n", "sync_sock_size", "0"),
+        ("ports = 1\n", "sync_ports", "1"),
+        ("ports = 64\n", "sync_ports", "64"),
+        ("refresh_period = \"0s\"\n", "sync_refresh_period", "0"),
+        ("refresh_period = \"2m\"\n", "sync_refresh_period", "120"),
+        // The one of the pair left out keeps the kernel's default (3 50).
+        ("threshold = 49\n", "sync_threshold", "49 50"),
+        ("threshold = 0\n", "sync_threshold", "0 50"),
+        ("period = 4\n", "sync_threshold", "3 4"),
+        ("period = 0\n", "sync_threshold", "3 0"),
+        // A period of 0 syncs once, at any threshold.
+        ("threshold = 1000\nperiod = 0\n", "sync_threshold", "1000 0"),
+        ("threshold = 0\nperiod = 1\n", "sync_threshold", "0 1"),
+    ] {
+        assert_eq!(sync_pairs(extra), [(name, value.to_string())], "{extra:?}");
+    }
+}
+
+#[test]
+fn each_bad_sync_value_is_an_error_at_its_place() {
+    for (extra, want) in [
+        (
+            "version = 2\n",
+            "ldir.toml:3:11: sync.version: must be 0 or 1, got 2",
+        ),
+        (
+            "version = -1\n",
+            "ldir.toml:3:11: sync.version: must be 0 or 1, got -1",
+        ),
+        (
+            "threshold = -1\n",
+            "ldir.toml:3:13: sync.threshold: must be 0..=2147483647, got -1",
+        ),
+        (
+            "period = -5\n",
+            "ldir.toml:3:10: sync.period: must be 0..=2147483647, got -5",
+        ),
+        (
+            "period = 3000000000\n",
+            "ldir.toml:3:10: sync.period: must be 0..=2147483647, got 3000000000",
+        ),
+        (
+            "threshold = 50\n",
+            "ldir.toml:3:13: sync.threshold: must be less than period, which is the kernel's default 50 when not set, got 50",
+        ),
+        (
+            "period = 3\n",
+            "ldir.toml:3:10: sync.period: must be more than threshold, which is the kernel's default 3 when not set, or 0 to sync once, got 3",
+        ),
+        (
+            "threshold = 10\nperiod = 10\n",
+            "ldir.toml:4:10: sync.period: must be more than threshold (10), or 0 to sync once, got 10",
+        ),
+        (
+            "threshold = 20\nperiod = 10\n",
+            "ldir.toml:4:10: sync.period: must be more than threshold (20)",
+        ),
+        (
+            "refresh_period = \"1500ms\"\n",
+            "ldir.toml:3:18: sync.refresh_period: must be whole seconds",
+        ),
+        (
+            "refresh_period = \"720h\"\n",
+            "ldir.toml:3:18: sync.refresh_period: must be at most 2147483s",
+        ),
+        (
+            "retries = 4\n",
+            "ldir.toml:3:11: sync.retries: must be 0..=3, got 4",
+        ),
+        (
+            "retries = -1\n",
+            "ldir.toml:3:11: sync.retries: must be 0..=3, got -1",
+        ),
+        (
+            "qlen_max = 0\n",
+            "ldir.toml:3:12: sync.qlen_max: must be 1..=4294967295 (messages), got 0",
+        ),
+        (
+            "sock_size = -1\n",
+            "ldir.toml:3:13: sync.sock_size: must be 0..=2147483647 (bytes; 0: the system's default), got -1",
+        ),
+        (
+            "ports = 0\n",
+            "ldir.toml:3:9: sync.ports: must be a power of two from 1 to 64 (1, 2, 4, 8, 16, 32 or 64), got 0",
+        ),
+        (
+            "ports = 3\n",
+            "ldir.toml:3:9: sync.ports: must be a power of two",
+        ),
+        (
+            "ports = 128\n",
+            "ldir.toml:3:9: sync.ports: must be a power of two",
+        ),
+        (
+            "ports = -2\n",
+            "ldir.toml:3:9: sync.ports: must be a power of two",
+        ),
+        ("persist_mode = 1\n", "ldir.toml:3:16: sync.persist_mode"),
+        ("version = \"1\"\n", "ldir.toml:3:11: sync.version"),
+    ] {
+        let e = sync_errors(extra);
+        assert_error(&e, want);
+        assert_eq!(e.len(), 1, "{extra:?}: {e:#?}");
+    }
+}
+
+#[test]
+fn every_sync_error_is_reported_at_once() {
+    let e = errors(
+        Some(
+            "[sync]\ninterface = \"this-name-is-too-long\"\ngroup = \"192.0.2.1\"\nversion = 3\n\
+             threshold = 9\nperiod = 9\nretries = 9\nports = 5\nrefresh_period = \"0.5s\"\n\
+             qlen_max = 0\nsock_size = -1\n",
+        ),
+        &[("web.toml", WEB)],
+    );
+    assert_eq!(e.len(), 9, "{e:#?}");
+    for field in [
+        "sync.interface",
+        "sync.group",
+        "sync.version",
+        "sync.period",
+        "sync.retries",
+        "sync.ports",
+        "sync.refresh_period",
+        "sync.qlen_max",
+        "sync.sock_size",
+    ] {
+        assert_error(&e, &format!(": {field}: "));
+    }
+    // `ldir check` says the same, every one of them.
+    let d = tempdir("sync-check");
+    std::fs::write(d.join("web.toml"), WEB).unwrap();
+    std::fs::write(
+        d.join("ldir.toml"),
+        "[sync]\ninterface = \"eth1\"\nports = 3\nretries = 4\n",
+    )
+    .unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = crate::cli::check(&d, &mut out, &mut err);
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!(code, common::daemon::Exit::Usage, "{err}");
+    assert!(
+        err.contains("ldir.toml:3:9: sync.ports: must be a power of two"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ldir.toml:4:11: sync.retries: must be 0..=3, got 4"),
+        "{err}"
+    );
+    assert!(err.contains("2 error(s)"), "{err}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

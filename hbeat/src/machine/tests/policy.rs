@@ -246,13 +246,14 @@ fn losing_carrier_on_a_needed_interface_moves_the_group_to_a_ready_peer() {
     carrier(&mut s, 0, false);
     s.run_until(ms(300), "b took web", |s| s.holders("web") == ["b"]);
     assert_released_before_acquired(&s, 0, 1, "web");
-    // b loses it too while a is still down: nobody is better, b keeps serving.
+    // b loses it too while a is still down: nobody can serve it, nobody holds it.
     carrier(&mut s, 1, false);
+    s.run_until(ms(300), "b let web go", |s| s.holders("web").is_empty());
     s.run_for(ms(500));
-    assert_eq!(s.holders("web"), ["b"]);
-    // a's carrier returns: a is ready and b is not, so web goes back to a.
+    assert!(s.holders("web").is_empty());
+    // a's carrier returns: a is ready and b is not, so a takes web.
     carrier(&mut s, 0, true);
-    s.run_until(ms(300), "a took web back", |s| s.holders("web") == ["a"]);
+    s.run_until(ms(300), "a took web", |s| s.holders("web") == ["a"]);
     // An interface not needed by the group changes nothing.
     s.cmd(
         0,
@@ -263,6 +264,72 @@ fn losing_carrier_on_a_needed_interface_moves_the_group_to_a_ready_peer() {
     );
     s.run_for(ms(500));
     assert_eq!(s.holders("web"), ["a"]);
+}
+
+fn carrier(s: &mut Sim, i: usize, up: bool) {
+    s.cmd(
+        i,
+        Event::Carrier {
+            iface: "eth0".into(),
+            up,
+        },
+    )
+}
+
+#[test]
+fn a_cut_off_node_whose_needed_interface_loses_carrier_lets_its_group_go() {
+    // a's cable is pulled: its links and its carrier go. b takes web over at deadtime; a, which
+    // cannot serve web without eth0 and hears nobody, releases it instead of keeping a copy
+    // that would meet b's when the cable returns.
+    let mut s = Sim::pair(false);
+    s.reconfigure(|st| st.groups[0].interfaces = vec!["eth0".into()]);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.cut_dir(0, 1);
+    s.cut_dir(1, 0);
+    carrier(&mut s, 0, false);
+    s.run_until(ms(500), "only b holds web", |s| s.holders("web") == ["b"]);
+    assert_eq!(
+        s.machine(0).unready_reason("web").as_deref(),
+        Some("eth0 has no carrier")
+    );
+    s.run_for(ms(500));
+    assert_eq!(s.holders("web"), ["b"]);
+    // The cable returns: links and carrier at once. a, which saw b dead, must not take web
+    // before it has heard b (who holds it); the simulation fails on any double hold.
+    s.heal();
+    carrier(&mut s, 0, true);
+    s.run_for(ms(1000));
+    assert_eq!(s.holders("web"), ["b"]);
+    assert_eq!(s.machine(0).unready_reason("web"), None);
+}
+
+#[test]
+fn a_failback_waits_the_holdoff_after_the_interface_returns() {
+    // auto_failback: a gets web back only failback_holdoff after its carrier returned (time for
+    // the holder's connection sync to reach it), not at once although a has run long enough.
+    let mut s = Sim::pair(true);
+    s.reconfigure(|st| {
+        st.groups[0].interfaces = vec!["eth0".into()];
+        st.failback_holdoff = ms(400);
+    });
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.run_for(ms(500));
+    carrier(&mut s, 0, false);
+    s.run_until(ms(300), "b took web", |s| s.holders("web") == ["b"]);
+    carrier(&mut s, 0, true);
+    let back = s.now;
+    s.run_until(ms(1000), "a took web back", |s| s.holders("web") == ["a"]);
+    let first = s
+        .acquires(0, "web")
+        .into_iter()
+        .filter(|&t| t >= back)
+        .min()
+        .expect("a acquired web");
+    assert!(
+        first - back >= ms(400),
+        "a took web back {:?} after its carrier returned, before the 400 ms holdoff",
+        first - back
+    );
 }
 
 #[test]

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# The fault matrix on the director pair of contrib/examples/pair (tests/pair.sh): each case starts
+# from a fresh topology and a fresh pair (lb1 holding web), does one harm, checks what must follow,
+# and prints its own line `case NAME: ok` or `case NAME: FAILED: why`. Exit 1 if any failed.
+# Cases (all by default; or name them: tests/lab run tests/scenarios/pair-faults.sh term drift):
+#   term        graceful stop (TERM, as `systemctl stop`) of the active hbeat: lb2 takes over on
+#               lb1's leave, before deadtime could have passed; the client is served again
+#   loss        one of the two heartbeat links (the cable, eth1) at 30 % loss both ways for 10 s:
+#               no peer declared dead, no group moved
+#   partition   heartbeats cut on both links while both keep their carrier (UDP 694 dropped):
+#               each side holds web (no tie-breaker configured); healed: within seconds exactly
+#               one holder, the VIP on it alone and announced (the client served)
+#   drift       a real removed from lb1's IPVS table behind ldir's back: repaired
+#   flap        a real server flapping every second for 12 s: its weight never changes faster than
+#               rise/fall allow (no table churn beyond the rules); the other real never touched
+#   hang        a real server that accepts connections but never answers: down at the check timeout
+#   brokenconf  a broken virtual file pushed to the standby: its table and lb1 unchanged, the
+#               error (file:line) in ldir's log and from `ldir check`
+. "$LAB_ROOT/tests/lib.sh"
+T=$(mktemp -d /tmp/pair-faults.XXXXXX)
+. "$LAB_ROOT/tests/pair.sh"
+command -v failover-probe > /dev/null || fail "failover-probe is missing (tests/lab builds the workspace's binaries)"
+command -v jq > /dev/null || fail "jq is missing (apt-get install jq; tests/lab deps)"
+command -v nft > /dev/null || fail "nft is missing (apt-get install nftables; tests/lab deps)"
+
+CASES=${*:-term loss partition drift flap hang brokenconf}
+
+# Inside a case, a failure ends the case (a subshell), not the scenario.
+fail() {
+    echo "FAILED: $*" > "$T/why"
+    exit 1
+}
+teardown() {
+    local n pids
+    for n in c d1 d2 r1 r2; do
+        pids=$(ip netns pids "$n" 2> /dev/null || true)
+        # shellcheck disable=SC2086 # one pid a word
+        [ -z "$pids" ] || kill -9 $pids 2> /dev/null || true
+    done
+    sleep 0.3
+    topo down > /dev/null 2>&1 || true
+    find "$T" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} +
+}
+trap 'teardown; rm -rf "$T"' EXIT
+
+# pid_of NODE TOOL: the pid of TOOL's daemon on NODE (the process whose net namespace is NODE's).
+pid_of() {
+    local p
+    for p in $(ip netns pids "$1"); do
+        [ "$(cat "/proc/$p/comm" 2> /dev/null)" = "$2" ] || continue
+        tr '\0' ' ' < "/proc/$p/cmdline" 2> /dev/null | grep -q ' run' || continue
+        echo "$p"
+        return 0
+    done
+    return 1
+}
+# httpd NODE SIGNAL: SIGNAL to NODE's web server (pkill would reach every namespace's).
+httpd() {
+    local p
+    for p in $(ip netns pids "$1"); do
+        tr '\0' ' ' < "/proc/$p/cmdline" 2> /dev/null | grep -q '^busybox httpd' && kill "-$2" "$p"
+    done
+    return 0
+}
+probe_start() {
+    ip netns exec c failover-probe "$VIP:80" --every 10 --timeout 300 --duration 120 > "$T/probe" 2>&1 &
+    PROBE=$!
+    wait_until 20 grep -q '^ready=' "$T/probe" || fail "the client was never served: $(cat "$T/probe")"
+}
+probe_stop() {
+    kill -TERM "$PROBE"
+    wait "$PROBE" || fail "failover-probe exited with $?: $(cat "$T/probe")"
+    grep -q '^last_ok=true' "$T/probe" || fail "the client's last request failed: $(tr '\n' ' ' < "$T/probe")"
+}
+# group_lines NODE: how many times NODE's hbeat started or stopped a group.
+group_lines() { grep -c 'INFO hbeat::daemon: group group=' "$T/$1.hbeat.log" || true; }
+dead_lines() { grep -c 'peer dead' "$T/$1.hbeat.log" || true; }
+table() { on "$1" ipvsadm -Sn | sort; }
+weight_of() { on "$1" ipvsadm -Ln | awk -v r="$2" '$2 == r { print $4 }'; }
+
+case_term() {
+    probe_start
+    local pid
+    pid=$(pid_of d1 hbeat) || fail "no hbeat on d1"
+    local t0=$EPOCHREALTIME
+    kill -TERM "$pid"
+    wait_until 15 test "$(held d2)" = web || fail "lb2 did not take web: '$(held d2)'"
+    local took
+    took=$(ms_between "$t0" "$EPOCHREALTIME")
+    wait_until 10 test "$(vips d2)" = 1 || fail "the VIP is not on lb2"
+    [ "$(vips d1)" = 0 ] || fail "the VIP is still on lb1"
+    grep -q 'transition.*lb1 left' "$T/d2.hbeat.log" || fail "lb2 did not take over on lb1's leave: $(grep transition "$T/d2.hbeat.log" | tail -2)"
+    [ "$(dead_lines d2)" = 0 ] || fail "lb2 waited for deadtime (peer dead): $(grep 'peer dead' "$T/d2.hbeat.log")"
+    sleep 0.5
+    probe_stop
+    echo "lb2 held web ${took} ms after the TERM (deadtime $PAIR_DEADTIME, not waited for); longest client gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms"
+}
+
+case_loss() {
+    local g1 g2
+    g1=$(group_lines d1) g2=$(group_lines d2)
+    topo netem d1 eth1 loss 30%
+    topo netem d2 eth1 loss 30%
+    sleep 10
+    topo exec d1 tc qdisc del dev eth1 root
+    topo exec d2 tc qdisc del dev eth1 root
+    [ "$(dead_lines d1)$(dead_lines d2)" = 00 ] || fail "a peer was declared dead: $(grep -h 'peer dead' "$T"/d?.hbeat.log)"
+    [ "$(group_lines d1) $(group_lines d2)" = "$g1 $g2" ] || fail "a group moved: $(grep -h 'group group=' "$T"/d?.hbeat.log)"
+    [ "$(held d1)" = web ] && [ "$(held d2)" = "" ] || fail "holders changed: lb1 '$(held d1)', lb2 '$(held d2)'"
+    local loss
+    loss=$(status d2 | jq -r '[.peers[0].links[]? | "\(.loss // "?")"] | join(" ")' 2> /dev/null || true)
+    echo "no failover through 10 s at 30 % loss on the cable; lb2's per-link loss: ${loss:-?}"
+}
+
+case_partition() {
+    local n
+    for n in d1 d2; do
+        printf 'table inet cut {\n chain in { type filter hook input priority 0; udp dport 694 drop; }\n chain out { type filter hook output priority 0; udp dport 694 drop; }\n}\n' \
+            | topo exec "$n" nft -f -
+    done
+    wait_until 15 test "$(held d2)" = web || fail "lb2 never took web while cut off"
+    [ "$(held d1)" = web ] || fail "lb1 let web go while cut off (no tie-breaker is configured)"
+    local t0=$EPOCHREALTIME
+    for n in d1 d2; do topo exec "$n" nft delete table inet cut; done
+    wait_until 20 one_holder || fail "not exactly one holder after the heal: lb1 '$(held d1)', lb2 '$(held d2)'"
+    local took holder
+    took=$(ms_between "$t0" "$EPOCHREALTIME")
+    sleep 2
+    one_holder || fail "two holders again 2 s after the heal: lb1 '$(held d1)', lb2 '$(held d2)'"
+    if [ "$(held d1)" = web ]; then holder=d1; else holder=d2; fi
+    [ "$(vips "$holder")" = 1 ] || fail "the VIP is not on the holder ${NAME[$holder]}"
+    grep -q 'announcing it\|announcing again' "$T/$holder.hbeat.log" || fail "${NAME[$holder]} did not announce the VIP again"
+    [ -n "$(fetch c "http://$VIP/")" ] || fail "the client is not served after the heal"
+    echo "both held web while cut off; ${took} ms after the heal ${NAME[$holder]} alone holds it, re-announced, the client served"
+}
+one_holder() {
+    local a b
+    a=$(held d1) b=$(held d2)
+    { [ "$a" = web ] && [ "$b" = "" ] && [ "$(vips d2)" = 0 ]; } || { [ "$a" = "" ] && [ "$b" = web ] && [ "$(vips d1)" = 0 ]; }
+}
+
+case_drift() {
+    local before
+    before=$(table d1)
+    on d1 ipvsadm -d -t "$VIP:80" -r 192.0.2.12:80
+    [ "$(table d1)" != "$before" ] || fail "ipvsadm -d changed nothing"
+    local t0=$EPOCHREALTIME
+    wait_until 25 test "$(table d1)" = "$before" || fail "not repaired: $(table d1)"
+    grep -q 'repairing drift' "$T/d1.ldir.log" || fail "ldir did not log the repair"
+    echo "repaired $(ms_between "$t0" "$EPOCHREALTIME") ms after the change (reconcile_interval 10s): $(grep -m1 'repairing drift' "$T/d1.ldir.log" | sed 's/.*change=//')"
+}
+
+# flap: r2's web server stops and starts every second; with interval 2s, rise 2 and fall 2 the
+# weight may change at most once per two checks (4 s): count lb1's weight changes for r2.
+case_flap() {
+    local ch0 r1
+    ch0=$(grep -c 'real=192.0.2.12:80' "$T/d1.ldir.log" || true)
+    r1=$(grep -c 'real=192.0.2.11:80' "$T/d1.ldir.log" || true)
+    local end=$((SECONDS + 12)) k=0
+    while [ $SECONDS -lt $end ]; do
+        httpd r2 STOP
+        sleep 1
+        httpd r2 CONT
+        sleep 1
+        k=$((k + 1))
+    done
+    local changes
+    changes=$(($(grep -c 'real=192.0.2.12:80' "$T/d1.ldir.log" || true) - ch0))
+    # 12 s at 2 s a check: 6 checks; alternating results never make 2 in a row more than 3 times.
+    [ "$changes" -le 3 ] || fail "r2 changed state $changes times in 12 s: $(grep 'real=192.0.2.12:80' "$T/d1.ldir.log" | tail -6)"
+    [ "$(grep -c 'real=192.0.2.11:80' "$T/d1.ldir.log" || true)" = "$r1" ] || fail "r1 was touched: $(grep 'real=192.0.2.11:80' "$T/d1.ldir.log" | tail -3)"
+    echo "r2 flapped $k times; ldir changed its state $changes times (rise/fall 2 at 2 s)"
+}
+
+# hang: r1 stops answering (its web server frozen: connections are accepted by the kernel, nothing
+# is answered): down after fall (2) checks that each time out at 1 s; weight 0 on both directors.
+case_hang() {
+    httpd r1 STOP
+    local t0=$EPOCHREALTIME
+    wait_until 20 test "$(weight_of d1 192.0.2.11:80)" = 0 || fail "r1 not quiesced on lb1: $(on d1 ipvsadm -Ln)"
+    wait_until 10 test "$(weight_of d2 192.0.2.11:80)" = 0 || fail "r1 not quiesced on lb2"
+    local took
+    took=$(ms_between "$t0" "$EPOCHREALTIME")
+    grep 'real down' "$T/d1.ldir.log" | grep -q 'real=192.0.2.11:80' || fail "no 'real down' for r1"
+    local why
+    why=$(grep 'real down' "$T/d1.ldir.log" | grep 'real=192.0.2.11:80' | tail -1 | sed 's/.*reason=//')
+    httpd r1 CONT
+    wait_until 20 test "$(weight_of d1 192.0.2.11:80)" = 10 || fail "r1 not back on lb1"
+    echo "r1 quiesced on both ${took} ms after it hung (reason: $why); back at weight 10 once it answered"
+}
+
+case_brokenconf() {
+    local t1 t2
+    t1=$(table d1) t2=$(table d2)
+    printf '\n[[real]]\naddress = "192.0.2.300:80"\n' >> "$T/d2/etc/ldir/web.toml"
+    local pid
+    pid=$(pid_of d2 ldir) || fail "no ldir on d2"
+    kill -HUP "$pid"
+    wait_until 15 grep -q 'web.toml:[0-9]*' "$T/d2.ldir.log" || fail "no file:line error in lb2's log: $(tail -5 "$T/d2.ldir.log")"
+    sleep 2
+    [ "$(table d2)" = "$t2" ] || fail "lb2's table changed: $(table d2)"
+    [ "$(table d1)" = "$t1" ] || fail "lb1's table changed"
+    [ "$(held d1)" = web ] || fail "lb1 lost web"
+    local out rc=0
+    out=$(on d2 ldir check 2>&1) || rc=$?
+    [ "$rc" = 2 ] || fail "ldir check exit $rc, wanted 2: $out"
+    grep -q 'web.toml:[0-9]*:[0-9]*: real.address\|web.toml:[0-9]*:[0-9]*:.*address' <<< "$out" || fail "ldir check does not name file:line:col and the field: $out"
+    echo "lb2's table unchanged; ldir check: $(head -1 <<< "$out")"
+}
+
+: > "$T/results"
+failed=0
+for c in $CASES; do
+    declare -F "case_$c" > /dev/null || { echo "case $c: FAILED: no such case"; failed=$((failed + 1)); continue; }
+    rm -f "$T/why"
+    rc=0
+    (
+        pair_setup
+        pair_start
+        "case_$c" > "$T/what"
+    ) > "$T/case.log" 2>&1 || rc=$?
+    if [ $rc = 0 ]; then
+        echo "case $c: ok: $(cat "$T/what")"
+    else
+        failed=$((failed + 1))
+        echo "case $c: $(cat "$T/why" 2> /dev/null || echo "FAILED (exit $rc)")"
+        sed 's/^/    | /' "$T/case.log" | tail -20
+        pair_logs | sed 's/^/    | /'
+    fi
+    teardown
+done
+[ $failed = 0 ] || { echo "$failed case(s) failed"; exit 1; }
+echo "all cases passed"
