@@ -56,8 +56,8 @@ say "the pair as each sees it: lb1 $(pair_of d1), lb2 $(pair_of d2)  (N normal, 
 
 step "both IPVS tables are programmed by ldir; only the VIP moves"
 tables
-wait_until 20 test "$(sync_roles d1)" = "master backup" || fail "lb1's sync daemons: '$(sync_roles d1)', wanted master and backup"
-wait_until 20 test "$(sync_roles d2)" = "backup" || fail "lb2's sync daemons: '$(sync_roles d2)', wanted backup"
+wait_until 20 is "master backup" sync_roles d1 || fail "lb1's sync daemons: '$(sync_roles d1)', wanted master and backup"
+wait_until 20 is "backup" sync_roles d2 || fail "lb2's sync daemons: '$(sync_roles d2)', wanted backup"
 show d1 ipvsadm -L --daemon
 show d2 ipvsadm -L --daemon
 
@@ -85,7 +85,7 @@ wait_until 20 grep -q '^ready=' "$T/probe" || fail "the prober was never served:
 sleep 0.5
 pulled=$EPOCHREALTIME
 pull d1
-wait_until 10 test "$(vips d2)" = 1 || fail "the VIP never came to lb2"
+wait_until 10 is 1 vips d2 || fail "the VIP never came to lb2"
 sleep 1
 kill -TERM "$probe"
 wait "$probe" || fail "failover-probe failed: $(cat "$T/probe")"
@@ -109,11 +109,11 @@ printf '   %6s  lb2  VIP %s added, first gratuitous ARP sent\n' "$(ms_between "$
 printf '   %6s  c    first answer through the VIP again\n' "$(ms_between "$cut" "$to")"
 printf '   %6s  lb2  announcement burst done (5 gratuitous ARPs)\n' "$(ms_between "$cut" "$ann")"
 say "the client's longest gap: $gap ms; $(grep '^probes=' "$T/probe")"
-wait_until 10 test "$(held d2)" = web || fail "lb2 does not hold web: '$(held d2)'"
-wait_until 10 test "$(held d1)" = "" || fail "lb1 (no carrier on eth0) still holds '$(held d1)'"
+wait_until 10 is web held d2 || fail "lb2 does not hold web: '$(held d2)'"
+wait_until 10 is "" held d1 || fail "lb1 (no carrier on eth0) still holds '$(held d1)'"
 say "lb2 holds web; lb1 let it go: the pair as lb2 sees it: $(pair_of d2), as lb1 does: $(pair_of d1)"
 [ "$(vips d1)" = 0 ] || fail "the VIP is still on lb1"
-wait_until 20 test "$(sync_roles d2)" = "master backup" || fail "lb2's sync daemons: '$(sync_roles d2)'"
+wait_until 20 is "master backup" sync_roles d2 || fail "lb2's sync daemons: '$(sync_roles d2)'"
 tables
 
 step "the long-lived connection went on through lb2"
@@ -123,16 +123,25 @@ stream_start
 sleep 4
 
 step "plug d1 back in: lb1 returns, and with auto_failback = true takes web back after failback_holdoff (5 s)"
-plugged=$EPOCHREALTIME
 plug d1
-wait_until 30 test "$(held d1)" = web || fail "lb1 did not take web back: lb1 holds '$(held d1)', lb2 '$(held d2)'"
-back=$EPOCHREALTIME
-wait_until 10 test "$(held d2)" = "" || fail "lb2 still holds '$(held d2)'"
-say "lb1 holds web again $(ms_between "$plugged" "$back") ms after the plug; the pair: $(pair_of d1)"
-wait_until 10 test "$(vips d1)" = 1 || fail "the VIP is not on lb1"
+wait_until 30 is web held d1 || fail "lb1 did not take web back: lb1 holds '$(held d1)', lb2 '$(held d2)'"
+wait_until 10 is "" held d2 || fail "lb2 still holds '$(held d2)'"
+plugged=$(line_epoch "$(grep 'iface=eth0 up=true' "$T/d1.hbeat.log" | tail -1)")
+heard=$(line_epoch "$(grep 'peer up' "$T/d1.hbeat.log" | tail -1)")
+released=$(line_epoch "$(grep 'group released' "$T/d2.hbeat.log" | tail -1)")
+started=$(line_epoch "$(grep 'group=web action="\?start' "$T/d1.hbeat.log" | tail -1)")
+acquired=$(line_epoch "$(grep 'group acquired' "$T/d1.hbeat.log" | tail -1)")
+say "timeline, ms from the moment lb1 saw its carrier again:"
+printf '   %6s  lb1  peer lb2 heard again (it holds web); lb1 waits failback_holdoff\n' "$(ms_between "$plugged" "$heard")"
+printf '   %6s  lb2  web released, handed to lb1 (its connections were synced to lb1 meanwhile)\n' "$(ms_between "$plugged" "$released")"
+printf '   %6s  lb1  group web starting\n' "$(ms_between "$plugged" "$started")"
+printf '   %6s  lb1  group web held; the pair: %s\n' "$(ms_between "$plugged" "$acquired")" "$(pair_of d1)"
+awk -v p="$plugged" -v s="$started" -v r="$released" 'BEGIN { exit !(s - p >= 5 && r <= s) }' \
+    || fail "the failback did not wait failback_holdoff (5 s) after the carrier came back, or lb1 started before lb2 released"
+wait_until 10 is 1 vips d1 || fail "the VIP is not on lb1"
 [ "$(vips d2)" = 0 ] || fail "the VIP is still on lb2"
-wait_until 20 test "$(sync_roles d1)" = "master backup" || fail "lb1's sync daemons: '$(sync_roles d1)'"
-wait_until 20 test "$(sync_roles d2)" = "backup" || fail "lb2's sync daemons: '$(sync_roles d2)'"
+wait_until 20 is "master backup" sync_roles d1 || fail "lb1's sync daemons: '$(sync_roles d1)'"
+wait_until 20 is "backup" sync_roles d2 || fail "lb2's sync daemons: '$(sync_roles d2)'"
 page=$(served) || fail "the client is not served through lb1"
 say "c -> http://$VIP/ : $page"
 stream_stop || fail "the stream opened through lb2 broke on the failback: $(tr '\n' ' ' < "$T/stream")"

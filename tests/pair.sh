@@ -90,6 +90,8 @@ wait_until() {
         sleep 0.1
     done
 }
+# is WANT CMD...: CMD prints WANT (for wait_until, which runs its command anew each time).
+is() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
 table_ready() { [ "$(on "$1" ipvsadm -Ln | grep -c -- '-> 192.0.2.1[12]:\(80\|9000\) .*Route *[1-9]')" = 4 ]; }
 status() { on "$1" hbeat status --json; }
 held() { status "$1" | jq -r '.held | join(",")'; }

@@ -1277,6 +1277,9 @@ impl Machine {
                     match why {
                         Some(why) if self.slots[i].hold == Hold::Held => {
                             self.slots[i].hold = Hold::Releasing;
+                            // My frames say I let it go while its resources stop (a slow stop
+                            // must not look like a copy that does not hear the peer).
+                            self.slots[i].yielding = true;
                             self.reason = format!("releasing {name}: {why}");
                             out.push(Action::Release(name.clone()));
                         }

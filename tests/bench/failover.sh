@@ -92,6 +92,8 @@ ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'
 # The epoch (seconds) of a log line's leading RFC 3339 timestamp (hbeat's and fakeip's text logs).
 line_epoch() { date -d "$(awk '{ print $1; exit }' <<< "$1")" +%s.%N 2>/dev/null || echo "?"; }
 vips() { topo exec "$1" ip -4 -o addr show dev eth0 | grep -c " $2/24 " || true; }
+# is WANT CMD...: CMD prints WANT (for wait_until, which runs its command anew each time).
+is() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
 
 # wait_until SECONDS CMD...: CMD succeeds within SECONDS (polled every 0.05 s); returns 1 otherwise.
 wait_until() {
@@ -220,7 +222,7 @@ turn() {
         pulled=$EPOCHREALTIME
         ip -n sw -batch "$d/pull"
         pull_end=$EPOCHREALTIME
-        wait_until 10 test "$(vips d2 $VIP)" = 1 || why="the VIP never came to d2"
+        wait_until 10 is 1 vips d2 $VIP || why="the VIP never came to d2"
         sleep 1
         kill -TERM "$probe"
         wait "$probe" || why="failover-probe failed: $(cat "$d/probe")"

@@ -495,6 +495,32 @@ fn after_a_split_brain_the_keeper_announces_again_once() {
 }
 
 #[test]
+fn after_a_split_brain_a_stop_slower_than_deadtime_does_not_make_the_keeper_let_go_too() {
+    // Resources that take three deadtimes to stop (a sync daemon switched, a slow script): the
+    // yielding side says so in its frames, and the keeper keeps the group throughout.
+    let mut s = Sim::pair(false);
+    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
+    s.cut_link(0);
+    s.cut_link(1);
+    s.check = false;
+    s.run_until(ms(500), "split brain", |s| s.holders("web").len() == 2);
+    s.runner = DEAD * 3;
+    s.heal();
+    let healed = s.now;
+    s.run_until(ms(1000), "one holder", |s| s.holders("web") == ["a"]);
+    s.check = true;
+    s.run_for(ms(500));
+    let released = s.when(0, |a| *a == Action::Release("web".into()));
+    assert!(
+        released.iter().all(|&t| t < healed),
+        "the keeper let web go after the heal at {released:?}"
+    );
+    assert_eq!(s.holders("web"), ["a"]);
+    let announced = s.when(0, |a| *a == Action::Reannounce("web".into()));
+    assert_eq!(announced.len(), 1, "{announced:?}");
+}
+
+#[test]
 fn a_stop_that_fails_keeps_the_group_off_the_peer_and_alerts() {
     let mut s = Sim::pair(false);
     s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
