@@ -307,6 +307,7 @@ where
         reconcile_soon: None,
         repeats: HashMap::new(),
         cache,
+        reload_refused: false,
     };
     d.after(Effects {
         ops: Vec::new(),
@@ -476,6 +477,8 @@ struct Daemon<I> {
     repeats: HashMap<RealId, Repeat>,
     /// The files as last read, so that a reload reads only what changed.
     cache: config::Cache,
+    /// The last reload was refused: the next one reads every file.
+    reload_refused: bool,
 }
 
 impl<I: KernelStats + Send + 'static> Daemon<I> {
@@ -684,6 +687,9 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
         changed: Option<BTreeSet<OsString>>,
         feed: &mut Feed,
     ) -> Result<(), Vec<String>> {
+        // After a refused reload the files it named are still wrong (or fixed since): read
+        // everything again, so that a broken file is never taken as already read.
+        let changed = if self.reload_refused { None } else { changed };
         let dir2 = dir.to_owned();
         let mut cache = std::mem::take(&mut self.cache);
         let (loaded, cache) = common::blocking::off_runtime(move || {
@@ -706,9 +712,11 @@ impl<I: KernelStats + Send + 'static> Daemon<I> {
                     errors = lines.len(),
                     "reload refused: the configuration is invalid; the running one stays, the kernel is untouched"
                 );
+                self.reload_refused = true;
                 return Err(lines);
             }
         };
+        self.reload_refused = false;
         if new == **self.director.config() {
             // A second event for a change already read (SIGHUP and inotify for one edit).
             tracing::info!("reloaded: nothing changed");

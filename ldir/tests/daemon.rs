@@ -380,6 +380,21 @@ async fn reload_adds_one_real_with_one_operation_and_an_invalid_reload_changes_n
     );
     assert_eq!(r.applied().await.len(), n, "nothing applied");
     assert_eq!(r.kernel.with(|k| k.table.clone()).await, kernel_before);
+    // An existing file broken, asked twice (the second time with no new inotify event): refused
+    // both times, never "nothing changed" as if the broken file had been read already.
+    std::fs::remove_file(d.conf().join("broken.toml")).unwrap();
+    let web = std::fs::read_to_string(d.conf().join("web.toml")).unwrap();
+    d.write(
+        "web.toml",
+        &format!("{web}[[real]]\naddress = \"192.0.2.300:80\"\n"),
+    );
+    for _ in 0..2 {
+        let (tx, rx) = oneshot::channel();
+        r.events.send(Event::Reload(tx)).await.unwrap();
+        let errors = rx.await.unwrap().unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("web.toml:")), "{errors:?}");
+        assert_eq!(r.applied().await.len(), n, "nothing applied");
+    }
     r.stop().await;
 }
 

@@ -3,6 +3,8 @@
 # from a fresh topology and a fresh pair (lb1 holding web), does one harm, checks what must follow,
 # and prints its own line `case NAME: ok` or `case NAME: FAILED: why`. Exit 1 if any failed.
 # Cases (all by default; or name them: tests/lab run tests/scenarios/pair-faults.sh term drift):
+#   kill9       kill -9 of the active hbeat: its armed `fakeip hold` sees hbeat's pipe close and
+#               removes the VIP; lb2 takes over at deadtime; the client is served again
 #   term        graceful stop (TERM, as `systemctl stop`) of the active hbeat: lb2 takes over on
 #               lb1's leave, before deadtime could have passed; the client is served again
 #   loss        one of the two heartbeat links (the cable, eth1) at 30 % loss both ways for 10 s:
@@ -15,7 +17,9 @@
 #               rise/fall allow (no table churn beyond the rules); the other real never touched
 #   hang        a real server that accepts connections but never answers: down at the check timeout
 #   brokenconf  a broken virtual file pushed to the standby: its table and lb1 unchanged, the
-#               error (file:line) in ldir's log and from `ldir check`
+#               error (file:line) in ldir's log and from `ldir check`, and a second reload still
+#               refused; a broken hbeat.toml on the standby: `hbeat reload` and SIGHUP refused with
+#               file:line:col, nothing moves
 . "$LAB_ROOT/tests/lib.sh"
 T=$(mktemp -d /tmp/pair-faults.XXXXXX)
 . "$LAB_ROOT/tests/pair.sh"
@@ -23,7 +27,7 @@ command -v failover-probe > /dev/null || fail "failover-probe is missing (tests/
 command -v jq > /dev/null || fail "jq is missing (apt-get install jq; tests/lab deps)"
 command -v nft > /dev/null || fail "nft is missing (apt-get install nftables; tests/lab deps)"
 
-CASES=${*:-term loss partition drift flap hang brokenconf}
+CASES=${*:-kill9 term loss partition drift flap hang brokenconf}
 
 # Inside a case, a failure ends the case (a subshell), not the scenario.
 fail() {
@@ -94,6 +98,25 @@ case_term() {
     sleep 0.5
     probe_stop
     echo "lb2 held web ${took} ms after the TERM (deadtime $PAIR_DEADTIME, not waited for); longest client gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms"
+}
+
+case_kill9() {
+    probe_start
+    local pid
+    pid=$(pid_of d1 hbeat) || fail "no hbeat on d1"
+    kill -KILL "$pid"
+    local t0=$EPOCHREALTIME
+    # Its armed fakeip reads hbeat's pipe: hbeat's death ends the hold, the VIP goes with it.
+    wait_until 10 is 0 vips d1 || fail "the VIP stayed on lb1 after its hbeat was killed"
+    local gone
+    gone=$(ms_between "$t0" "$EPOCHREALTIME")
+    wait_until 15 is web held d2 || fail "lb2 did not take web: '$(held d2)'"
+    wait_until 10 is 1 vips d2 || fail "the VIP is not on lb2"
+    grep -q 'peer dead.*no frame within deadtime' "$T/d2.hbeat.log" || fail "lb2 did not see lb1 die"
+    sleep 0.5
+    [ "$(vips d1)" = 0 ] || fail "the VIP came back on lb1"
+    probe_stop
+    echo "lb1's VIP gone within ${gone} ms of the KILL (its fakeip saw hbeat's pipe close); lb2 took over at deadtime; longest client gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms"
 }
 
 case_loss() {
@@ -202,6 +225,7 @@ case_hang() {
     echo "r1 quiesced on both ${took} ms after it hung (reason: $why); back at weight 10 once it answered"
 }
 
+count_refusals() { grep -c 'reload refused' "$T/d2.ldir.log" || true; }
 case_brokenconf() {
     local t1 t2
     t1=$(table d1) t2=$(table d2)
@@ -211,6 +235,11 @@ case_brokenconf() {
     kill -HUP "$pid"
     wait_until 15 grep -q 'web.toml:[0-9]*' "$T/d2.ldir.log" || fail "no file:line error in lb2's log: $(tail -5 "$T/d2.ldir.log")"
     sleep 2
+    # Asked again, the file still broken: refused again (never "nothing changed").
+    local refused
+    refused=$(count_refusals)
+    kill -HUP "$pid"
+    wait_until 15 is $((refused + 1)) count_refusals || fail "a second reload of the broken file was not refused: $(grep 'reload' "$T/d2.ldir.log" | tail -3)"
     [ "$(table d2)" = "$t2" ] || fail "lb2's table changed: $(table d2)"
     [ "$(table d1)" = "$t1" ] || fail "lb1's table changed"
     [ "$(held d1)" = web ] || fail "lb1 lost web"
@@ -218,7 +247,25 @@ case_brokenconf() {
     out=$(on d2 ldir check 2>&1) || rc=$?
     [ "$rc" = 2 ] || fail "ldir check exit $rc, wanted 2: $out"
     grep -q 'web.toml:[0-9]*:[0-9]*: real.address\|web.toml:[0-9]*:[0-9]*:.*address' <<< "$out" || fail "ldir check does not name file:line:col and the field: $out"
-    echo "lb2's table unchanged; ldir check: $(head -1 <<< "$out")"
+    # The same for hbeat: a broken hbeat.toml on the standby. `hbeat reload` (the client reads the
+    # file first) names file:line:col; SIGHUP to the daemon: refused, logged with file:line, the
+    # daemon runs on as it was (checked once the file is put back: the status client needs it).
+    local pair hcopy=$T/hbeat.toml.good
+    pair=$(pair_of d2)
+    cp "$T/d2/etc/hbeat/hbeat.toml" "$hcopy"
+    printf '\n[[peer]]\nname = 7\n' >> "$T/d2/etc/hbeat/hbeat.toml"
+    local hout hrc=0
+    hout=$(on d2 hbeat reload 2>&1) || hrc=$?
+    [ "$hrc" != 0 ] || fail "hbeat reload accepted a broken file: $hout"
+    grep -q 'hbeat.toml:[0-9]*:[0-9]*' <<< "$hout" || fail "hbeat reload does not name file:line:col: $hout"
+    pid=$(pid_of d2 hbeat) || fail "no hbeat on d2"
+    kill -HUP "$pid"
+    wait_until 15 grep -q 'hbeat.toml:[0-9]*:[0-9]*' "$T/d2.hbeat.log" || fail "lb2's hbeat did not log the broken file: $(tail -3 "$T/d2.hbeat.log")"
+    cp "$hcopy" "$T/d2/etc/hbeat/hbeat.toml"
+    kill -0 "$pid" || fail "lb2's hbeat died on the broken file"
+    [ "$(held d1)" = web ] && [ "$(held d2)" = "" ] && [ "$(pair_of d2)" = "$pair" ] \
+        || fail "something moved after the refused reload: lb1 holds '$(held d1)', lb2 '$(held d2)', the pair $(pair_of d2) (was $pair)"
+    echo "lb2's table unchanged; ldir check: $(head -1 <<< "$out"); hbeat reload refused (exit $hrc): $(head -1 <<< "$hout"); SIGHUP logged: $(grep -m1 'hbeat.toml:[0-9]*:[0-9]*' "$T/d2.hbeat.log" | sed 's/.*Z *//')"
 }
 
 : > "$T/results"
@@ -233,14 +280,19 @@ for c in $CASES; do
         "case_$c" > "$T/what"
     ) > "$T/case.log" 2>&1 || rc=$?
     if [ $rc = 0 ]; then
-        echo "case $c: ok: $(cat "$T/what")"
+        line="case $c: ok: $(cat "$T/what")"
     else
         failed=$((failed + 1))
-        echo "case $c: $(cat "$T/why" 2> /dev/null || echo "FAILED (exit $rc)")"
+        line="case $c: $(cat "$T/why" 2> /dev/null || echo "FAILED (exit $rc)")"
         sed 's/^/    | /' "$T/case.log" | tail -20
         pair_logs | sed 's/^/    | /'
     fi
+    echo "$line"
+    echo "$line" >> "$T/results"
     teardown
 done
+# The summary last: `tests/lab test` shows a failed scenario's last lines.
+echo "--- summary"
+cat "$T/results"
 [ $failed = 0 ] || { echo "$failed case(s) failed"; exit 1; }
 echo "all cases passed"
