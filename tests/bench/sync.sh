@@ -8,14 +8,17 @@
 #
 # Each turn starts clean: a fresh topology (fresh network namespaces, so every IPVS sysctl is the
 # kernel's default), the echo service VIP:9000 -> r1, r2 (LVS-DR) on both directors, the master on
-# d1 and the backup on d2, the VIP on d1. The client c runs tests' stream-probe: CONNS long-lived
-# connections, one opened every EVERY ms, each sending a line every TICK ms and checking its echo
-# (a chatty but not busy client; a busy director fills sync messages faster, a quiet one is where
-# connections are lost). Right after the last is opened the VIP moves to d2 (`ip addr del` on d1,
+# d1 and the backup on d2, the VIP on d1. The client c runs tests' stream-probe: CONNS (40) long-lived
+# connections, one started every EVERY (80) ms, each sending a line every TICK (400) ms and checking
+# its echo (a chatty but not busy client; a busy director fills sync messages faster, a quiet one is
+# where connections are lost). Just after the last is started the VIP moves to d2 (`ip addr del` on d1,
 # `ip addr add` and a gratuitous ARP on d2, as fakeip does). Three seconds later the probe stops:
 # each connection is alive or broken (reset by d2, which had no entry for it). The turn's figure:
 # the age at the move of the youngest connection such that it and every older one survived.
-# Checked in every turn: every connection was open and echoing before the move, the oldest
+# Connections whose connect returned after the move are left out (they were never d1's). When
+# every connection survived, the figure is the youngest one's age: an upper bound set by the
+# probe's resolution, so the ratio can only be better than printed. Checked in every turn: all but
+# at most three connections were open at the move, those open for 300 ms had echoed, the oldest
 # survived (else the sync did not run at all: the turn is void), d2's connection table holds the
 # survivors. Rounds: ROUNDS (3), ldir first in odd rounds, ipvsadm first in even ones.
 # Last line: `sync-youngest-surviving-ms ldir=… ipvsadm=… ratio=R target=0.25 met|NOT MET`
@@ -25,7 +28,7 @@
 # ratio: sync-youngest-surviving-ms
 # env: ROUNDS CONNS EVERY TICK
 set -euo pipefail
-ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-25} EVERY=${EVERY:-120} TICK=${TICK:-400}
+ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-40} EVERY=${EVERY:-80} TICK=${TICK:-400}
 VIP=192.0.2.100
 export PATH=$LAB_RELEASE:$PATH
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -79,8 +82,9 @@ turn() { # TOOL ROUND
         ip netns exec c stream-probe "$VIP:9000" --count "$CONNS" --every "$EVERY" --tick "$TICK" --stall 5000 \
             --duration 60 > "$tmp/sp" 2>&1 &
         local sp=$!
-        # Move right after the last connection is opened (the prober sleeps EVERY after each).
-        sleep "$(awk -v c="$CONNS" -v e="$EVERY" 'BEGIN { printf "%.3f", c * e / 1000 + 0.05 }')"
+        # Move just after the last connection is started (the prober starts one every EVERY ms):
+        # the youngest are a few ms old; one still being opened at the move is left out.
+        sleep "$(awk -v c="$CONNS" -v e="$EVERY" 'BEGIN { printf "%.3f", (c - 1) * e / 1000 + 0.01 }')"
         local moved=$EPOCHREALTIME
         printf 'addr del %s/24 dev eth0\n' "$VIP" | ip -n d1 -batch -
         printf 'addr add %s/24 dev eth0\n' "$VIP" | ip -n d2 -batch -
@@ -92,12 +96,15 @@ turn() { # TOOL ROUND
     local line
     if [ -z "$why" ]; then
         # age,status per connection, oldest first
-        awk -v m="$moved" '/^conn=/ { split($2, o, "="); printf "%.0f %s %s\n", (m - o[2]) * 1000, ($NF == "alive") ? "alive" : "broken", $3 }' "$tmp/sp" > "$tmp/ages"
-        local count young
+        # Connections opened (connect returned) after the move are left out: they were never
+        # the old director's.
+        awk -v m="$moved" '/^conn=/ { split($2, o, "="); a = (m - o[2]) * 1000; if (a >= 0) printf "%.0f %s %s\n", a, ($NF == "alive") ? "alive" : "broken", $3 }' "$tmp/sp" > "$tmp/ages"
+        local count young reported
         count=$(wc -l < "$tmp/ages")
-        if [ "$count" != "$CONNS" ]; then why="$count connections reported, $CONNS opened"
-        elif awk '$1 < 0' "$tmp/ages" | grep -q .; then why="a connection was opened after the move"
-        elif awk '$3 == "lines=0"' "$tmp/ages" | grep -q .; then why="a connection never echoed before the move"
+        reported=$(grep -c '^conn=' "$tmp/sp" || true)
+        if [ "$reported" != "$CONNS" ]; then why="$reported connections reported, $CONNS started"
+        elif [ "$count" -lt $((CONNS - 3)) ]; then why="only $count connections were open at the move"
+        elif awk '$1 > 300 && $3 == "lines=0"' "$tmp/ages" | grep -q .; then why="a connection open for 300 ms never echoed"
         elif [ "$(head -1 "$tmp/ages" | awk '{ print $2 }')" != alive ]; then why="the oldest connection ($(head -1 "$tmp/ages")) did not survive: no sync at all"
         else
             young=$(awk '$2 != "alive" { exit } { y = $1 } END { print y }' "$tmp/ages")
