@@ -8,9 +8,37 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 pub mod wire;
+
+/// Set once TERM or INT has arrived, after [`stop_on_signals`]: how the lab's probes
+/// (`failover-probe`, `stream-probe`) learn to finish and report.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Makes TERM and INT set [`STOP`] instead of killing the process.
+pub fn stop_on_signals() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGINT,
+            on_stop as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
+    }
+}
+
+/// True once TERM or INT has arrived (see [`stop_on_signals`]).
+pub fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
 
 /// The workspace root (the checkout).
 pub fn workspace_root() -> PathBuf {

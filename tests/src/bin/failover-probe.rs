@@ -18,7 +18,6 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use socket2::{Domain, Socket, Type};
@@ -27,12 +26,6 @@ use socket2::{Domain, Socket, Type};
 const MAX_IN_FLIGHT: usize = 512;
 /// The bytes of an answer read at most.
 const MAX_ANSWER: usize = 4096;
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
 
 struct Args {
     target: SocketAddr,
@@ -209,17 +202,7 @@ fn longest_gap(times: &[f64]) -> Option<(f64, f64)> {
 
 fn main() {
     let args = parse_args();
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGTERM,
-            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGINT,
-            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-    }
+    ::tests::stop_on_signals();
     let start = Instant::now();
     let mut next = start;
     let (mut probes, mut skipped, mut ok, mut failed) = (0u64, 0u64, 0u64, 0u64);
@@ -245,7 +228,7 @@ fn main() {
     let mut stopping = false;
     loop {
         let now = Instant::now();
-        if !stopping && (STOP.load(Ordering::SeqCst) || start.elapsed() >= args.duration) {
+        if !stopping && (::tests::stopping() || start.elapsed() >= args.duration) {
             stopping = true;
         }
         if stopping && flight.is_empty() {

@@ -18,12 +18,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
 struct Args {
     target: SocketAddr,
     count: u32,
@@ -118,7 +112,7 @@ fn stream(args: &Args, end: Instant, ready: &AtomicBool) -> Report {
     let mut reader = BufReader::with_capacity(256, conn);
     let mut line = String::new();
     let mut last = Instant::now();
-    while !STOP.load(Ordering::SeqCst) && Instant::now() < end {
+    while !::tests::stopping() && Instant::now() < end {
         let n = r.lines + 1;
         if let Err(e) = writer.write_all(format!("{n}\n").as_bytes()) {
             fail(&mut r, format!("write of line {n}: {e}"));
@@ -160,23 +154,13 @@ fn stream(args: &Args, end: Instant, ready: &AtomicBool) -> Report {
 
 fn main() {
     let args = Arc::new(parse_args());
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(
-            libc::SIGTERM,
-            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-        libc::signal(
-            libc::SIGINT,
-            on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        );
-    }
+    ::tests::stop_on_signals();
     let end = Instant::now() + args.duration;
     let ready = Arc::new(AtomicBool::new(false));
     let reports = Arc::new(Mutex::new(Vec::new()));
     let mut threads = Vec::new();
     for i in 0..args.count {
-        if STOP.load(Ordering::SeqCst) {
+        if ::tests::stopping() {
             break;
         }
         let (a, ready, reports) = (args.clone(), ready.clone(), reports.clone());
