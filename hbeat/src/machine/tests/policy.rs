@@ -477,14 +477,20 @@ fn a_fence_pending_when_the_peer_returns_is_dropped() {
     assert!(s.acquires(1, "web").is_empty());
 }
 
-#[test]
-fn after_a_split_brain_the_keeper_announces_again_once() {
+/// a holds web, both links cut: both hold it (the invariant check is off until the heal).
+fn split_brain() -> Sim {
     let mut s = Sim::pair(false);
     s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
     s.cut_link(0);
     s.cut_link(1);
     s.check = false;
     s.run_until(ms(500), "split brain", |s| s.holders("web").len() == 2);
+    s
+}
+
+#[test]
+fn after_a_split_brain_the_keeper_announces_again_once() {
+    let mut s = split_brain();
     s.heal();
     s.run_until(ms(300), "one holder", |s| s.holders("web") == ["a"]);
     s.check = true;
@@ -498,12 +504,7 @@ fn after_a_split_brain_the_keeper_announces_again_once() {
 fn after_a_split_brain_a_stop_slower_than_deadtime_does_not_make_the_keeper_let_go_too() {
     // Resources that take three deadtimes to stop (a sync daemon switched, a slow script): the
     // yielding side says so in its frames, and the keeper keeps the group throughout.
-    let mut s = Sim::pair(false);
-    s.run_until(ms(500), "a holds web", |s| s.held_by("web", "a"));
-    s.cut_link(0);
-    s.cut_link(1);
-    s.check = false;
-    s.run_until(ms(500), "split brain", |s| s.holders("web").len() == 2);
+    let mut s = split_brain();
     s.runner = DEAD * 3;
     s.heal();
     let healed = s.now;
