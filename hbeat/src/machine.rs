@@ -1345,13 +1345,12 @@ impl Machine {
                 }
                 Hold::Free if s.pending_from.is_none() => {
                     // Here a live peer holds it (the arm above took the other case). A failback
-                    // waits failback_holdoff after this process started and after I last became
-                    // able to serve the group (a cable back: time for state the holder sends, as
-                    // IPVS connection sync, to reach me first).
-                    let holdoff = self.s.failback_holdoff;
+                    // waits failback_holdoff after I last became able to serve the group (the
+                    // process start, or a cable back: time for state the holder sends, as IPVS
+                    // connection sync, to reach me first).
                     let failback = self.wants_home(i)
-                        && t >= holdoff
-                        && s.ready_since.is_some_and(|r| t - r >= holdoff);
+                        && s.ready_since
+                            .is_some_and(|r| t - r >= self.s.failback_holdoff);
                     if let Some(holder) = holder.clone()
                         && (s.intent.is_some() || failback)
                     {
