@@ -16,14 +16,7 @@ fail() {
     exit 1
 }
 cleanup() {
-    local n pids
-    for n in c d1 d2 r1 r2; do
-        pids=$(ip netns pids "$n" 2> /dev/null || true)
-        # shellcheck disable=SC2086 # one pid a word
-        [ -z "$pids" ] || kill $pids 2> /dev/null || true
-    done
-    sleep 0.5
-    topo down > /dev/null 2>&1 || true
+    topo down --kill > /dev/null 2>&1 || true
     rm -rf "$T"
 }
 trap cleanup EXIT

@@ -3,7 +3,8 @@
 # VM and on the host kernel (for tests that need no IPVS: ARP, heartbeats), and never touches the
 # namespace it is called from: even the bridges live in a namespace of their own.
 #
-#   topo.sh up [--hb] [--no-http]   build it        topo.sh down           remove it (and its processes)
+#   topo.sh up [--hb] [--no-http]   build it        topo.sh down [--kill]  remove it (and its processes:
+#                                                   TERM, or with --kill KILL and wait until they are gone)
 #   topo.sh exec NODE CMD...        run in a node   topo.sh netem NODE IFACE SPEC...   tc netem on a link
 #   topo.sh nodes                   list the nodes' namespaces
 #
@@ -117,12 +118,31 @@ wait_http() {
 }
 
 down() {
-    local n errs=0
+    local n errs=0 sig=TERM
+    case "${1:-}" in
+        "") ;;
+        --kill) sig=KILL ;;
+        *) die "unknown option to down: $1" ;;
+    esac
+    local present=()
     for n in "${NODES[@]}" sw; do
-        ip netns list | grep -q "^$(ns "$n")\( \|$\)" || continue
+        ip netns list | grep -q "^$(ns "$n")\( \|$\)" && present+=("$n")
+    done
+    # Every node's processes are signalled before any namespace goes: with --kill, none of them
+    # gets to act on its peers vanishing (a daemon's graceful release), and none is left running.
+    for n in "${present[@]}"; do
         local pids
         pids=$(ip netns pids "$(ns "$n")" 2>/dev/null || true)
-        [ -z "$pids" ] || kill $pids 2>/dev/null || true
+        # shellcheck disable=SC2086 # one pid a word
+        [ -z "$pids" ] || kill -s "$sig" $pids 2>/dev/null || true
+    done
+    if [ "$sig" = KILL ]; then
+        local k
+        for n in "${present[@]}"; do
+            for k in $(seq 50); do [ -z "$(ip netns pids "$(ns "$n")" 2>/dev/null || true)" ] && break; sleep 0.1; done
+        done
+    fi
+    for n in "${present[@]}"; do
         ip netns del "$(ns "$n")" || errs=$((errs + 1))
     done
     rm -rf "$STATE"
@@ -143,7 +163,7 @@ netem() {
 cmd=$1; shift
 case "$cmd" in
     up) up "$@" ;;
-    down) down ;;
+    down) down "$@" ;;
     exec) [ $# -ge 2 ] || die "usage: topo.sh exec NODE CMD..."; n=$1; shift; in_ns "$n" "$@" ;;
     netem) netem "$@" ;;
     nodes) for n in "${NODES[@]}" sw; do ns "$n"; done ;;

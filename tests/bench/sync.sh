@@ -38,16 +38,7 @@ done
 IPVSADM=$(PATH=$PATH:/usr/sbin:/sbin command -v ipvsadm) || fail "ipvsadm is missing (apt-get install ipvsadm)"
 topo() { "$LAB_ROOT/tests/topo.sh" "$@"; }
 tmp=$(mktemp -d /tmp/sync-bench.XXXXXX)
-stop_all() {
-    local n pids
-    for n in c d1 d2 r1 r2; do
-        pids=$(ip netns pids "$n" 2> /dev/null || true)
-        # shellcheck disable=SC2086 # one pid a word
-        [ -z "$pids" ] || kill -9 $pids 2> /dev/null || true
-    done
-    sleep 0.3
-    topo down > /dev/null 2>&1 || true
-}
+stop_all() { topo down --kill > /dev/null 2>&1 || true; }
 trap 'stop_all; rm -rf "$tmp"' EXIT
 
 # The pair example's [sync] table, and a virtual for the echo service on 9000.

@@ -35,14 +35,7 @@ fail() {
     exit 1
 }
 teardown() {
-    local n pids
-    for n in c d1 d2 r1 r2; do
-        pids=$(ip netns pids "$n" 2> /dev/null || true)
-        # shellcheck disable=SC2086 # one pid a word
-        [ -z "$pids" ] || kill -9 $pids 2> /dev/null || true
-    done
-    sleep 0.3
-    topo down > /dev/null 2>&1 || true
+    topo down --kill > /dev/null 2>&1 || true
     find "$T" -mindepth 1 -maxdepth 1 ! -name results -exec rm -rf {} +
 }
 trap 'teardown; rm -rf "$T"' EXIT
