@@ -33,6 +33,8 @@ use crate::resource::{self, Cause, GroupRunner};
 
 /// Frames waiting for the loop, at most (the links drop and count beyond).
 const INBOUND_QUEUE: usize = 1024;
+/// The shortest timeout of a ping round asked for at the start of a silence (`Action::PingNow`).
+const URGENT_PING_MIN: Duration = Duration::from_millis(10);
 /// How long a graceful stop may take beyond the resources' own limits before the daemon exits
 /// anyway.
 const STOP_MARGIN: Duration = Duration::from_secs(5);
@@ -261,6 +263,8 @@ struct Daemon {
     inputs: mpsc::Sender<Input>,
     /// Kept so that the facts channel stays open without a fact source.
     _facts: mpsc::Sender<Fact>,
+    /// Asks the ping task for a round at once (`Action::PingNow`).
+    ping_now: mpsc::Sender<()>,
     stopping: Option<Instant>,
     stopped: bool,
     /// The incarnation of the last frame in my name that was logged as another node's.
@@ -405,8 +409,14 @@ pub async fn run(
     }
 
     let (facts_tx, mut facts) = mpsc::channel::<Fact>(16);
+    // A round asked for at the start of a silence must answer well before the peer's deadtime.
+    let (ping_now, ping_now_rx) = mpsc::channel::<()>(1);
     if let Some(p) = &config.ping {
-        facts::spawn_ping(p.clone(), facts_tx.clone());
+        let urgent = p
+            .timeout
+            .min((config.deadtime.saturating_sub(config.warntime)) / 2)
+            .max(URGENT_PING_MIN);
+        facts::spawn_ping(p.clone(), urgent, ping_now_rx, facts_tx.clone());
     }
     let tracked: Vec<String> = config
         .groups
@@ -441,6 +451,7 @@ pub async fn run(
         notifier,
         inputs: inputs_tx.clone(),
         _facts: facts_tx,
+        ping_now,
         stopping: None,
         stopped: false,
         same_name_logged: None,
@@ -543,7 +554,11 @@ pub async fn run(
                 }
             },
             Some(f) = facts.recv() => match f {
-                Fact::Ping { reached, total } => d.handle(MachineEvent::Ping { reached, total }),
+                Fact::Ping { reached, total, started } => d.handle(MachineEvent::Ping {
+                    reached,
+                    total,
+                    age: started.elapsed(),
+                }),
                 Fact::Carrier { iface, up } => d.handle(MachineEvent::Carrier { iface, up }),
             },
             _ = monitor.tick() => d.monitor(),
@@ -720,6 +735,10 @@ impl Daemon {
             }
             Action::OldFrame { peer, link, behind } => {
                 tracing::warn!(%peer, link, behind, "a frame of the dead peer set aside: written long before it arrived (a hung disk write?); its next frame is believed")
+            }
+            Action::PingNow => {
+                tracing::debug!("no peer heard: a ping round now");
+                let _ = self.ping_now.try_send(());
             }
             Action::Reannounce(g) => {
                 tracing::info!(group = %g, "the group is mine alone again: announcing it");

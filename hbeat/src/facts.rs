@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::net::{LinkEvent, LinkWatcher, NetError};
 use common::probe::{Check, Probe, Prober, Spec};
@@ -20,8 +20,12 @@ use crate::config::Ping;
 /// A fact for the state machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
-    /// The last round: targets that answered, of all targets.
-    Ping { reached: u8, total: u8 },
+    /// A round that started at `started`: targets that answered, of all targets.
+    Ping {
+        reached: u8,
+        total: u8,
+        started: Instant,
+    },
     /// A tracked interface gained or lost carrier (a missing interface has none).
     Carrier { iface: String, up: bool },
 }
@@ -48,20 +52,66 @@ pub async fn ping_round(prober: &Arc<Prober>, targets: &[IpAddr], timeout: Durat
 }
 
 /// Pings the targets every interval for as long as `tx` is open; the first round starts at once.
-pub fn spawn_ping(ping: Ping, tx: mpsc::Sender<Fact>) -> tokio::task::JoinHandle<()> {
+/// A message on `now` starts a round at once, beside the periodic one, with `urgent_timeout`:
+/// the machine asks for it when the peers go silent (`Action::PingNow`) and must know before the
+/// peer's deadtime. At most one of each kind runs at a time (an urgent request while one runs is
+/// that one).
+pub fn spawn_ping(
+    ping: Ping,
+    urgent_timeout: Duration,
+    mut now: mpsc::Receiver<()>,
+    tx: mpsc::Sender<Fact>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let prober = Arc::new(Prober::new());
         let mut every = tokio::time::interval(ping.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = None;
+        let targets: Arc<[IpAddr]> = ping.targets.into();
+        let mut periodic: Option<tokio::task::JoinHandle<()>> = None;
+        let mut urgent: Option<tokio::task::JoinHandle<()>> = None;
+        let last = Arc::new(std::sync::atomic::AtomicU16::new(u16::MAX));
+        let round = |timeout: Duration| {
+            let (prober, targets, tx, last) = (
+                Arc::clone(&prober),
+                Arc::clone(&targets),
+                tx.clone(),
+                Arc::clone(&last),
+            );
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let (reached, total) = ping_round(&prober, &targets, timeout).await;
+                let prev = last.swap(reached.into(), std::sync::atomic::Ordering::Relaxed);
+                if prev != u16::from(reached) {
+                    tracing::info!(reached, total, "ping targets");
+                }
+                let _ = tx
+                    .send(Fact::Ping {
+                        reached,
+                        total,
+                        started,
+                    })
+                    .await;
+            })
+        };
+        let idle =
+            |h: &Option<tokio::task::JoinHandle<()>>| h.as_ref().is_none_or(|h| h.is_finished());
         loop {
-            every.tick().await;
-            let (reached, total) = ping_round(&prober, &ping.targets, ping.timeout).await;
-            if last != Some(reached) {
-                tracing::info!(reached, total, "ping targets");
-                last = Some(reached);
+            tokio::select! {
+                _ = every.tick() => {
+                    if idle(&periodic) {
+                        periodic = Some(round(ping.timeout));
+                    }
+                }
+                m = now.recv() => {
+                    if m.is_none() {
+                        return;
+                    }
+                    if idle(&urgent) {
+                        urgent = Some(round(urgent_timeout));
+                    }
+                }
             }
-            if tx.send(Fact::Ping { reached, total }).await.is_err() {
+            if tx.is_closed() {
                 return;
             }
         }

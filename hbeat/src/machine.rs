@@ -172,8 +172,12 @@ pub enum Event {
     /// A policy's verdict on whether this node may hold groups (see the module doc). Nodes
     /// start eligible.
     Eligible { ok: bool },
-    /// The ping targets reached in the last round, of those configured.
-    Ping { reached: u8, total: u8 },
+    /// The ping targets reached in a round that started `age` ago, of those configured.
+    Ping {
+        reached: u8,
+        total: u8,
+        age: Duration,
+    },
     /// Whether this node still sees its own latest write on the quorum disk (read back within
     /// warntime). Nodes start without it.
     Disk { ok: bool },
@@ -239,6 +243,11 @@ pub enum Action {
     /// A split brain ended with me keeping the group: announce it again (the VIP's neighbours may
     /// have learnt the other node's MAC).
     Reannounce(String),
+    /// No peer heard for warntime while ping targets are configured: run a ping round now
+    /// (answer with `Event::Ping`), so that a node cut off learns it before the peer's deadtime
+    /// and one that is not may take over at deadtime (a result older than the silence is no
+    /// evidence either way).
+    PingNow,
     /// A frame of a dead peer was set aside: its sequence is at least `behind` messages older than
     /// the time it was silent allows (written long ago, delivered late).
     OldFrame {
@@ -394,6 +403,10 @@ pub struct Machine {
     reason: String,
     /// The last ping round: targets reached, of those configured (`None` before the first).
     ping: Option<(u8, u8)>,
+    /// When that round started (machine time).
+    ping_started: Duration,
+    /// When I last asked for a round at once (`Action::PingNow`).
+    ping_asked: Option<Duration>,
     /// The quorum disk shows my own writes (false before the first confirmation).
     disk: bool,
     /// Interfaces without carrier.
@@ -488,6 +501,8 @@ impl Machine {
             req_sent: HashMap::new(),
             reason: String::new(),
             ping: None,
+            ping_started: Duration::ZERO,
+            ping_asked: None,
             disk: false,
             carrier_down: BTreeSet::new(),
             fenced: BTreeSet::new(),
@@ -546,13 +561,18 @@ impl Machine {
                 self.reason = if ok { "eligible" } else { "not eligible" }.into();
                 self.eligible = ok;
             }
-            Event::Ping { reached, total } => self.on_ping(reached, total),
+            Event::Ping {
+                reached,
+                total,
+                age,
+            } => self.on_ping(reached, total, age),
             Event::Disk { ok } => self.on_disk(ok),
             Event::Carrier { iface, up } => self.on_carrier(iface, up),
             Event::ResourceFailed { group } => self.on_resource_failed(&group, &mut out),
             Event::Fenced { peer, ok } => self.on_fenced(peer, ok, &mut out),
         }
         self.liveness(&mut out);
+        self.ask_ping(&mut out);
         self.decide(&mut out);
         self.finish(tick, &mut out);
         out
@@ -1140,7 +1160,7 @@ impl Machine {
         if self.live_holder(&s.name, None).is_some() {
             return false; // evidence that its holder is alive
         }
-        if !self.quorum() || self.cut_off().is_some() {
+        if !self.quorum() || self.cut_off().is_some() || self.ping_unsettled() {
             return false; // a minority, or cut off from everything: cannot tell who is dead
         }
         if self.no_carrier(i).is_some() {

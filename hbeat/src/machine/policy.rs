@@ -8,7 +8,10 @@
 //!   must not hold groups (it hands them over); a node that hears no peer and reaches no target
 //!   (or has no ping result yet) is cut off: it cannot tell a dead peer from its own isolation, so
 //!   it acquires nothing and releases what it holds (the side that still reaches the targets
-//!   takes over: one holder).
+//!   takes over: one holder). Only a round started after the peers went silent counts: at
+//!   warntime the node asks for one at once (`Action::PingNow`) and, until it answers, keeps
+//!   what it holds and takes nothing. So the isolated side learns it within warntime plus one
+//!   round, before the other side's deadtime, whatever the ping interval.
 //! - **Quorum disk** (a disk link with `quorum = true`): the same for a node that hears no peer
 //!   and does not see its own latest write on the disk within warntime (its path to the shared
 //!   storage is gone or hung): it acquires nothing and releases what it holds, while the peer that
@@ -35,6 +38,8 @@
 //!   Otherwise a conflict (split brain healed) leaves the group with the earlier node, which
 //!   announces it again once the other has released.
 
+use std::time::Duration;
+
 use super::{Action, Hold, Liveness, Machine};
 use crate::msg::Health;
 
@@ -42,12 +47,64 @@ use crate::msg::Health;
 const FENCE_RETRY: u32 = 10;
 
 impl Machine {
-    pub(super) fn on_ping(&mut self, reached: u8, total: u8) {
+    pub(super) fn on_ping(&mut self, reached: u8, total: u8, age: Duration) {
         let reached = reached.min(total);
+        let started = self.t.saturating_sub(age);
+        if started < self.ping_started {
+            return; // an older round that took longer than the one already counted
+        }
         if self.ping != Some((reached, total)) {
             self.reason = format!("ping targets reached: {reached} of {total}");
         }
         self.ping = Some((reached, total));
+        self.ping_started = started;
+    }
+
+    /// Since when no peer is heard (none within warntime): the latest frame of any peer, or my
+    /// start if none ever came. `None` while one is heard.
+    pub(super) fn silent_since(&self) -> Option<Duration> {
+        let t = self.t;
+        let heard = self.peers.values().any(|p| {
+            p.live == Liveness::Up && p.last_seen.is_some_and(|l| t - l < self.s.warntime)
+        });
+        (!heard).then(|| {
+            self.peers
+                .values()
+                .filter_map(|p| p.last_seen)
+                .max()
+                .unwrap_or(Duration::ZERO)
+        })
+    }
+
+    /// The last ping round's targets reached, if that round started after the silence that began
+    /// at `since`: after the first frame that did not come was due (`since` + keepalive), so
+    /// after whatever cut the heartbeats. An older success says nothing about a cut since.
+    fn ping_after(&self, since: Duration) -> Option<u8> {
+        let fresh = since.is_zero() || self.ping_started >= since + self.s.keepalive;
+        self.ping.filter(|_| fresh).map(|(reached, _)| reached)
+    }
+
+    /// No peer heard and the last ping round is older than the silence: whether I am cut off is
+    /// not known yet (`Action::PingNow` asked). I keep what I hold and take nothing.
+    pub(super) fn ping_unsettled(&self) -> bool {
+        self.s.policy.ping
+            && self.ping.is_some()
+            && self
+                .silent_since()
+                .is_some_and(|since| self.ping_after(since).is_none())
+    }
+
+    /// Asks for a ping round once per silence (see `Action::PingNow`).
+    pub(super) fn ask_ping(&mut self, out: &mut Vec<Action>) {
+        if !self.s.policy.ping || self.stopping {
+            return;
+        }
+        if let Some(since) = self.silent_since()
+            && self.ping_asked.is_none_or(|a| a < since)
+        {
+            self.ping_asked = Some(self.t);
+            out.push(Action::PingNow);
+        }
     }
 
     pub(super) fn on_carrier(&mut self, iface: String, up: bool) {
@@ -159,22 +216,16 @@ impl Machine {
                 .any(|p| p.live == Liveness::Up && p.health.ping_reached > 0)
     }
 
-    /// I hear no peer and a tie-breaker fails: I reach no ping target (or have no result yet),
-    /// or I do not see my own writes on the quorum disk. I may be the one cut off.
+    /// I hear no peer and a tie-breaker fails: a ping round started since reached no target (or
+    /// I have no result at all yet), or I do not see my own writes on the quorum disk. I may be
+    /// the one cut off.
     ///
     /// "Hear" means a frame within warntime, not "not yet declared dead": the side that is cut
-    /// off lets go of its groups at warntime, before the other side's deadtime makes it take
-    /// them over.
+    /// off lets go of its groups at warntime (plus the round it asks for then, see
+    /// `Action::PingNow`), before the other side's deadtime makes it take them over.
     pub(super) fn cut_off(&self) -> Option<&'static str> {
-        let t = self.t;
-        if self
-            .peers
-            .values()
-            .any(|p| p.live == Liveness::Up && p.last_seen.is_some_and(|l| t - l < self.s.warntime))
-        {
-            return None;
-        }
-        if self.s.policy.ping && self.ping.is_none_or(|(reached, _)| reached == 0) {
+        let since = self.silent_since()?;
+        if self.s.policy.ping && (self.ping.is_none() || self.ping_after(since) == Some(0)) {
             return Some("cut off: no peer heard, no ping target reached");
         }
         if self.s.policy.quorum_disk && !self.disk {

@@ -14,6 +14,9 @@ const INITDEAD: Duration = Duration::from_millis(300);
 const HOLDOFF: Duration = Duration::from_millis(500);
 const NET: Duration = Duration::from_millis(1);
 const RUNNER: Duration = Duration::from_millis(5);
+/// How long a ping round asked for takes in the simulation (the daemon's urgent timeout with the
+/// simulation's timings is (DEAD - WARN) / 2 = 20 ms).
+const PING_RTT: Duration = Duration::from_millis(20);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -61,6 +64,9 @@ struct Node {
     log: Vec<(Duration, Action)>,
     fail_acquire: BTreeSet<String>,
     fail_release: BTreeSet<String>,
+    /// Whether this node's ping target answers the rounds it asks for (`Action::PingNow`),
+    /// `PING_RTT` later; `None`: such requests go unanswered (results are fed by hand).
+    reaches: Option<bool>,
 }
 
 enum Item {
@@ -156,6 +162,7 @@ impl Sim {
                     log: Vec::new(),
                     fail_acquire: BTreeSet::new(),
                     fail_release: BTreeSet::new(),
+                    reaches: None,
                 })
                 .collect(),
             queue: BTreeMap::new(),
@@ -294,6 +301,23 @@ impl Sim {
                             },
                         },
                     );
+                }
+                Action::PingNow => {
+                    if let Some(r) = self.nodes[i].reaches {
+                        let inc = self.nodes[i].incarnation;
+                        self.push(
+                            self.now + PING_RTT,
+                            Item::Done {
+                                to: i,
+                                incarnation: inc,
+                                ev: Event::Ping {
+                                    reached: u8::from(r),
+                                    total: 1,
+                                    age: PING_RTT,
+                                },
+                            },
+                        );
+                    }
                 }
                 Action::Fence { peer } => {
                     if let Some(ok) = self.fence_ok {
