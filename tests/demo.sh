@@ -97,7 +97,7 @@ say "timeline, ms from the moment lb1 saw its carrier go (TCG emulation: all slo
 printf '   %6s  c    last answer through the VIP\n' "$(ms_between "$cut" "$from")"
 printf '   %6s  lb1  eth0 has no carrier: lb1 lets web go (it cannot serve it)\n' 0
 printf '   %6s  lb2  peer lb1 declared dead (deadtime %s in the lab; the example says 100ms)\n' "$(ms_between "$cut" "$dead")" "$PAIR_DEADTIME"
-printf '   %6s  lb2  group web starting: the armed fakeip told to go\n' "$(ms_between "$cut" "$start")"
+printf '   %6s  lb2  group web starting: the sync master role, then the armed fakeip told to go\n' "$(ms_between "$cut" "$start")"
 printf '   %6s  lb2  VIP %s added, first gratuitous ARP sent\n' "$(ms_between "$cut" "$hold")" "$VIP"
 printf '   %6s  c    first answer through the VIP again\n' "$(ms_between "$cut" "$to")"
 printf '   %6s  lb2  announcement burst done (5 gratuitous ARPs)\n' "$(ms_between "$cut" "$ann")"

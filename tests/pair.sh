@@ -12,13 +12,15 @@
 #   on NODE CMD...      run on a node           pair_logs       the daemons' logs (on failure)
 #   pull NODE / plug NODE   both cables of NODE out (its switch ports down) / back in
 PAIR_EX=$LAB_ROOT/contrib/examples/pair
-VIP=192.0.2.100
+VIP=192.0.2.100 ROUTER=192.0.2.254
 PAIR_WARNTIME=${PAIR_WARNTIME:-300ms} PAIR_DEADTIME=${PAIR_DEADTIME:-1s}
 declare -A NAME=([d1]=lb1 [d2]=lb2) HOLDER=()
 : "${T:?set T (a scratch directory) before sourcing tests/pair.sh}"
 
 pair_setup() {
     topo up --hb > /dev/null
+    # The LAN's router, the example's ping target: the client's namespace answers for it.
+    topo exec c ip addr add "$ROUTER/24" dev eth0
     # A long-lived TCP service on the real servers: each line sent comes back (socat + cat).
     local r
     for r in r1 r2; do
@@ -109,6 +111,56 @@ sync_roles() {
 
 pull() { printf 'link set %s down\nlink set hb-%s down\n' "$1" "$1" | ip -n sw -batch -; }
 plug() { printf 'link set %s up\nlink set hb-%s up\n' "$1" "$1" | ip -n sw -batch -; }
+# isolate NODE / rejoin NODE: NODE's two switch ports taken out of their bridges (a port moved to
+# a dead VLAN: the node keeps its carrier but reaches nobody, neither its peer nor the router) /
+# put back.
+isolate() { printf 'link set %s nomaster\nlink set hb-%s nomaster\n' "$1" "$1" | ip -n sw -batch -; }
+rejoin() { printf 'link set %s master lan\nlink set hb-%s master hb\n' "$1" "$1" | ip -n sw -batch -; }
+
+# vip_watch_start / vip_watch_stop: the kernel's address events on both directors' eth0
+# (`ip monitor`, timestamped) from now on; vip_overlap then prints the intervals in which the VIP
+# was on both at once (nothing: never two holders), from the state at the start and the events.
+vip_watch_start() {
+    local n
+    VIP_AT_START="$(vips d1)$(vips d2)"
+    for n in d1 d2; do
+        topo exec "$n" ip -ts -o monitor address dev eth0 > "$T/$n.addr" 2>&1 &
+        VIP_WATCH[$n]=$!
+    done
+    sleep 0.3
+}
+vip_watch_stop() {
+    sleep 0.3
+    kill "${VIP_WATCH[@]}" 2> /dev/null || true
+    wait "${VIP_WATCH[@]}" 2> /dev/null || true
+}
+declare -A VIP_WATCH=()
+# vip_events: "TIME NODE +|-" for the VIP, in time order (TIME as ip -ts prints it).
+vip_events() {
+    local n
+    for n in d1 d2; do
+        tr -d '\r' < "$T/$n.addr" | awk -v n="$n" -v vip=" $VIP/" 'index($0, vip) {
+            t = $1; gsub(/[][]/, "", t)
+            print t, n, (index($0, "Deleted") ? "-" : "+")
+        }'
+    done | sort
+}
+vip_overlap() {
+    vip_events | awk -v s="$VIP_AT_START" '
+        BEGIN { on["d1"] = substr(s, 1, 1) + 0; on["d2"] = substr(s, 2, 1) + 0 }
+        {
+            on[$2] = ($3 == "+")
+            if (on["d1"] && on["d2"] && !both) { both = 1; from = $1 }
+            else if (both && !(on["d1"] && on["d2"])) { both = 0; print from " - " $1 }
+        }
+        END { if (both) print from " - (still)" }'
+}
+# vip_first NODE +|-: the time of NODE's first VIP event of that kind (epoch seconds), or "?".
+vip_first() {
+    local t
+    t=$(vip_events | awk -v n="$1" -v k="$2" '$2 == n && $3 == k { print $1; exit }')
+    [ -n "$t" ] && date -d "$t" +%s.%N 2> /dev/null || echo "?"
+}
 
 pair_logs() {
     local f

@@ -10,8 +10,14 @@
 #   loss        one of the two heartbeat links (the cable, eth1) at 30 % loss both ways for 10 s:
 #               no peer declared dead, no group moved
 #   partition   heartbeats cut on both links while both keep their carrier (UDP 694 dropped):
-#               each side holds web (no tie-breaker configured); healed: within seconds exactly
-#               one holder, the VIP on it alone and announced (the client served)
+#               each side holds web (both still reach the router, the tie-breaker); healed: within
+#               seconds exactly one holder, the VIP on it alone and announced (the client served)
+#   cutoff      both heartbeat links cut and the active lb1 cut off from the router too (its switch
+#               ports out of their bridges, carrier kept): lb1 lets the VIP go before lb2 adds it,
+#               never on both (the kernel's address events on both); the client served by lb2;
+#               rejoined: lb1 takes web back after failback_holdoff, still never two holders
+#   cutoff2     the same with the standby lb2 cut off: lb2 takes nothing, lb1 keeps web and the
+#               client; rejoined: nothing moves
 #   drift       a real removed from lb1's IPVS table behind ldir's back: repaired
 #   flap        a real server flapping every second for 12 s: its weight never changes faster than
 #               rise/fall allow (no table churn beyond the rules); the other real never touched
@@ -27,7 +33,7 @@ command -v failover-probe > /dev/null || fail "failover-probe is missing (tests/
 command -v jq > /dev/null || fail "jq is missing (apt-get install jq; tests/lab deps)"
 command -v nft > /dev/null || fail "nft is missing (apt-get install nftables; tests/lab deps)"
 
-CASES=${*:-kill9 term loss partition drift flap hang brokenconf}
+CASES=${*:-kill9 term loss partition cutoff cutoff2 drift flap hang brokenconf}
 
 # Inside a case, a failure ends the case (a subshell), not the scenario.
 fail() {
@@ -128,6 +134,7 @@ case_loss() {
 
 case_partition() {
     local n
+    vip_watch_start
     for n in d1 d2; do
         printf 'table inet cut {\n chain in { type filter hook input priority 0; udp dport 694 drop; }\n chain out { type filter hook output priority 0; udp dport 694 drop; }\n}\n' \
             | topo exec "$n" nft -f -
@@ -146,12 +153,74 @@ case_partition() {
     grep -q 'announcing it\|announcing again' "$T/$holder.hbeat.log" || fail "${NAME[$holder]} did not announce the VIP again"
     grep -q 'releasing web' "$T/$holder.hbeat.log" && fail "the keeper ${NAME[$holder]} let web go too after the heal: $(grep 'releasing web' "$T/$holder.hbeat.log")"
     [ -n "$(fetch c "http://$VIP/")" ] || fail "the client is not served after the heal"
-    echo "both held web while cut off; ${took} ms after the heal ${NAME[$holder]} alone holds it, re-announced, the client served"
+    # Both held the VIP meanwhile (both reach the router): the watch the cutoff cases rely on
+    # must see that.
+    vip_watch_stop
+    local both
+    both=$(vip_overlap)
+    [ -n "$both" ] || fail "the address watch did not see the VIP on both: $(vip_events | tr '\n' ';')"
+    echo "both held web while cut off (the VIP on both from $both); ${took} ms after the heal ${NAME[$holder]} alone holds it, re-announced, the client served"
 }
 one_holder() {
     local a b
     a=$(held d1) b=$(held d2)
     { [ "$a" = web ] && [ "$b" = "" ] && [ "$(vips d2)" = 0 ]; } || { [ "$a" = "" ] && [ "$b" = web ] && [ "$(vips d1)" = 0 ]; }
+}
+
+unready_of() { status "$1" | jq -r '.groups[] | select(.name == "web") | .unready // ""'; }
+peer_up() { status "$1" | jq -r '.peers[0].up'; }
+ping_of() { status "$1" | jq -r '.ping | if . then "\(.[0])/\(.[1])" else "none" end'; }
+no_overlap() {
+    local both
+    both=$(vip_overlap)
+    [ -z "$both" ] || fail "the VIP was on both directors: $both; events: $(vip_events | tr '\n' ';')"
+}
+case_cutoff() {
+    probe_start
+    vip_watch_start
+    local t0=$EPOCHREALTIME
+    isolate d1
+    wait_until 15 is web held d2 || fail "lb2 did not take web: '$(held d2)'"
+    wait_until 10 is "" held d1 || fail "lb1, cut off, still holds '$(held d1)'"
+    local why
+    why=$(unready_of d1)
+    [ "$why" = "cut off: no peer heard, no ping target reached" ] || fail "lb1's reason: '$why'"
+    wait_until 10 is 1 vips d2 || fail "the VIP is not on lb2"
+    [ "$(vips d1)" = 0 ] || fail "the VIP is still on lb1"
+    sleep 1
+    local gone added
+    gone=$(vip_first d1 -) added=$(vip_first d2 +)
+    rejoin d1
+    wait_until 30 settled || fail "after the rejoin lb1 did not take web back alone: lb1 '$(held d1)', lb2 '$(held d2)'"
+    vip_watch_stop
+    no_overlap
+    probe_stop
+    echo "lb1 ($why) removed the VIP $(ms_between "$t0" "$gone") ms after the cut, lb2 added it $(ms_between "$t0" "$added") ms after; never on both; rejoined: lb1 took web back after the holdoff, one holder throughout; longest client gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms"
+}
+case_cutoff2() {
+    probe_start
+    vip_watch_start
+    local g2
+    g2=$(group_lines d2)
+    isolate d2
+    wait_until 15 is false peer_up d2 || fail "lb2 still sees lb1 up"
+    wait_until 10 is 0/1 ping_of d2 || fail "lb2 still reaches the router: $(ping_of d2)"
+    sleep 3
+    [ "$(held d1)" = web ] && [ "$(held d2)" = "" ] || fail "holders changed: lb1 '$(held d1)', lb2 '$(held d2)'"
+    [ "$(group_lines d2)" = "$g2" ] || fail "lb2 started something: $(grep 'group group=' "$T/d2.hbeat.log" | tail -3)"
+    local why
+    why=$(unready_of d2)
+    [ "$why" = "cut off: no peer heard, no ping target reached" ] || fail "lb2's reason: '$why'"
+    rejoin d2
+    wait_until 15 is lb1 holder_seen_by d2 || fail "lb2 does not see lb1 hold web after the rejoin"
+    sleep 2
+    [ "$(held d1)" = web ] && [ "$(held d2)" = "" ] && [ "$(group_lines d2)" = "$g2" ] \
+        || fail "something moved after the rejoin: lb1 '$(held d1)', lb2 '$(held d2)'"
+    vip_watch_stop
+    no_overlap
+    [ -z "$(vip_events)" ] || fail "the VIP moved: $(vip_events | tr '\n' ';')"
+    probe_stop
+    echo "lb2 (${why}) took nothing for 3 s past its deadtime; lb1 kept web and served the client (longest gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms); rejoined: nothing moved"
 }
 
 case_drift() {
