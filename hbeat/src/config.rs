@@ -414,6 +414,20 @@ fn default_ttl() -> Spanned<u8> {
     Spanned::new(0..0, 1)
 }
 
+/// Where the daemon of a configuration that does not load is likely to listen, for the clients
+/// (`status`, `standby`, `takeover` must reach a running daemon while its file is being edited):
+/// the file's `socket`, else `<node>.sock`, read leniently from whatever TOML parses; `None` when
+/// the text is not TOML or names neither.
+pub fn socket_hint(text: &str) -> Option<PathBuf> {
+    let table: toml::Table = text.parse().ok()?;
+    if let Some(s) = table.get("socket").and_then(toml::Value::as_str) {
+        return Some(PathBuf::from(s));
+    }
+    let node = table.get("node").and_then(toml::Value::as_str)?;
+    (name_problem(node).is_none())
+        .then(|| Path::new(DEFAULT_SOCKET_DIR).join(format!("{node}.sock")))
+}
+
 fn host_name() -> Option<String> {
     nix::unistd::gethostname()
         .ok()

@@ -14,6 +14,10 @@ struct Cli {
     /// The configuration file (`status`, `standby` and `takeover` find the control socket in it).
     #[arg(long, value_name = "FILE", default_value = hbeat::config::DEFAULT_PATH, global = true)]
     config: PathBuf,
+    /// The daemon's control socket (`status`, `standby`, `takeover`, `reload`), instead of the
+    /// configuration's.
+    #[arg(long, value_name = "PATH", global = true)]
+    socket: Option<PathBuf>,
     #[command(flatten)]
     log: LogArgs,
     #[command(subcommand)]
@@ -64,7 +68,7 @@ fn main() -> Exit {
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     match cli.command {
         Command::Run => run(&cli.config),
-        Command::Status { json } => match call(&cli.config, &Request::Status) {
+        Command::Status { json } => match call(&cli, &Request::Status) {
             Ok(s) if json => {
                 println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default());
                 Exit::Ok
@@ -75,9 +79,9 @@ fn main() -> Exit {
             }
             Err(code) => code,
         },
-        Command::Standby => call(&cli.config, &Request::Standby).map_or_else(|c| c, |_| Exit::Ok),
-        Command::Takeover => call(&cli.config, &Request::Takeover).map_or_else(|c| c, |_| Exit::Ok),
-        Command::Reload => call(&cli.config, &Request::Reload).map_or_else(|c| c, |_| Exit::Ok),
+        Command::Standby => call(&cli, &Request::Standby).map_or_else(|c| c, |_| Exit::Ok),
+        Command::Takeover => call(&cli, &Request::Takeover).map_or_else(|c| c, |_| Exit::Ok),
+        Command::Reload => call(&cli, &Request::Reload).map_or_else(|c| c, |_| Exit::Ok),
         Command::Check => hbeat::check::run(&cli.config, &mut out, &mut err),
         Command::Import(args) => hbeat::import::run(&args, &mut out, &mut err),
         Command::Keygen { id } => match hbeat::keys::random_secret() {
@@ -142,18 +146,59 @@ fn run(path: &std::path::Path) -> Exit {
     })
 }
 
-/// A control request to the node of the configuration at `path`.
-fn call(path: &std::path::Path, req: &Request) -> Result<Status, Exit> {
-    let socket = hbeat::config::load(path)
-        .map(|c| c.socket)
-        .map_err(|errors| {
-            for e in errors.errors() {
-                eprintln!("hbeat: {e}");
-            }
-            Exit::Usage
-        })?;
+/// A control request to the daemon (see [`socket`]).
+fn call(cli: &Cli, req: &Request) -> Result<Status, Exit> {
+    let socket = socket(cli, matches!(req, Request::Reload))?;
     common::control::request_blocking(&socket, req, CLIENT_TIMEOUT).map_err(|e| {
         eprintln!("hbeat: {e}");
         e.exit()
     })
+}
+
+/// The daemon's control socket: `--socket`, else the configuration's. A configuration that does
+/// not load is reported (file:line:col); a reload stops there (the daemon would refuse it), while
+/// the other requests, which must reach a daemon whose file is being edited, still look for its
+/// socket: the file's `socket` or `node` read leniently, else the only socket in /run/hbeat.
+fn socket(cli: &Cli, strict: bool) -> Result<PathBuf, Exit> {
+    if let Some(s) = &cli.socket {
+        return Ok(s.clone());
+    }
+    let errors = match hbeat::config::load(&cli.config) {
+        Ok(c) => return Ok(c.socket),
+        Err(errors) => errors,
+    };
+    for e in errors.errors() {
+        eprintln!("hbeat: {e}");
+    }
+    if strict {
+        return Err(Exit::Usage);
+    }
+    let found = std::fs::read_to_string(&cli.config)
+        .ok()
+        .and_then(|t| hbeat::config::socket_hint(&t))
+        .or_else(|| only_socket(std::path::Path::new(hbeat::config::DEFAULT_SOCKET_DIR)));
+    match found {
+        Some(s) => {
+            eprintln!(
+                "hbeat: the configuration does not load: asking the daemon at {}",
+                s.display()
+            );
+            Ok(s)
+        }
+        None => {
+            eprintln!("hbeat: the configuration does not load and names no socket: pass --socket");
+            Err(Exit::Usage)
+        }
+    }
+}
+
+/// The one `*.sock` in `dir`, if there is exactly one.
+fn only_socket(dir: &std::path::Path) -> Option<PathBuf> {
+    let mut socks = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"));
+    let first = socks.next()?;
+    socks.next().is_none().then_some(first)
 }

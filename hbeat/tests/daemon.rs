@@ -343,6 +343,39 @@ fn reload_rotates_the_key_without_a_failover_and_refuses_what_needs_a_restart() 
     assert_eq!(s.deadtime_ms, 800, "{s:?}");
     assert!(s.peers[0].up, "{s:?}");
     assert_eq!(f.events(), ["a start web"], "nothing moved");
+
+    // The clients with the broken file: the errors are printed; `status` still reaches the
+    // daemon by --socket, or by the file's `socket` when the file is TOML that does not
+    // validate; `reload` stops at the errors (exit 2).
+    let client = |file: &Path, args: &[&str]| {
+        let out = Command::new(HBEAT)
+            .args(args)
+            .arg("--config")
+            .arg(file)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let sock = b.socket.to_str().unwrap();
+    let (code, out, err) = client(&broken, &["status", "--socket", sock]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("b (t): "), "{out}");
+    std::fs::write(
+        &broken,
+        format!("node = \"b\"\ncluster = \"t\"\nsocket = \"{sock}\"\nkeepalive = \"fast\"\n"),
+    )
+    .unwrap();
+    let (code, out, err) = client(&broken, &["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("b (t): "), "{out}");
+    assert!(
+        err.contains("b.toml:4") && err.contains(&format!("asking the daemon at {sock}")),
+        "{err}"
+    );
+    let (code, _, err) = client(&broken, &["reload"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("b.toml:4"), "{err}");
 }
 
 /// A UDP relay between two nodes' second link that drops every `nth` datagram each way: a link

@@ -25,7 +25,8 @@
 #   brokenconf  a broken virtual file pushed to the standby: its table and lb1 unchanged, the
 #               error (file:line) in ldir's log and from `ldir check`, and a second reload still
 #               refused; a broken hbeat.toml on the standby: `hbeat reload` and SIGHUP refused with
-#               file:line:col, nothing moves
+#               file:line:col, nothing moves, `hbeat status` still answers; a broken monitor.toml
+#               on the standby: SIGHUP refused with file:line:col, the same services watched
 . "$LAB_ROOT/tests/lib.sh"
 T=$(mktemp -d /tmp/pair-faults.XXXXXX)
 . "$LAB_ROOT/tests/pair.sh"
@@ -311,7 +312,7 @@ case_brokenconf() {
     grep -q 'web.toml:[0-9]*:[0-9]*: real.address\|web.toml:[0-9]*:[0-9]*:.*address' <<< "$out" || fail "ldir check does not name file:line:col and the field: $out"
     # The same for hbeat: a broken hbeat.toml on the standby. `hbeat reload` (the client reads the
     # file first) names file:line:col; SIGHUP to the daemon: refused, logged with file:line, the
-    # daemon runs on as it was (checked once the file is put back: the status client needs it).
+    # daemon runs on as it was (`hbeat status` still reaches it: the file's node names its socket).
     local pair hcopy=$T/hbeat.toml.good
     pair=$(pair_of d2)
     cp "$T/d2/etc/hbeat/hbeat.toml" "$hcopy"
@@ -323,11 +324,24 @@ case_brokenconf() {
     pid=$(pid_of d2 hbeat) || fail "no hbeat on d2"
     kill -HUP "$pid"
     wait_until 15 grep -q 'hbeat.toml:[0-9]*:[0-9]*' "$T/d2.hbeat.log" || fail "lb2's hbeat did not log the broken file: $(tail -3 "$T/d2.hbeat.log")"
-    cp "$hcopy" "$T/d2/etc/hbeat/hbeat.toml"
     kill -0 "$pid" || fail "lb2's hbeat died on the broken file"
     [ "$(held d1)" = web ] && [ "$(held d2)" = "" ] && [ "$(pair_of d2)" = "$pair" ] \
-        || fail "something moved after the refused reload: lb1 holds '$(held d1)', lb2 '$(held d2)', the pair $(pair_of d2) (was $pair)"
-    echo "lb2's table unchanged; ldir check: $(head -1 <<< "$out"); hbeat reload refused (exit $hrc): $(head -1 <<< "$hout"); SIGHUP logged: $(grep -m1 'hbeat.toml:[0-9]*:[0-9]*' "$T/d2.hbeat.log" | sed 's/.*Z *//')"
+        || fail "something moved after the refused reload (or hbeat status cannot reach lb2 with its file broken): lb1 holds '$(held d1)', lb2 '$(held d2)', the pair $(pair_of d2) (was $pair)"
+    cp "$hcopy" "$T/d2/etc/hbeat/hbeat.toml"
+    # And monitor: a broken monitor.toml on the standby, SIGHUP: refused with file:line, the old
+    # configuration keeps running (status answers with the same services), `monitor check` exit 2.
+    local mfile=$T/d2/etc/monitor/monitor.toml mbefore mout mrc=0
+    mbefore=$(on d2 monitor status)
+    printf '\n[[watch]]\ngroup = "reals"\n\n[[watch.service]]\nname = "smtp"\nprobe = { type = "smtp" }\ninterval = "often"\n' >> "$mfile"
+    pid=$(pid_of d2 monitor) || fail "no monitor on d2"
+    kill -HUP "$pid"
+    wait_until 15 grep -q 'nothing changed.*monitor.toml:[0-9]*:[0-9]*' "$T/d2.monitor.log" || fail "lb2's monitor did not log the broken file: $(tail -3 "$T/d2.monitor.log")"
+    kill -0 "$pid" || fail "lb2's monitor died on the broken file"
+    [ "$(on d2 monitor status)" = "$mbefore" ] || fail "lb2's monitor status changed: $(on d2 monitor status)"
+    mout=$(on d2 monitor check 2>&1) || mrc=$?
+    [ "$mrc" = 2 ] || fail "monitor check exit $mrc, wanted 2: $mout"
+    grep -q 'monitor.toml:[0-9]*:[0-9]*:.*interval' <<< "$mout" || fail "monitor check does not name file:line:col and the field: $mout"
+    echo "lb2's table unchanged; ldir check: $(head -1 <<< "$out"); hbeat reload refused (exit $hrc): $(head -1 <<< "$hout"); SIGHUP logged: $(grep -m1 'hbeat.toml:[0-9]*:[0-9]*' "$T/d2.hbeat.log" | sed 's/.*Z *//'); monitor check: $(head -1 <<< "$mout"), its SIGHUP refused, status unchanged"
 }
 
 : > "$T/results"

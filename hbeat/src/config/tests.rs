@@ -743,3 +743,20 @@ fn the_pair_examples_agree() {
         assert_eq!(c.groups[0].preferred(), "lb1");
     }
 }
+
+#[test]
+fn a_file_that_does_not_validate_still_tells_the_clients_where_the_daemon_listens() {
+    use std::path::PathBuf;
+    let hint = super::socket_hint;
+    assert_eq!(
+        hint("node = \"lb1\"\nsocket = \"/run/x.sock\"\nkeepalive = \"fast\"\n"),
+        Some(PathBuf::from("/run/x.sock"))
+    );
+    assert_eq!(
+        hint("node = \"lb1\"\nkeepalive = 7\n"),
+        Some(PathBuf::from("/run/hbeat/lb1.sock"))
+    );
+    assert_eq!(hint("node = \"../x\"\n"), None, "not a node name");
+    assert_eq!(hint("keepalive = 7\n"), None, "no node");
+    assert_eq!(hint("node = \"lb1\"\ncluster = [\n"), None, "not TOML");
+}
