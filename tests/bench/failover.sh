@@ -73,18 +73,7 @@ cleanup() {
     rm -rf "$tmp"
 }
 # Every process in the topology's namespaces, KILLed and waited for, then the namespaces go.
-stop_all() {
-    local n pids
-    for n in c d1 d2; do
-        pids=$(ip netns pids "$n" 2>/dev/null || true)
-        # shellcheck disable=SC2086 # one pid a word
-        [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
-    done
-    for n in c d1 d2; do
-        for _ in $(seq 50); do [ -z "$(ip netns pids "$n" 2>/dev/null || true)" ] && break; sleep 0.1; done
-    done
-    topo down >/dev/null 2>&1 || true
-}
+stop_all() { topo down --kill >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 hz=$(getconf CLK_TCK)
