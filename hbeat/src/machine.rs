@@ -372,6 +372,9 @@ struct Slot {
     intent: Option<Duration>,
     /// When I first offered it (free, and I should not take it myself).
     offer_since: Option<Duration>,
+    /// When I last sent that offer (a `StandbyRequest`): a peer may accept it until its frames
+    /// say so, so I take the group myself no sooner than deadtime after it.
+    offered_at: Option<Duration>,
     /// Interfaces that must have carrier for me to serve it.
     interfaces: Vec<String>,
     /// When its local restarts happened (within the restart window).
@@ -483,6 +486,7 @@ impl Machine {
                 waived: false,
                 intent: None,
                 offer_since: None,
+                offered_at: None,
             })
             .collect();
         let mut m = Machine {
@@ -1140,6 +1144,8 @@ impl Machine {
         let me = self.s.me.as_str();
         for n in &self.slots[i].nodes {
             if n == me {
+                // My offer went unanswered for request_timeout: its requests stop, and I serve
+                // it myself (no sooner than deadtime after the last one, `may_acquire`).
                 let offer_unanswered = self.slots[i]
                     .offer_since
                     .is_some_and(|o| self.t - o >= self.request_timeout());
@@ -1195,7 +1201,10 @@ impl Machine {
             .pending_from
             .as_ref()
             .is_some_and(|(f, _)| self.peer_up(f) && !self.peer_holds(f, &s.name));
-        (transfer && !self.excluded(i)) || self.designated_me(i)
+        // An offer of mine sent less than deadtime ago may have been accepted: the taker's
+        // frames say so within deadtime (or it is dead by then).
+        let offer_in_flight = s.offered_at.is_some_and(|o| self.t - o < self.s.deadtime);
+        (transfer && !self.excluded(i)) || (self.designated_me(i) && !offer_in_flight)
     }
 
     fn decide(&mut self, out: &mut Vec<Action>) {
@@ -1359,8 +1368,16 @@ impl Machine {
                             .map(|(h, _)| h)
                             .or_else(|| self.best_other(i))
                     {
-                        self.slots[i].offer_since.get_or_insert(t);
-                        requests.entry((0, to)).or_default().push(name.clone());
+                        // Offered for request_timeout, then withdrawn (taken back here once the
+                        // last offer is deadtime old); offered anew if it could not be.
+                        let since = *self.slots[i].offer_since.get_or_insert(t);
+                        if t - since >= timeout + self.s.deadtime {
+                            self.slots[i].offer_since = Some(t);
+                        }
+                        if self.slots[i].offer_since.is_some_and(|o| t - o < timeout) {
+                            self.slots[i].offered_at = Some(t);
+                            requests.entry((0, to)).or_default().push(name.clone());
+                        }
                     }
                 }
                 Hold::Free if s.pending_from.is_none() => {
