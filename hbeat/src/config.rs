@@ -297,7 +297,7 @@ pub fn parse(name: &str, text: &str) -> Result<Config, ConfigErrors> {
 /// | `votes` | 1 | this node's votes |
 /// | `monitor_interval` | 10s | how often held script resources are `status`-checked |
 /// | `restart_limit`, `restart_window` | 3, 5m | local restarts of a failed group when no peer is ready |
-/// | `[ping]` `targets`, `interval`, `timeout` | none; 1s; the interval | ping nodes (ICMP): reachability compared with the peers' |
+/// | `[ping]` `targets`, `interval`, `timeout` | none; 1s; the interval | ping nodes (ICMP): reachability compared with the peers'; when no peer is heard for warntime, a round at once (timeout at most (deadtime - warntime) / 2) decides whether this node is the one cut off |
 /// | `[[peer]]` `name`, `votes`, `fence` | at least one; 1; none | the other nodes; `fence` runs before taking over from a dead one |
 /// | `[[link]]` | at least one | exactly one of `udp = {bind, peer}`, `mcast = {dev, group, ttl = 1}`, `bcast = {dev, port}`, `serial = {device, baud}`, `disk = {path, quorum = false}` (`quorum`: the quorum disk, a two-node tie-breaker) |
 /// | `[[group]]` `name`, `preferred`, `nodes`, `resources`, `interfaces` | nodes: preferred first, then every node by name; preferred: `nodes[0]` | resources: at least one; interfaces: carrier needed to hold it |
