@@ -1229,8 +1229,10 @@ impl Machine {
             {
                 self.slots[i].handing_to = None;
             }
+            // A hand-over I cannot take now lapses: the giver may take the group back or offer
+            // it elsewhere meanwhile, and a later start here on the old word would meet that.
             if let Some((f, since)) = self.slots[i].pending_from.clone()
-                && (!self.peer_up(&f) || t - since >= timeout)
+                && (!self.peer_up(&f) || t - since >= timeout || self.excluded(i))
             {
                 self.slots[i].pending_from = None;
             }

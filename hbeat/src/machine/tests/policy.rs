@@ -638,7 +638,7 @@ fn frames_carry_what_a_node_cannot_serve() {
 
 #[test]
 fn random_policy_facts_and_commands_under_loss_never_hold_a_group_twice() {
-    for seed in seed_list(&[], 200) {
+    for seed in seed_list(&[13989], 200) {
         with_seed(seed, move || {
             let mut s = Sim::active_active(seed % 2 == 0);
             s.reconfigure(|st| {
