@@ -48,6 +48,35 @@ fn with_seed(seed: u64, f: impl FnOnce() + std::panic::UnwindSafe) {
     }
 }
 
+/// Every group ends with exactly one holder.
+fn assert_one_holder_each(s: &Sim, what: &str) {
+    for g in ["web", "mail"] {
+        assert_eq!(
+            s.holders(g).len(),
+            1,
+            "{what}: {g} held by {:?}",
+            s.holders(g)
+        );
+    }
+}
+
+/// A lossy network (`Faults::Lossy`) with its randomness drawn from `seed`.
+fn lossy(s: &mut Sim, seed: u64) {
+    s.rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    s.filter = faults(Faults::Lossy);
+}
+
+/// `steps` times: a node at random gets the event `pick` draws, then up to 120 ms pass.
+fn random_steps(s: &mut Sim, steps: usize, pick: impl Fn(&mut Sim) -> Event) {
+    for _ in 0..steps {
+        let who = s.rng.below(2) as usize;
+        let ev = pick(s);
+        s.cmd(who, ev);
+        let d = ms(s.rng.below(120));
+        s.run_for(d);
+    }
+}
+
 /// `SIM_TRACE=1`: every command, delivered frame and action (but alive and state frames) on
 /// stderr, for reading a failing run (`-- --nocapture`).
 fn tracing() -> bool {
@@ -1705,34 +1734,20 @@ fn random_commands_under_random_faults_never_hold_a_group_twice() {
     for seed in seed_list(&[369, 452], 200) {
         with_seed(seed, move || {
             let mut s = Sim::active_active(seed % 2 == 0);
-            s.rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            s.filter = faults(Faults::Lossy);
+            lossy(&mut s, seed);
             s.run_for(ms(500));
-            for _ in 0..30 {
-                let who = s.rng.below(2) as usize;
-                let ev = match s.rng.below(4) {
-                    0 => Event::Standby,
-                    1 => Event::Takeover,
-                    2 => Event::Eligible {
-                        ok: s.rng.chance(50),
-                    },
-                    _ => Event::Tick,
-                };
-                s.cmd(who, ev);
-                let d = ms(s.rng.below(120));
-                s.run_for(d);
-            }
+            random_steps(&mut s, 30, |s| match s.rng.below(4) {
+                0 => Event::Standby,
+                1 => Event::Takeover,
+                2 => Event::Eligible {
+                    ok: s.rng.chance(50),
+                },
+                _ => Event::Tick,
+            });
             s.cmd(0, Event::Eligible { ok: true });
             s.cmd(1, Event::Eligible { ok: true });
             s.run_for(Duration::from_secs(3));
-            for g in ["web", "mail"] {
-                assert_eq!(
-                    s.holders(g).len(),
-                    1,
-                    "seed {seed}: {g} held by {:?}",
-                    s.holders(g)
-                );
-            }
+            assert_one_holder_each(&s, &format!("seed {seed}"));
         });
     }
 }

@@ -649,34 +649,27 @@ fn random_policy_facts_and_commands_under_loss_never_hold_a_group_twice() {
                     g.interfaces = vec!["eth0".into()];
                 }
             });
-            s.rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            s.filter = faults(Faults::Lossy);
+            lossy(&mut s, seed);
             ping(&mut s, 0, 1);
             ping(&mut s, 1, 1);
             s.run_for(ms(500));
-            for _ in 0..40 {
-                let who = s.rng.below(2) as usize;
-                let ev = match s.rng.below(7) {
-                    0 => Event::Standby,
-                    1 => Event::Takeover,
-                    2 => Event::Ping {
-                        reached: s.rng.below(2) as u8,
-                        total: 1,
-                        age: ms(s.rng.below(50)),
-                    },
-                    3 => Event::Carrier {
-                        iface: "eth0".into(),
-                        up: s.rng.chance(50),
-                    },
-                    4 => Event::ResourceFailed {
-                        group: if s.rng.chance(50) { "web" } else { "mail" }.into(),
-                    },
-                    _ => Event::Tick,
-                };
-                s.cmd(who, ev);
-                let d = ms(s.rng.below(120));
-                s.run_for(d);
-            }
+            random_steps(&mut s, 40, |s| match s.rng.below(7) {
+                0 => Event::Standby,
+                1 => Event::Takeover,
+                2 => Event::Ping {
+                    reached: s.rng.below(2) as u8,
+                    total: 1,
+                    age: ms(s.rng.below(50)),
+                },
+                3 => Event::Carrier {
+                    iface: "eth0".into(),
+                    up: s.rng.chance(50),
+                },
+                4 => Event::ResourceFailed {
+                    group: if s.rng.chance(50) { "web" } else { "mail" }.into(),
+                },
+                _ => Event::Tick,
+            });
             for i in 0..2 {
                 ping(&mut s, i, 1);
                 s.cmd(
@@ -689,14 +682,7 @@ fn random_policy_facts_and_commands_under_loss_never_hold_a_group_twice() {
             }
             s.cmd(0, Event::Takeover);
             s.run_for(Duration::from_secs(3));
-            for g in ["web", "mail"] {
-                assert_eq!(
-                    s.holders(g).len(),
-                    1,
-                    "seed {seed}: {g} held by {:?}",
-                    s.holders(g)
-                );
-            }
+            assert_one_holder_each(&s, &format!("seed {seed}"));
         });
     }
 }
