@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use common::net::{LinkEvent, LinkWatcher, NetError};
@@ -52,67 +53,64 @@ pub async fn ping_round(prober: &Arc<Prober>, targets: &[IpAddr], timeout: Durat
 }
 
 /// Pings the targets every interval for as long as `tx` is open; the first round starts at once.
-/// A message on `now` starts a round at once, beside the periodic one, with `urgent_timeout`:
+/// A message on `now` starts a round at once, beside the periodic ones, with `urgent_timeout`:
 /// the machine asks for it when the peers go silent (`Action::PingNow`) and must know before the
-/// peer's deadtime. At most one of each kind runs at a time (an urgent request while one runs is
-/// that one).
+/// peer's deadtime. One such round runs at a time (a request while one runs is that one).
 pub fn spawn_ping(
     ping: Ping,
     urgent_timeout: Duration,
     mut now: mpsc::Receiver<()>,
     tx: mpsc::Sender<Fact>,
 ) -> tokio::task::JoinHandle<()> {
+    let prober = Arc::new(Prober::new());
+    let targets: Arc<[IpAddr]> = ping.targets.into();
+    let last = Arc::new(AtomicU16::new(u16::MAX));
+    let round = move |timeout: Duration| {
+        let (prober, targets, tx, last) = (
+            Arc::clone(&prober),
+            Arc::clone(&targets),
+            tx.clone(),
+            Arc::clone(&last),
+        );
+        async move {
+            let started = Instant::now();
+            let (reached, total) = ping_round(&prober, &targets, timeout).await;
+            if last.swap(reached.into(), Ordering::Relaxed) != u16::from(reached) {
+                tracing::info!(reached, total, "ping targets");
+            }
+            let fact = Fact::Ping {
+                reached,
+                total,
+                started,
+            };
+            tx.send(fact).await.is_ok()
+        }
+    };
+    let periodic = round.clone();
     tokio::spawn(async move {
-        let prober = Arc::new(Prober::new());
         let mut every = tokio::time::interval(ping.interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let targets: Arc<[IpAddr]> = ping.targets.into();
-        let mut periodic: Option<tokio::task::JoinHandle<()>> = None;
-        let mut urgent: Option<tokio::task::JoinHandle<()>> = None;
-        let last = Arc::new(std::sync::atomic::AtomicU16::new(u16::MAX));
-        let round = |timeout: Duration| {
-            let (prober, targets, tx, last) = (
-                Arc::clone(&prober),
-                Arc::clone(&targets),
-                tx.clone(),
-                Arc::clone(&last),
-            );
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let (reached, total) = ping_round(&prober, &targets, timeout).await;
-                let prev = last.swap(reached.into(), std::sync::atomic::Ordering::Relaxed);
-                if prev != u16::from(reached) {
-                    tracing::info!(reached, total, "ping targets");
-                }
-                let _ = tx
-                    .send(Fact::Ping {
-                        reached,
-                        total,
-                        started,
-                    })
-                    .await;
-            })
-        };
-        let idle =
-            |h: &Option<tokio::task::JoinHandle<()>>| h.as_ref().is_none_or(|h| h.is_finished());
-        loop {
-            tokio::select! {
-                _ = every.tick() => {
-                    if idle(&periodic) {
-                        periodic = Some(round(ping.timeout));
-                    }
-                }
-                m = now.recv() => {
-                    if m.is_none() {
-                        return;
-                    }
-                    if idle(&urgent) {
-                        urgent = Some(round(urgent_timeout));
-                    }
+        let mut rounds = tokio::spawn(async move {
+            loop {
+                every.tick().await;
+                if !periodic(ping.timeout).await {
+                    return;
                 }
             }
-            if tx.is_closed() {
-                return;
+        });
+        let mut urgent: Option<tokio::task::JoinHandle<bool>> = None;
+        loop {
+            tokio::select! {
+                _ = &mut rounds => return,
+                m = now.recv() => {
+                    if m.is_none() {
+                        rounds.abort();
+                        return;
+                    }
+                    if urgent.as_ref().is_none_or(|h| h.is_finished()) {
+                        urgent = Some(tokio::spawn(round(urgent_timeout)));
+                    }
+                }
             }
         }
     })
