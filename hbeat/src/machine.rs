@@ -1372,11 +1372,12 @@ impl Machine {
                     {
                         // Offered for request_timeout, then withdrawn (taken back here once the
                         // last offer is deadtime old); offered anew if it could not be.
-                        let since = *self.slots[i].offer_since.get_or_insert(t);
+                        let mut since = *self.slots[i].offer_since.get_or_insert(t);
                         if t - since >= timeout + self.s.deadtime {
+                            since = t;
                             self.slots[i].offer_since = Some(t);
                         }
-                        if self.slots[i].offer_since.is_some_and(|o| t - o < timeout) {
+                        if t - since < timeout {
                             self.slots[i].offered_at = Some(t);
                             requests.entry((0, to)).or_default().push(name.clone());
                         }

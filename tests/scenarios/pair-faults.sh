@@ -71,6 +71,8 @@ probe_start() {
     PROBE=$!
     wait_until 20 grep -q '^ready=' "$T/probe" || fail "the client was never served: $(cat "$T/probe")"
 }
+# probe_gap: the client's longest gap in ms, from the stopped probe's report.
+probe_gap() { sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe"; }
 probe_stop() {
     kill -TERM "$PROBE"
     wait "$PROBE" || fail "failover-probe exited with $?: $(cat "$T/probe")"
@@ -97,7 +99,7 @@ case_term() {
     grep -q 'peer dead.*it left' "$T/d2.hbeat.log" || fail "lb2 did not see lb1 leave"
     sleep 0.5
     probe_stop
-    echo "lb2 held web ${took} ms after the TERM (deadtime $PAIR_DEADTIME, not waited for); longest client gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms"
+    echo "lb2 held web ${took} ms after the TERM (deadtime $PAIR_DEADTIME, not waited for); longest client gap $(probe_gap) ms"
 }
 
 case_kill9() {
@@ -116,7 +118,7 @@ case_kill9() {
     sleep 0.5
     [ "$(vips d1)" = 0 ] || fail "the VIP came back on lb1"
     probe_stop
-    echo "lb1's VIP gone within ${gone} ms of the KILL (its fakeip saw hbeat's pipe close); lb2 took over at deadtime; longest client gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms"
+    echo "lb1's VIP gone within ${gone} ms of the KILL (its fakeip saw hbeat's pipe close); lb2 took over at deadtime; longest client gap $(probe_gap) ms"
 }
 
 case_loss() {
@@ -196,7 +198,7 @@ case_cutoff() {
     vip_watch_stop
     no_overlap
     probe_stop
-    echo "lb1 ($why) removed the VIP $(ms_between "$t0" "$gone") ms after the cut, lb2 added it $(ms_between "$t0" "$added") ms after; never on both; rejoined: lb1 took web back after the holdoff, one holder throughout; longest client gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms"
+    echo "lb1 ($why) removed the VIP $(ms_between "$t0" "$gone") ms after the cut, lb2 added it $(ms_between "$t0" "$added") ms after; never on both; rejoined: lb1 took web back after the holdoff, one holder throughout; longest client gap $(probe_gap) ms"
 }
 case_cutoff2() {
     probe_start
@@ -221,7 +223,7 @@ case_cutoff2() {
     no_overlap
     [ -z "$(vip_events)" ] || fail "the VIP moved: $(vip_events | tr '\n' ';')"
     probe_stop
-    echo "lb2 (${why}) took nothing for 3 s past its deadtime; lb1 kept web and served the client (longest gap $(sed -n 's/^longest_gap_ms=\([0-9.]*\).*/\1/p' "$T/probe") ms); rejoined: nothing moved"
+    echo "lb2 (${why}) took nothing for 3 s past its deadtime; lb1 kept web and served the client (longest gap $(probe_gap) ms); rejoined: nothing moved"
 }
 
 case_drift() {
