@@ -462,23 +462,30 @@ pub async fn run(
     let _ = d.notifier.ready();
     d.status_line();
 
-    let mut tick = tokio::time::interval(d.config.keepalive);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut tick = Ticker::new(d.config.keepalive);
+    let mut death_timer = Box::pin(tokio::time::sleep_until(Instant::now()));
     let mut watchdog = WatchdogTicker::new(d.notifier.watchdog_period());
     let mut monitor = tokio::time::interval(d.config.monitor_interval);
     monitor.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stop_limit = stop_limit(&d.config);
     loop {
         // A peer's deadtime ends between two ticks: wake then too (only while it is ahead: a
-        // deadline already past is the next tick's business, never a busy loop).
+        // deadline already past is the next tick's business, never a busy loop). A deadline at or
+        // after the next tick needs no timer of its own: the tick sees it. So in steady state, where
+        // each frame moves the deadline, no timer is moved per frame.
         let death = d
             .machine
             .next_death()
             .map(Instant::from_std)
-            .filter(|at| *at > Instant::now());
+            .filter(|at| *at > Instant::now() && *at < tick.next());
+        if let Some(at) = death
+            && death_timer.deadline() != at
+        {
+            death_timer.as_mut().reset(at);
+        }
         // Not biased: a flood of frames must not starve the ticks, signals or control requests.
         tokio::select! {
-            () = sleep_until_some(death) => {
+            () = &mut death_timer, if death.is_some() => {
                 d.frames_queued(&mut inbound);
                 d.handle(MachineEvent::Tick);
             }
@@ -513,7 +520,7 @@ pub async fn run(
                 }
                 Input::Signal(SignalEvent::Reload) => {
                     if d.reload("SIGHUP").is_ok() {
-                        tick = retimed(tick, d.config.keepalive);
+                        tick.retime(d.config.keepalive);
                     }
                 }
                 Input::Control(req, reply) => {
@@ -531,7 +538,7 @@ pub async fn run(
                         }
                         Request::Reload => match d.reload("control request") {
                             Ok(()) => {
-                                tick = retimed(tick, d.config.keepalive);
+                                tick.retime(d.config.keepalive);
                                 Reply::ok(d.status())
                             }
                             Err(e) => Reply::error(e),
@@ -576,21 +583,74 @@ pub async fn run(
     Ok(())
 }
 
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
+/// The keepalive tick: a fixed grid (one tick every `period`, the first at once), served by two
+/// timers in turn, each set for the tick after the other's.
+///
+/// Why not `tokio::time::interval`: after a tick the interval is set again for one period later,
+/// which is earlier than any other timer the daemon has (peers' deadtimes, the watchdog), and
+/// tokio's time driver answers a timer set earlier than its next wake-up by waking its own thread
+/// (an eventfd write and one more `epoll_wait`): one extra wake-up per tick, a quarter of hbeat's
+/// system calls at 20 ms (strace: ~47 eventfd writes a second). Here, when one timer fires the
+/// other is already set for the next tick, and the fired one is set for the tick after it: never
+/// the earliest, so never that extra wake-up. (`tests/bench/hbeat-cpu.sh`, host: figures in
+/// issue 12's note.)
+struct Ticker {
+    period: Duration,
+    /// When the next tick is due, and which timer holds it.
+    next: Instant,
+    turn: usize,
+    timers: [std::pin::Pin<Box<tokio::time::Sleep>>; 2],
 }
 
-/// The tick, restarted if the keepalive changed.
-fn retimed(tick: tokio::time::Interval, keepalive: Duration) -> tokio::time::Interval {
-    if tick.period() == keepalive {
-        return tick;
+impl Ticker {
+    fn new(period: Duration) -> Ticker {
+        let now = Instant::now();
+        Ticker {
+            period,
+            next: now,
+            turn: 0,
+            timers: [
+                Box::pin(tokio::time::sleep_until(now)),
+                Box::pin(tokio::time::sleep_until(now + period)),
+            ],
+        }
     }
-    let mut tick = tokio::time::interval(keepalive);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick
+
+    /// When the next tick is due.
+    fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// Waits for the next tick. Cancel safe: nothing changes until the timer has fired.
+    async fn tick(&mut self) {
+        self.timers[self.turn].as_mut().await;
+        let fired = self.turn;
+        let other = 1 - fired;
+        let mut following = self.next + self.period;
+        let now = Instant::now();
+        if following <= now {
+            // Late by a period or more (a stalled process): the grid starts again from now, as
+            // `MissedTickBehavior::Delay` does; no burst of ticks to catch up.
+            following = now + self.period;
+            self.timers[other].as_mut().reset(following);
+        }
+        self.next = following;
+        self.turn = other;
+        self.timers[fired].as_mut().reset(following + self.period);
+    }
+
+    /// A new period (reload): the grid starts again, the next tick one new period from now.
+    fn retime(&mut self, period: Duration) {
+        if period == self.period {
+            return;
+        }
+        let now = Instant::now();
+        self.period = period;
+        self.next = now + period;
+        self.turn = 0;
+        self.timers[0].as_mut().reset(now + period);
+        self.timers[1].as_mut().reset(now + period * 2);
+    }
 }
 
 /// How long a graceful stop may take: every resource's stop limit, plus a margin.
@@ -1190,6 +1250,90 @@ async fn serve_control(mut listener: Listener, inputs: mpsc::Sender<Input>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ticks fall on the grid (the first at once), one per period, however the two timers
+    /// take turns.
+    #[tokio::test(start_paused = true)]
+    async fn ticks_fall_on_a_fixed_grid_of_one_per_period() {
+        let period = Duration::from_millis(20);
+        let start = Instant::now();
+        let mut t = Ticker::new(period);
+        for k in 0..10u32 {
+            assert_eq!(t.next(), start + period * k);
+            t.tick().await;
+            assert_eq!(Instant::now(), start + period * k, "tick {k}");
+        }
+        assert_eq!(t.next(), start + period * 10);
+    }
+
+    /// Work between ticks does not shift the grid; a stall of more than a period starts it again
+    /// from the late tick (no burst to catch up), as `MissedTickBehavior::Delay` did.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_tick_starts_the_grid_again_without_a_burst() {
+        let period = Duration::from_millis(20);
+        let start = Instant::now();
+        let mut t = Ticker::new(period);
+        t.tick().await;
+        tokio::time::advance(Duration::from_millis(7)).await;
+        t.tick().await;
+        assert_eq!(
+            Instant::now(),
+            start + period,
+            "work shorter than a period: on the grid"
+        );
+        // A stall of 75 ms: the tick due at 40 ms comes at once (late), the next one period later.
+        tokio::time::advance(Duration::from_millis(75)).await;
+        let late = Instant::now();
+        t.tick().await;
+        assert_eq!(Instant::now(), late);
+        assert_eq!(t.next(), late + period);
+        t.tick().await;
+        assert_eq!(
+            Instant::now(),
+            late + period,
+            "one period after the late tick, not at once"
+        );
+        t.tick().await;
+        assert_eq!(Instant::now(), late + period * 2);
+    }
+
+    /// A select that drops the tick before it fired changes nothing (the daemon's loop does so on
+    /// every frame).
+    #[tokio::test(start_paused = true)]
+    async fn a_tick_dropped_before_it_fired_is_not_lost() {
+        let period = Duration::from_millis(20);
+        let start = Instant::now();
+        let mut t = Ticker::new(period);
+        t.tick().await;
+        for _ in 0..3 {
+            tokio::select! {
+                () = t.tick() => panic!("the tick came before its time"),
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        t.tick().await;
+        assert_eq!(Instant::now(), start + period);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_period_restarts_the_grid_from_now() {
+        let mut t = Ticker::new(Duration::from_millis(20));
+        t.tick().await;
+        tokio::time::advance(Duration::from_millis(5)).await;
+        let at = Instant::now();
+        t.retime(Duration::from_millis(50));
+        assert_eq!(t.next(), at + Duration::from_millis(50));
+        t.tick().await;
+        assert_eq!(Instant::now(), at + Duration::from_millis(50));
+        t.tick().await;
+        assert_eq!(Instant::now(), at + Duration::from_millis(100));
+        t.retime(Duration::from_millis(50));
+        assert_eq!(
+            t.next(),
+            at + Duration::from_millis(150),
+            "the same period: unchanged"
+        );
+    }
 
     #[test]
     fn incarnations_grow_across_restarts_and_a_lost_file() {

@@ -9,6 +9,9 @@
 #         tools on CPU 0, timed from a shell in the namespace ($EPOCHREALTIME: process start counts):
 #           ldir-apply  `ldir --config-dir D apply`, timed until it exits
 #           ldir-run    `ldir --config-dir D run`, from its start until the kernel holds the whole table
+#           ipvs-example  `ipvs apply V R` (common::ipvs's example: the same batched netlink as ldir,
+#                       no configuration read), timed until it exits: the floor for ldir, printed
+#                       per round against the fastest other (`floor: ...`), not in the ratio
 #           ipvsadm     `ipvsadm -R` fed the same table (timed directly, as tests/bench/ipvs.sh does)
 #           keepalived  `keepalived --check`, no checkers (real servers are up from the start), from its
 #                       start until the kernel holds the whole table
@@ -89,7 +92,7 @@ ROUNDS=${ROUNDS:-3}
 PARTS=${PARTS:-"cold reload checks"}
 V=${VIRTUALS:-1000}
 R=${REALS:-10}
-read -r -a cold_tools <<< "${COLD_TOOLS:-ldir-run ldir-apply ipvsadm keepalived ldirectord}"
+read -r -a cold_tools <<< "${COLD_TOOLS:-ldir-run ldir-apply ipvs-example ipvsadm keepalived ldirectord}"
 LD_SHAPE=${LDIRECTORD_SHAPE:-10x10}
 LD_ROUNDS=${LDIRECTORD_ROUNDS:-$ROUNDS}
 POLL_MS=${POLL_MS:-20}
@@ -285,6 +288,13 @@ cold_turn() {
                     || why="ldir run: $why"
             fi
             ;;
+        ipvs-example)
+            times=$(ip netns exec "$NS" "${pin[@]}" bash -c \
+                't0=$EPOCHREALTIME; "$1" apply "$2" "$3" > /dev/null || exit 1; echo "$t0 $EPOCHREALTIME"' \
+                _ "$ours" "$V" "$R") || fail "ipvs apply $V $R failed"
+            ms=$(ms_between $times)
+            ip netns exec "$NS" "$IPVSADM" -Sn > "$tmp/snap"
+            ;;
         ipvsadm)
             times=$(ip netns exec "$NS" "${pin[@]}" bash -c \
                 't0=$EPOCHREALTIME; "$1" -R < "$2" || exit 1; echo "$t0 $EPOCHREALTIME"' \
@@ -302,7 +312,7 @@ cold_turn() {
             run_daemon "$shape" "$tmp/ldirectord.out" "$tmp/snap" "$LDIRECTORD" "$tmp/ld.cf" start \
                 || why="ldirectord: $why"
             ;;
-        *) fail "COLD_TOOLS: unknown tool $tool (ldir-run ldir-apply ipvsadm keepalived ldirectord)" ;;
+        *) fail "COLD_TOOLS: unknown tool $tool (ldir-run ldir-apply ipvs-example ipvsadm keepalived ldirectord)" ;;
     esac
     if [ -z "$why" ]; then
         sort "$tmp/snap" > "$tmp/got"
@@ -877,6 +887,14 @@ summary() {
 }
 echo "== figures"
 if [[ " $PARTS " == *" cold "* ]]; then
+    # The floor: the same table from a program that reads no configuration (common::ipvs's example,
+    # the same batched netlink ldir uses), against the same reference, round by round.
+    awk '$1 == "cold" && $5 == "ok" { v[$3, $2] = $4 }
+        END { for (r = 1; r <= '"$ROUNDS"'; r++) if (("ipvs-example", r) in v) {
+                  k = ("keepalived", r) in v ? v["keepalived", r] : 0; i = ("ipvsadm", r) in v ? v["ipvsadm", r] : 0
+                  best = (k && (!i || k < i)) ? k : i
+                  if (best) { s = s sprintf(" %.3f", v["ipvs-example", r] / best); n++ } }
+              if (n) printf "floor: ipvs-example (no configuration read) / fastest other per round:%s\n", s }' "$tmp/results"
     summary cold ldir-cold-10k 0.3 ldir-run "ipvsadm keepalived"
     awk -v shape="$LD_SHAPE" '$1 == "cold" && $3 == "ldirectord" && $5 == "ok" { printf "%s%s", n++ ? " " : "", $4 }
         END { if (n) printf " ms: ldirectord for %s destinations (not in the ratio: another size)\n", shape }' "$tmp/results"
