@@ -139,6 +139,10 @@ pub fn settings(
     (mode, interval, rise, fall)
 }
 
+/// What [`compile`] makes of a real's check: how it is judged, and the probe when it is probed;
+/// `None` when the check has errors.
+pub type Compiled = Option<(CheckMode, Option<Spec>)>;
+
 /// The probe spec for one `[[real]]` entry (`None` inside for `on`/`off`), or `None` after
 /// reporting why there is none. `real` is the real's override table and its index.
 pub fn compile(
@@ -148,7 +152,7 @@ pub fn compile(
     real_port: u16,
     virt: (&Src, std::ops::Range<usize>),
     p: &mut Problems,
-) -> Option<(CheckMode, Option<Spec>)> {
+) -> Compiled {
     // Every entry with where it was written; later layers win.
     let mut merged: Vec<(String, &Spanned<toml::Value>, &Src, String)> = Vec::new();
     let mut put = |key: &str, value, src, layer: String| {

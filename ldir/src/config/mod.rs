@@ -1312,7 +1312,7 @@ fn build_virtual(
     // The virtual's check compiled for a port, shared by the reals on it that have no [check]
     // of their own (the result is the same for each; a problem in it is said once anyway).
     // With these two, build_virtual went from 30.5 to 13.1 M instructions for 1,000 files.
-    let mut shared: Option<(u16, Option<(CheckMode, Option<common::probe::Spec>)>)> = None;
+    let mut shared: Option<(u16, check::Compiled)> = None;
     for (i, r) in file.real.iter().enumerate() {
         let field = |f: &str| format!("real[{i}].{f}");
         let rs = r.get_ref();
