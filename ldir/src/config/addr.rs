@@ -194,6 +194,9 @@ mod tests {
             ("192.0.2.1:http", "service names are not looked up"),
             ("192.0.2.1:70000", "not a port"),
             ("[2001:db8::1:80", "without ']'"),
+            // std's socket address parser takes a scope; a real's address has none.
+            ("[fe80::1%2]:80", "not an IPv6 address"),
+            (" 192.0.2.1 : 80", "is not an IP address"),
         ] {
             let e = parse_real(s, 80).unwrap_err();
             assert!(e.contains(words), "{s}: {e}");
