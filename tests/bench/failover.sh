@@ -96,53 +96,8 @@ wait_until() {
 # --- the tools' configurations ----------------------------------------------------------------
 hbeat keygen > "$tmp/authkey"
 chmod 600 "$tmp/authkey"
-declare -A ME=([d1]=192.0.2.1 [d2]=192.0.2.2) OTHER=([d1]=d2 [d2]=d1) PRIO=([d1]=200 [d2]=100)
-hbeat_conf() { # NODE DIR
-    local n=$1 d=$2 o=${OTHER[$1]}
-    cat > "$d/$n.toml" <<EOF
-node = "$n"
-cluster = "bench"
-key_file = "$tmp/authkey"
-keepalive = "20ms"
-warntime = "60ms"
-deadtime = "100ms"
-initdead = "2s"
-auto_failback = false
-socket = "$d/$n.sock"
-state_dir = "$d/$n.state"
-
-[[peer]]
-name = "$o"
-
-[[link]]
-udp = { bind = "${ME[$n]}:694", peer = "${ME[$o]}:694" }
-[[link]]
-bcast = { dev = "eth1", port = 695 }
-
-[[group]]
-name = "web"
-preferred = "d1"
-resources = ["armed:fakeip hold $VIP/24 dev eth0"]
-EOF
-}
-keepalived_conf() { # NODE DIR VIP
-    cat > "$2/$1.keepalived.conf" <<EOF
-global_defs {
-    router_id $1
-    vrrp_version 3
-}
-vrrp_instance web {
-    state $([ "$1" = d1 ] && echo MASTER || echo BACKUP)
-    interface eth0
-    virtual_router_id 51
-    priority ${PRIO[$1]}
-    advert_int 0.1
-    virtual_ipaddress {
-        $3/24 dev eth0
-    }
-}
-EOF
-}
+# shellcheck source=tests/bench-pair.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../bench-pair.sh"
 ipvs_on_both() { # DIR
     local n
     for n in d1 d2; do
@@ -159,7 +114,7 @@ ipvs_on_both() { # DIR
 start_hbeat() { # DIR
     local n
     for n in d1 d2; do
-        hbeat_conf "$n" "$1"
+        pair_hbeat_conf "$n" "$1" "$tmp/authkey" "$VIP"
         ip netns exec "$n" hbeat --config "$1/$n.toml" run > "$1/$n.hbeat.log" 2>&1 &
         echo $! > "$1/$n.hbeat.pid"
     done
@@ -172,7 +127,7 @@ hb_settled() { # DIR: d1 holds web with the VIP, d2 sees it and holds nothing
 start_keepalived() { # DIR VIP
     local n
     for n in d1 d2; do
-        keepalived_conf "$n" "$1" "$2"
+        pair_keepalived_conf "$n" "$1" "$2"
         ip netns exec "$n" "$KEEPALIVED" --vrrp --dont-fork --log-console --log-detail --use-file "$1/$n.keepalived.conf" \
             --pid "$1/$n.k.pid" --vrrp_pid "$1/$n.kv.pid" > "$1/$n.keepalived.log" 2>&1 &
     done

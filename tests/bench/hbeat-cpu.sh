@@ -67,54 +67,8 @@ hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
 
 hbeat keygen > "$WORK/authkey"
 chmod 600 "$WORK/authkey"
-declare -A ME=([d1]=192.0.2.1 [d2]=192.0.2.2) OTHER=([d1]=d2 [d2]=d1) PRIO=([d1]=200 [d2]=100)
-
-hbeat_conf() { # NODE DIR
-    local n=$1 d=$2 o=${OTHER[$1]}
-    cat > "$d/$n.toml" << EOF
-node = "$n"
-cluster = "bench"
-key_file = "$WORK/authkey"
-keepalive = "20ms"
-warntime = "60ms"
-deadtime = "100ms"
-initdead = "2s"
-auto_failback = false
-socket = "$d/$n.sock"
-state_dir = "$d/$n.state"
-
-[[peer]]
-name = "$o"
-
-[[link]]
-udp = { bind = "${ME[$n]}:694", peer = "${ME[$o]}:694" }
-[[link]]
-bcast = { dev = "eth1", port = 695 }
-
-[[group]]
-name = "web"
-preferred = "d1"
-resources = ["armed:fakeip hold $VIP/24 dev eth0"]
-EOF
-}
-keepalived_conf() { # NODE DIR
-    cat > "$2/$1.keepalived.conf" << EOF
-global_defs {
-    router_id $1
-    vrrp_version 3
-}
-vrrp_instance web {
-    state $([ "$1" = d1 ] && echo MASTER || echo BACKUP)
-    interface eth0
-    virtual_router_id 51
-    priority ${PRIO[$1]}
-    advert_int 0.1
-    virtual_ipaddress {
-        $VIP/24 dev eth0
-    }
-}
-EOF
-}
+# shellcheck source=tests/bench-pair.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../bench-pair.sh"
 hb_held() { hbeat --config "$1/$2.toml" status --json | jq -r '.held | join(",")'; }
 hb_settled() { # DIR
     [ "$(hb_held "$1" d1)" = web ] && [ "$(hb_held "$1" d2)" = "" ] && [ "$(vips d1)" = 1 ] \
@@ -141,11 +95,11 @@ turn() {
     "$T" up --hb --no-http > /dev/null
     for n in d1 d2; do
         if [ "$tool" = hbeat ]; then
-            hbeat_conf "$n" "$d"
+            pair_hbeat_conf "$n" "$d" "$WORK/authkey" "$VIP"
             # Not through x (a function: $! would be its subshell).
             ip netns exec "$TOPO_PREFIX$n" hbeat --config "$d/$n.toml" run > "$d/$n.log" 2>&1 &
         else
-            keepalived_conf "$n" "$d"
+            pair_keepalived_conf "$n" "$d" "$VIP"
             ip netns exec "$TOPO_PREFIX$n" "$KEEPALIVED" --vrrp --dont-fork --log-console --log-detail --use-file "$d/$n.keepalived.conf" \
                 --pid "$d/$n.k.pid" --vrrp_pid "$d/$n.kv.pid" > "$d/$n.keepalived.log" 2>&1 &
         fi
