@@ -3,7 +3,9 @@
 # bench/hbeat-cpu.sh): hbeat with the example's timings (keepalive 20 ms, warntime 60 ms, deadtime 100 ms),
 # a unicast UDP link on the LAN and a broadcast link on the heartbeat bridge, group `web` =
 # `armed:fakeip hold VIP/24 dev eth0` preferred on d1; keepalived VRRPv3 `advert_int 0.1` on eth0,
-# priorities 200 (d1, MASTER) and 100.
+# priorities 200 (d1, MASTER) and 100. Also the checks both benchmarks judge a turn by.
+
+PAIR_TOPO=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/topo.sh
 
 # pair_hbeat_conf NODE DIR KEY_FILE VIP: writes DIR/NODE.toml (socket and state under DIR).
 pair_hbeat_conf() {
@@ -56,4 +58,20 @@ vrrp_instance web {
     }
 }
 EOT
+}
+
+# vips NODE VIP: how many times VIP/24 is on NODE's eth0 (the topology's TOPO_PREFIX applies).
+vips() { "$PAIR_TOPO" exec "$1" ip -4 -o addr show dev eth0 | grep -c " $2/24 " || true; }
+# hb_held DIR NODE: the groups NODE's hbeat holds, comma-separated.
+hb_held() { hbeat --config "$1/$2.toml" status --json | jq -r '.held | join(",")'; }
+# hb_settled DIR [VIP]: d1 holds web with the VIP (default $VIP), d2 sees it and holds nothing.
+hb_settled() {
+    local vip=${2:-$VIP}
+    [ "$(hb_held "$1" d1)" = web ] && [ "$(hb_held "$1" d2)" = "" ] && [ "$(vips d1 "$vip")" = 1 ] \
+        && [ "$(hbeat --config "$1/d2.toml" status --json | jq -r '.groups[0].holder')" = d1 ]
+}
+# k_settled DIR VIP: keepalived's VIP on d1 only, d1 master and d2 backup by their logs.
+k_settled() {
+    [ "$(vips d1 "$2")" = 1 ] && [ "$(vips d2 "$2")" = 0 ] && grep -q 'Entering BACKUP STATE' "$1/d2.keepalived.log" \
+        && grep -q 'Entering MASTER STATE' "$1/d1.keepalived.log"
 }

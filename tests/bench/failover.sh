@@ -80,7 +80,6 @@ hz=$(getconf CLK_TCK)
 ms_between() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
 # The epoch (seconds) of a log line's leading RFC 3339 timestamp (hbeat's and fakeip's text logs).
 line_epoch() { date -d "$(awk '{ print $1; exit }' <<< "$1")" +%s.%N 2>/dev/null || echo "?"; }
-vips() { topo exec "$1" ip -4 -o addr show dev eth0 | grep -c " $2/24 " || true; }
 # is WANT CMD...: CMD prints WANT (for wait_until, which runs its command anew each time).
 is() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
 
@@ -119,11 +118,6 @@ start_hbeat() { # DIR
         echo $! > "$1/$n.hbeat.pid"
     done
 }
-hb_held() { hbeat --config "$1/$2.toml" status --json | jq -r '.held | join(",")'; }
-hb_settled() { # DIR: d1 holds web with the VIP, d2 sees it and holds nothing
-    [ "$(hb_held "$1" d1)" = web ] && [ "$(hb_held "$1" d2)" = "" ] && [ "$(vips d1 $VIP)" = 1 ] \
-        && [ "$(hbeat --config "$1/d2.toml" status --json | jq -r '.groups[0].holder')" = d1 ]
-}
 start_keepalived() { # DIR VIP
     local n
     for n in d1 d2; do
@@ -131,10 +125,6 @@ start_keepalived() { # DIR VIP
         ip netns exec "$n" "$KEEPALIVED" --vrrp --dont-fork --log-console --log-detail --use-file "$1/$n.keepalived.conf" \
             --pid "$1/$n.k.pid" --vrrp_pid "$1/$n.kv.pid" > "$1/$n.keepalived.log" 2>&1 &
     done
-}
-k_settled() { # DIR VIP
-    [ "$(vips d1 "$2")" = 1 ] && [ "$(vips d2 "$2")" = 0 ] && grep -q 'Entering BACKUP STATE' "$1/d2.keepalived.log" \
-        && grep -q 'Entering MASTER STATE' "$1/d1.keepalived.log"
 }
 
 # --- part pulls ---------------------------------------------------------------------------------

@@ -52,8 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-x() { local n=$1; shift; ip netns exec "$TOPO_PREFIX$n" "$@"; }
-vips() { x "$1" ip -4 -o addr show dev eth0 | grep -c " $VIP/24 " || true; }
 wait_until() { # SECONDS CMD...
     local end=$((SECONDS + $1)); shift
     until "$@" > /dev/null 2>&1; do
@@ -69,15 +67,6 @@ hbeat keygen > "$WORK/authkey"
 chmod 600 "$WORK/authkey"
 # shellcheck source=tests/bench-pair.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../bench-pair.sh"
-hb_held() { hbeat --config "$1/$2.toml" status --json | jq -r '.held | join(",")'; }
-hb_settled() { # DIR
-    [ "$(hb_held "$1" d1)" = web ] && [ "$(hb_held "$1" d2)" = "" ] && [ "$(vips d1)" = 1 ] \
-        && [ "$(hbeat --config "$1/d2.toml" status --json | jq -r '.groups[0].holder')" = d1 ]
-}
-k_settled() { # DIR
-    [ "$(vips d1)" = 1 ] && [ "$(vips d2)" = 0 ] && grep -q 'Entering BACKUP STATE' "$1/d2.keepalived.log" \
-        && grep -q 'Entering MASTER STATE' "$1/d1.keepalived.log"
-}
 changes() { # TOOL DIR: state-change lines in both nodes' logs
     if [ "$1" = hbeat ]; then
         cat "$2/d1.log" "$2/d2.log" | grep -cE 'peer dead|group=' || true
@@ -109,7 +98,7 @@ turn() {
     if [ "$tool" = hbeat ]; then
         wait_until 30 hb_settled "$d" || why="not settled: d1 holds '$(hb_held "$d" d1 2>&1)', d2 '$(hb_held "$d" d2 2>&1)'"
     else
-        wait_until 30 k_settled "$d" || why="not settled: the VIP on d1 $(vips d1)x, on d2 $(vips d2)x"
+        wait_until 30 k_settled "$d" $VIP || why="not settled: the VIP on d1 $(vips d1 $VIP)x, on d2 $(vips d2 $VIP)x"
         # The VRRP child's pid, not its parent's (the parent only supervises).
         wait_until 5 test -s "$d/d1.kv.pid" && wait_until 5 test -s "$d/d2.kv.pid" \
             && pids=("$(cat "$d/d1.kv.pid")" "$(cat "$d/d2.kv.pid")") \
@@ -132,7 +121,7 @@ turn() {
             why="a state change during the window: $(cat "$d"/d?.*log | grep -E 'peer dead|group=|Entering' | tail -2 | tr '\n' ' ')"
         elif [ "$tool" = hbeat ] && ! hb_settled "$d"; then
             why="no longer settled after the window"
-        elif [ "$tool" = keepalived ] && ! k_settled "$d"; then
+        elif [ "$tool" = keepalived ] && ! k_settled "$d" $VIP; then
             why="no longer settled after the window"
         else
             echo "$tool $r $(awk -v a0="${c0[0]}" -v a1="${c1[0]}" -v b0="${c0[1]}" -v b1="${c1[1]}" -v s="$w0" -v e="$w1" \

@@ -73,7 +73,7 @@
 # the other tools still run.
 #
 # Environment: ROUNDS (3), PARTS, VIRTUALS (1000), REALS (10), COLD_TOOLS (default "ldir-run
-# ldir-apply ipvsadm keepalived ldirectord"), LDIRECTORD_SHAPE (10x10), LDIRECTORD_ROUNDS (in how many of
+# ldir-apply ipvs-example ipvsadm keepalived ldirectord"), LDIRECTORD_SHAPE (10x10), LDIRECTORD_ROUNDS (in how many of
 # the rounds ldirectord runs: ROUNDS; it takes 2-5 minutes a turn), POLL_MS (20), RELOAD_POLL_MS
 # (5), CHECK_VIRTUALS (10), CHECK_REALS (100, at most 250), CHECK_INTERVAL (seconds, 2; keepalived's
 # delay_loop and delay_before_retry too; the issue says 1 s, but in this TCG VM the nginx farm serves
@@ -263,9 +263,21 @@ run_daemon() {
 
 # --- part cold ----------------------------------------------------------------------------------
 
+# timed IN OUT CMD...: CMD in the fresh namespace on CPU 0 (standard input IN, output to OUT), timed
+# directly from a shell there until it exits; sets ms and snapshots the table. 1 when CMD failed.
+timed() {
+    local in=$1 out=$2 times
+    shift 2
+    times=$(ip netns exec "$NS" "${pin[@]}" bash -c \
+        'in=$1 out=$2; shift 2; t0=$EPOCHREALTIME; "$@" < "$in" > "$out" 2>&1 || exit 1; echo "$t0 $EPOCHREALTIME"' \
+        _ "$in" "$out" "$@") || return 1
+    ms=$(ms_between $times)
+    ip netns exec "$NS" "$IPVSADM" -Sn > "$tmp/snap"
+}
+
 # cold_turn TOOL ROUND: one tool's cold start in a fresh namespace; appends its result.
 cold_turn() {
-    local tool=$1 round=$2 shape="${V}x$R" expected=$tmp/big.expected lacks times
+    local tool=$1 round=$2 shape="${V}x$R" expected=$tmp/big.expected lacks
     ms= why=
     [ "$tool" != ldirectord ] || { shape=$LD_SHAPE; expected=$tmp/ld.expected; }
     ns_fresh
@@ -277,14 +289,8 @@ cold_turn() {
                 why=$lacks
             elif [ $tool = ldir-apply ]; then
                 rm -rf "$tmp/big.ldir.state"/*
-                if times=$(ip netns exec "$NS" "${pin[@]}" bash -c \
-                    't0=$EPOCHREALTIME; "$1" --config-dir "$2" apply > "$3" 2>&1 || exit 1; echo "$t0 $EPOCHREALTIME"' \
-                    _ "$ldir" "$tmp/big.ldir" "$tmp/ldir.log"); then
-                    ms=$(ms_between $times)
-                    ip netns exec "$NS" "$IPVSADM" -Sn > "$tmp/snap"
-                else
-                    why="ldir apply failed: $(tail -3 "$tmp/ldir.log" | tr '\n' ' ')"
-                fi
+                timed /dev/null "$tmp/ldir.log" "$ldir" --config-dir "$tmp/big.ldir" apply \
+                    || why="ldir apply failed: $(tail -3 "$tmp/ldir.log" | tr '\n' ' ')"
             else
                 rm -rf "$tmp/big.ldir.state"/*
                 run_daemon "$shape" "$tmp/ldir.log" "$tmp/snap" "$ldir" --config-dir "$tmp/big.ldir" run \
@@ -292,18 +298,12 @@ cold_turn() {
             fi
             ;;
         ipvs-example)
-            times=$(ip netns exec "$NS" "${pin[@]}" bash -c \
-                't0=$EPOCHREALTIME; "$1" apply "$2" "$3" > /dev/null || exit 1; echo "$t0 $EPOCHREALTIME"' \
-                _ "$ours" "$V" "$R") || fail "ipvs apply $V $R failed"
-            ms=$(ms_between $times)
-            ip netns exec "$NS" "$IPVSADM" -Sn > "$tmp/snap"
+            timed /dev/null "$tmp/tool.out" "$ours" apply "$V" "$R" \
+                || fail "ipvs apply $V $R failed: $(tail -3 "$tmp/tool.out")"
             ;;
         ipvsadm)
-            times=$(ip netns exec "$NS" "${pin[@]}" bash -c \
-                't0=$EPOCHREALTIME; "$1" -R < "$2" || exit 1; echo "$t0 $EPOCHREALTIME"' \
-                _ "$IPVSADM" "$tmp/big.restore") || fail "ipvsadm -R failed"
-            ms=$(ms_between $times)
-            ip netns exec "$NS" "$IPVSADM" -Sn > "$tmp/snap"
+            timed "$tmp/big.restore" "$tmp/tool.out" "$IPVSADM" -R \
+                || fail "ipvsadm -R failed: $(tail -3 "$tmp/tool.out")"
             ;;
         keepalived)
             run_daemon "$shape" "$tmp/keepalived.log" "$tmp/snap" "$KEEPALIVED" --check --dont-fork --log-console \
