@@ -72,6 +72,7 @@
 //! ```
 
 mod error;
+mod fast;
 mod load;
 mod validate;
 mod values;

@@ -18,8 +18,9 @@
 //!   dumps without that, [`IpvsError::Inconsistent`]. A destinations dump walks one service's own
 //!   list and is not affected by other namespaces.
 //! - [`NetlinkIpvs::apply`] sends many requests per `send()` (chunks below the socket's send buffer),
-//!   each with `NLM_F_ACK` and its own sequence number, then reads until every request has its ACK
-//!   or error; the receive buffer is raised first (`SO_RCVBUFFORCE`, else `SO_RCVBUF`) so that a
+//!   each with its own sequence number, only the last with `NLM_F_ACK` (the kernel answers a
+//!   request without it only when it fails), then reads until that last request's ACK or error;
+//!   the receive buffer is raised first (`SO_RCVBUFFORCE`, else `SO_RCVBUF`) so that a
 //!   chunk's replies are never dropped. The kernel processes a chunk's requests in order and
 //!   independently (no transaction); after a chunk with refusals no further chunk is sent.
 //! - [`NetlinkIpvs::in_netns`] opens the socket from a short-lived thread that entered the
@@ -269,7 +270,7 @@ impl NetlinkIpvs {
     ) -> Result<Vec<Message>, IpvsError> {
         let seq = self.nl.next_seq();
         let mut out_bytes = Vec::new();
-        codec::frame(self.family, seq, true, msg, &mut out_bytes)?;
+        codec::frame(self.family, seq, codec::Ask::Dump, msg, &mut out_bytes)?;
         self.send(&out_bytes, what)?;
         let mut out = Vec::new();
         loop {
@@ -313,7 +314,7 @@ impl NetlinkIpvs {
     ) -> Result<Vec<Message>, IpvsError> {
         let seq = self.nl.next_seq();
         let mut bytes = Vec::new();
-        codec::frame(self.family, seq, false, msg, &mut bytes)?;
+        codec::frame(self.family, seq, codec::Ask::Ack, msg, &mut bytes)?;
         self.send(&bytes, what)?;
         let mut out = Vec::new();
         loop {
@@ -496,12 +497,25 @@ impl NetlinkIpvs {
         while i < ops.len() {
             bytes.clear();
             let mut pending: HashMap<u32, usize> = HashMap::new();
+            let mut last = (0, 0);
             while i < ops.len() && pending.len() < CHUNK_MESSAGES && bytes.len() < CHUNK_BYTES {
                 let seq = self.nl.next_seq();
-                codec::frame(self.family, seq, false, codec::encode(&ops[i])?, &mut bytes)?;
+                last = (seq, bytes.len());
+                codec::encode_framed(
+                    &ops[i],
+                    self.family,
+                    seq,
+                    codec::Ask::ErrorsOnly,
+                    &mut bytes,
+                )?;
                 pending.insert(seq, i);
                 i += 1;
             }
+            // Only the chunk's last request asks for an ACK: the others are answered only when
+            // they fail, and the kernel handles a send's requests in order, so the last one's
+            // answer comes after every earlier error. Saves a reply and its decoding per request.
+            let (last, at) = last;
+            codec::ask_for_ack(&mut bytes[at..]);
             self.send(
                 &bytes,
                 &format!(
@@ -513,18 +527,18 @@ impl NetlinkIpvs {
             report.sends += 1;
             let chunk = pending.len();
             let mut failed: Vec<(usize, i32)> = Vec::new();
-            while !pending.is_empty() {
+            let mut answered = false;
+            while !answered {
                 for r in self.recv("apply IPVS requests")? {
-                    match r {
-                        Reply::Ack { seq } => {
-                            pending.remove(&seq);
-                        }
-                        Reply::Error { seq, errno } => {
-                            if let Some(idx) = pending.remove(&seq) {
-                                failed.push((idx, errno));
-                            }
-                        }
-                        _ => {}
+                    let (seq, errno) = match r {
+                        Reply::Ack { seq } => (seq, 0),
+                        Reply::Error { seq, errno } => (seq, errno),
+                        _ => continue,
+                    };
+                    answered |= seq == last;
+                    // An ACK of an earlier request (not asked for) changes nothing.
+                    if let Some(idx) = pending.remove(&seq).filter(|_| errno != 0) {
+                        failed.push((idx, errno));
                     }
                 }
             }
@@ -770,6 +784,123 @@ mod tests {
             )
         );
         assert_eq!(kernel.join().unwrap().len(), 1 + DUMP_ATTEMPTS);
+    }
+
+    /// The framed messages of one datagram, whole (header included).
+    fn messages(datagram: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 16 <= datagram.len() {
+            let len = u32::from_ne_bytes(datagram[at..at + 4].try_into().unwrap()) as usize;
+            out.push(&datagram[at..at + len]);
+            at += (len + 3) & !3;
+        }
+        out
+    }
+
+    /// Four destinations to add to one service, as one chunk.
+    fn four_adds() -> Vec<Op> {
+        let key = ServiceKey::tcp("192.0.2.100:80".parse().unwrap());
+        (1..=4)
+            .map(|k| {
+                let addr = format!("192.0.2.{k}:80").parse().unwrap();
+                Op::AddDestination(key, Destination::new(addr, Forward::Route))
+            })
+            .collect()
+    }
+
+    /// A kernel answering an apply chunk as Linux does: an error for each refused request
+    /// (`refuse`: indexes), an ACK only where the request asks for one. Returns the flags seen.
+    fn answering_chunk(
+        refuse: &'static [usize],
+    ) -> (
+        NetlinkIpvs,
+        JoinHandle<Vec<u16>>,
+        std::sync::mpsc::Receiver<Vec<u16>>,
+    ) {
+        let (nl, peer) = pair();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kernel = fake_kernel(peer, 2, move |n, _, seq, req| {
+            answering_family(n, seq, req, || {
+                let mut reply = Vec::new();
+                let mut flags = Vec::new();
+                for (k, m) in messages(req).into_iter().enumerate() {
+                    let f = u16::from_ne_bytes([m[6], m[7]]);
+                    let seq = u32::from_ne_bytes(m[8..12].try_into().unwrap());
+                    flags.push(f);
+                    if refuse.contains(&k) {
+                        reply.extend_from_slice(&error_reply(seq, libc::EEXIST, m));
+                    } else if f & 4 != 0 {
+                        reply.extend_from_slice(&error_reply(seq, 0, m));
+                    }
+                }
+                let _ = tx.send(flags);
+                vec![reply]
+            })
+        });
+        (NetlinkIpvs::with_netlink(nl).unwrap(), kernel, rx)
+    }
+
+    #[test]
+    fn a_chunk_asks_an_ack_of_its_last_request_only_and_is_done_by_it() {
+        let (mut ipvs, kernel, flags) = answering_chunk(&[]);
+        let report = ipvs.apply(&four_adds()).unwrap();
+        assert_eq!((report.operations, report.sends), (4, 1));
+        // REQUEST for the first three, REQUEST | ACK for the last.
+        assert_eq!(flags.recv().unwrap(), vec![1, 1, 1, 5]);
+        kernel.join().unwrap();
+    }
+
+    #[test]
+    fn refusals_without_an_ack_asked_are_still_each_reported() {
+        let (mut ipvs, kernel, _) = answering_chunk(&[1, 3]);
+        match ipvs.apply(&four_adds()).unwrap_err() {
+            IpvsError::Apply {
+                failed,
+                applied,
+                total,
+            } => {
+                assert_eq!((applied, total), (2, 4));
+                let what: Vec<_> = failed.iter().map(|f| f.to_string()).collect();
+                assert_eq!(
+                    what,
+                    [
+                        "add destination 192.0.2.2:80 to tcp 192.0.2.100:80: already exists",
+                        "add destination 192.0.2.4:80 to tcp 192.0.2.100:80: already exists"
+                    ]
+                );
+            }
+            e => panic!("{e:?}"),
+        }
+        kernel.join().unwrap();
+    }
+
+    #[test]
+    fn the_ack_asked_for_is_set_in_place() {
+        let mut framed = Vec::new();
+        codec::frame(
+            0x1c,
+            9,
+            codec::Ask::ErrorsOnly,
+            codec::encode(&Op::Flush).unwrap(),
+            &mut framed,
+        )
+        .unwrap();
+        let mut acked = Vec::new();
+        codec::frame(
+            0x1c,
+            9,
+            codec::Ask::Ack,
+            codec::encode(&Op::Flush).unwrap(),
+            &mut acked,
+        )
+        .unwrap();
+        assert_ne!(framed, acked);
+        codec::ask_for_ack(&mut framed);
+        assert_eq!(framed, acked);
+        let mut short = vec![0u8; 5];
+        codec::ask_for_ack(&mut short);
+        assert_eq!(short, [0; 5]);
     }
 
     #[test]
