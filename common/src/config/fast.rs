@@ -5,8 +5,8 @@
 //!
 //! Why: reading 1,000 virtual-service files (10 reals each, 583 KB) cost `ldir` 64 M instructions in
 //! the toml crate's parser alone (callgrind, 110 per byte), the largest part of its cold start in the
-//! lab VM; this reader and its deserializer take a fraction of that (figures in
-//! [`super::load::parse_str`]'s comment).
+//! lab VM; with this reader first, the whole `ldir check` of them takes 62 M instead of 106 M
+//! (the reader 25 M of it).
 //!
 //! The subset, line by line (anything else makes [`parse`] decline the whole file):
 //! - blank lines and `#` comments (no control character but tab, as TOML says);
