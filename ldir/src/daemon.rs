@@ -291,7 +291,7 @@ where
     }
     let count = effects.ops.len();
     deps.ipvs
-        .apply(effects.ops.clone())
+        .apply(std::mem::take(&mut effects.ops))
         .await
         .map_err(|source| DaemonError::Kernel {
             what: "cannot program the IPVS table",
@@ -309,10 +309,7 @@ where
         cache,
         reload_refused: false,
     };
-    d.after(Effects {
-        ops: Vec::new(),
-        ..effects
-    });
+    d.after(effects);
     d.save_state();
     let (v, up, all) = d.director.counts();
     tracing::info!(virtuals = v, reals = all, operations = count, dir = %dir.display(), "table programmed; checking reals");

@@ -373,16 +373,21 @@ impl Director {
             .as_ref()
             .is_some_and(|fb| want.destinations.get(&fb.addr) == Some(fb));
         let name = v.name.clone();
-        let ops = ipvs::plan(
-            &one(Some(&want)),
-            &one(self.applied.table.services.get(&key)),
-            |_| true,
-        );
+        let mut desired = Table::new();
+        desired.services.insert(key, want);
+        let cached = self.applied.table.services.get(&key);
+        let ops = ipvs::plan(&desired, &one(cached), |_| true);
+        if cached.is_some() {
+            self.cache(&ops);
+        } else if let Some(want) = desired.services.remove(&key) {
+            // A service the cache lacks is added whole (the service, then every destination of
+            // `want`): the cache becomes `want` without replaying 11,000 operations on a cold start.
+            self.applied.table.services.insert(key, want);
+        }
         let mut effects = Effects {
             ops,
             ..Effects::default()
         };
-        self.cache(&effects.ops);
         if fallback != self.fallback_on.contains(&key) {
             if fallback {
                 self.fallback_on.insert(key);

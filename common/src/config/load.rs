@@ -156,8 +156,14 @@ pub fn load_dir<T: DeserializeOwned + Validate>(
         if name.starts_with(b".") || !name.ends_with(b".toml") {
             continue;
         }
-        // Follows symbolic links; a dangling link is kept so that reading it reports why.
-        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+        // Follows symbolic links; a dangling link is kept so that reading it reports why. The
+        // directory entry's own type spares a stat per file (1,000 files: 1,000 system calls).
+        let dir_like = match entry.file_type() {
+            Ok(t) if t.is_file() => false,
+            Ok(t) if t.is_dir() => true,
+            _ => std::fs::metadata(&path).is_ok_and(|m| m.is_dir()),
+        };
+        if dir_like {
             continue;
         }
         files.push(path);

@@ -76,6 +76,8 @@ async fn cold_start_adds_reals_at_weight_zero_then_first_results_decide() {
     let mut k = RecordingIpvs::default();
     let (mut d, e) = Director::start(web(), &BTreeSet::new(), &k.table);
     apply(&mut k, &e);
+    // The cache of a service added whole is the kernel's table, not replayed operations.
+    assert_eq!(k.table, d.applied().clone(), "the cache after the start");
     assert_eq!(
         e.ops.len(),
         1 + 11,
