@@ -127,8 +127,20 @@ vip_watch_start() {
         topo exec "$n" ip -ts -o monitor address dev eth0 > "$T/$n.addr" 2>&1 &
         VIP_WATCH[$n]=$!
     done
-    sleep 0.3
+    # Each watch must be listening before the case goes on: a marker address (a /32 of no
+    # subnet in use, at once removed) shows in its output. A fixed 0.3 s sleep once missed lb1's
+    # removal of the VIP under load (CI, 2026-12-03): a false "on both" from a deaf watch.
+    for n in d1 d2; do
+        local tries=0
+        until grep -q " $WATCH_MARK/32 " "$T/$n.addr"; do
+            [ $((tries += 1)) -le 100 ] || fail "the address watch on $n did not start in 20 s"
+            topo exec "$n" ip addr add "$WATCH_MARK/32" dev eth0
+            sleep 0.1
+            topo exec "$n" ip addr del "$WATCH_MARK/32" dev eth0
+        done
+    done
 }
+WATCH_MARK=198.18.255.254
 vip_watch_stop() {
     sleep 0.3
     kill "${VIP_WATCH[@]}" 2> /dev/null || true
