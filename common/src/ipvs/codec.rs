@@ -1440,8 +1440,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn daemons_timeouts_round_trip() {
+    /// Sync daemons: the fewest settings, all of them, an IPv4 group.
+    fn daemons() -> [SyncDaemon; 3] {
         let full = SyncDaemon {
             role: DaemonRole::Backup,
             interface: "eth0".into(),
@@ -1453,7 +1453,12 @@ mod tests {
         };
         let mut v4 = SyncDaemon::new(DaemonRole::Master, "lan0", 1);
         v4.group = Some("239.1.1.1".parse().unwrap());
-        for d in [SyncDaemon::new(DaemonRole::Master, "eth1", 255), full, v4] {
+        [SyncDaemon::new(DaemonRole::Master, "eth1", 255), full, v4]
+    }
+
+    #[test]
+    fn daemons_timeouts_round_trip() {
+        for d in daemons() {
             assert_eq!(
                 decode_daemon(&encode(&Op::StartDaemon(d.clone())).unwrap()).unwrap(),
                 d
@@ -1617,17 +1622,6 @@ mod tests {
 
     /// Every kind of operation, with every field the fixtures above vary.
     fn every_op() -> Vec<Op> {
-        let full = SyncDaemon {
-            role: DaemonRole::Backup,
-            interface: "eth0".into(),
-            sync_id: 9,
-            max_len: Some(1400),
-            group: Some("ff02::81".parse().unwrap()),
-            port: Some(8849),
-            ttl: Some(3),
-        };
-        let mut v4 = SyncDaemon::new(DaemonRole::Master, "lan0", 1);
-        v4.group = Some("239.1.1.1".parse().unwrap());
         let mut ops = Vec::new();
         for s in services() {
             ops.extend([
@@ -1644,7 +1638,7 @@ mod tests {
                 ]);
             }
         }
-        for d in [SyncDaemon::new(DaemonRole::Master, "eth1", 255), full, v4] {
+        for d in daemons() {
             ops.push(Op::StopDaemon(d.role));
             ops.push(Op::StartDaemon(d));
         }
