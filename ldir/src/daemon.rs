@@ -480,10 +480,10 @@ struct Daemon<I> {
 
 impl<I: KernelStats + Send + 'static> Daemon<I> {
     /// Applies the operations at once, then logs and runs what the effects ask for.
-    async fn apply(&mut self, effects: Effects) {
+    async fn apply(&mut self, mut effects: Effects) {
         if !effects.ops.is_empty() {
-            let ops = effects.ops.clone();
-            if let Err(e) = self.ipvs.apply(ops).await {
+            // `after` reads the transitions and fallbacks, not the operations.
+            if let Err(e) = self.ipvs.apply(std::mem::take(&mut effects.ops)).await {
                 tracing::error!(error = %e, "changing the IPVS table failed; reading the kernel's table to repair it");
                 self.director.invalidate();
                 self.reconcile_soon = Some(Instant::now() + Duration::from_secs(1));

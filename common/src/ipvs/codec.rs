@@ -329,6 +329,16 @@ fn dest_id_attrs(addr: &SocketAddr) -> Result<Vec<Nlattr<u16, Buffer>>, String> 
     ])
 }
 
+/// A tunnel's `DEST_TUN_TYPE`, `DEST_TUN_PORT` (host order here) and `DEST_TUN_FLAGS`.
+fn tunnel_fields(encap: Encap) -> (u8, u16, u16) {
+    match encap {
+        Encap::Ipip => (0, 0, 0),
+        Encap::Gue { port, checksum } => (1, port, checksum.bits()),
+        Encap::Gre { checksum } => (2, 0, checksum.bits()),
+        Encap::Other(n) => (n, 0, 0),
+    }
+}
+
 fn dest_full(d: &Destination) -> Result<Nlattr<u16, Buffer>, String> {
     let mut v = dest_id_attrs(&d.addr)?;
     v.push(attr(attr::DEST_FWD_METHOD, d.forward.method())?);
@@ -336,12 +346,7 @@ fn dest_full(d: &Destination) -> Result<Nlattr<u16, Buffer>, String> {
     v.push(attr(attr::DEST_U_THRESH, d.upper_threshold)?);
     v.push(attr(attr::DEST_L_THRESH, d.lower_threshold)?);
     if let Forward::Tunnel(encap) = d.forward {
-        let (ty, port, flags): (u8, u16, u16) = match encap {
-            Encap::Ipip => (0, 0, 0),
-            Encap::Gue { port, checksum } => (1, port, checksum.bits()),
-            Encap::Gre { checksum } => (2, 0, checksum.bits()),
-            Encap::Other(n) => (n, 0, 0),
-        };
+        let (ty, port, flags) = tunnel_fields(encap);
         v.push(attr(attr::DEST_TUN_TYPE, ty)?);
         v.push(attr(attr::DEST_TUN_PORT, port.to_be_bytes())?);
         v.push(attr(attr::DEST_TUN_FLAGS, flags)?);
@@ -519,12 +524,7 @@ fn put_dest_full(a: &mut Attrs<'_>, d: &Destination) {
         a.put(attr::DEST_U_THRESH, d.upper_threshold);
         a.put(attr::DEST_L_THRESH, d.lower_threshold);
         if let Forward::Tunnel(encap) = d.forward {
-            let (ty, port, flags): (u8, u16, u16) = match encap {
-                Encap::Ipip => (0, 0, 0),
-                Encap::Gue { port, checksum } => (1, port, checksum.bits()),
-                Encap::Gre { checksum } => (2, 0, checksum.bits()),
-                Encap::Other(n) => (n, 0, 0),
-            };
+            let (ty, port, flags) = tunnel_fields(encap);
             a.put(attr::DEST_TUN_TYPE, ty);
             a.put(attr::DEST_TUN_PORT, port.to_be_bytes());
             a.put(attr::DEST_TUN_FLAGS, flags);
